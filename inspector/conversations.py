@@ -45,12 +45,22 @@ class Message:
     trainable: bool | None = None
     loss_weight: float | None = None
 
-    def to_template_dict(self) -> dict[str, Any]:
-        """The dict a chat template sees: role, content, and the optional fields that are set."""
-        out: dict[str, Any] = {"role": self.role, "content": self.content}
+    def to_template_dict(self, tool_calls_as_text: bool = False) -> dict[str, Any]:
+        """The dict a chat template sees: role, content, and the optional fields that are set.
+
+        ``tool_calls_as_text``: for templates that never read ``tool_calls``, a call-only message gets the calls
+        as JSON content, so the call is still rendered (and trained) instead of vanishing.
+        """
+        content = self.content
+        if tool_calls_as_text and self.tool_calls and not content:
+            import json
+
+            calls = [c.get("function", c) if isinstance(c, dict) else c for c in self.tool_calls]
+            content = json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False)
+        out: dict[str, Any] = {"role": self.role, "content": content}
         if self.reasoning is not None:
             out["reasoning_content"] = self.reasoning
-        if self.tool_calls:
+        if self.tool_calls and not tool_calls_as_text:
             out["tool_calls"] = self.tool_calls
         if self.name is not None:
             out["name"] = self.name
@@ -67,8 +77,8 @@ class Conversation:
     source: Source | None = None
     format: str | None = None  # the detected input format: "messages", "sharegpt", "prompt_completion", "alpaca"
 
-    def template_messages(self) -> list[dict[str, Any]]:
-        return [m.to_template_dict() for m in self.messages]
+    def template_messages(self, tool_calls_as_text: bool = False) -> list[dict[str, Any]]:
+        return [m.to_template_dict(tool_calls_as_text) for m in self.messages]
 
 
 @dataclass

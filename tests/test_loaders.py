@@ -1,0 +1,711 @@
+"""loaders: every format normalizes to the exact messages, every bad record gets its own reason, nothing is lost.
+
+The invariant checked throughout: conversations + rejected == number of input records.
+Tests over LLaMA-Factory's demo files need SFT_CORPUS (the ``corpus`` fixture in conftest.py skips without it).
+"""
+
+from __future__ import annotations
+
+import doctest
+import json
+import tracemalloc
+import types
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inspector import loaders
+from inspector.constants import ROLES
+from inspector.conversations import Conversation, Message, Rejected, Source
+from inspector.errors import DataError, RecordError
+from inspector.loaders import detect_format, iter_records, load_data, load_text, normalize_record
+
+
+def pairs(conv: Conversation) -> list[tuple[str, str]]:
+    return [(m.role, m.content) for m in conv.messages]
+
+
+def write_jsonl(path, records) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+
+GOOD = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
+
+
+# --------------------------------------------------------------------------------------------- each format
+
+
+def test_doctests_in_loaders_hold():
+    result = doctest.testmod(loaders)
+    assert result.attempted > 10 and result.failed == 0
+
+
+def test_openai_messages_with_tools_reasoning_and_tool_calls():
+    call = {"type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}
+    record = {
+        "id": 42,
+        "tools": json.dumps([{"type": "function", "function": {"name": "add", "parameters": {}}}]),
+        "messages": [
+            {"role": "system", "content": "Use tools."},
+            {"role": "user", "content": "1+2?"},
+            {"role": "assistant", "content": None, "tool_calls": [call], "reasoning_content": "Add them."},
+            {"role": "tool", "content": "3", "name": "add"},
+            {"role": "assistant", "content": "3", "weight": 1},
+        ],
+    }
+    conv = normalize_record(record)
+    assert conv.format == "messages" and conv.id == "42" and conv.source is None
+    assert conv.tools == [{"type": "function", "function": {"name": "add", "parameters": {}}}]
+    assert conv.messages == [
+        Message("system", "Use tools."),
+        Message("user", "1+2?"),
+        Message("assistant", "", reasoning="Add them.", tool_calls=[call]),  # passed through as given
+        Message("tool", "3", name="add"),
+        Message("assistant", "3", trainable=True),
+    ]
+    assert conv.template_messages()[2] == {"role": "assistant", "content": "", "reasoning_content": "Add them.",
+                                           "tool_calls": [call]}
+
+
+@pytest.mark.parametrize("key", ["reasoning_content", "reasoning", "thinking"])
+def test_reasoning_field_names(key):
+    conv = normalize_record({"messages": [{"role": "user", "content": "q"},
+                                          {"role": "assistant", "content": "a", key: "think"}]})
+    assert conv.messages[1].reasoning == "think"
+
+
+@pytest.mark.parametrize("key", ["conversation", "conversations"])
+def test_conversations_key_with_role_content_is_messages_format(key):
+    conv = normalize_record({key: GOOD["messages"]})
+    assert conv.format == "messages" and pairs(conv) == [("user", "Hi"), ("assistant", "Hello!")]
+
+
+def test_sharegpt_with_system_function_call_and_observation():
+    record = {
+        "system": "You are helpful.",
+        "tools": '[{"name": "search", "description": "Search", "parameters": {"type": "object"}}]',
+        "conversations": [
+            {"from": "human", "value": "Find cats"},
+            {"from": "function_call", "value": '{"name": "search", "arguments": {"q": "cats"}}'},
+            {"from": "observation", "value": '{"hits": 3}'},
+            {"from": "gpt", "value": "Found 3."},
+        ],
+    }
+    conv = normalize_record(record, source=Source("data/glaive.json", row=5), index=5)
+    assert conv.format == "sharegpt" and conv.id == "glaive-5"
+    assert conv.tools == [{"name": "search", "description": "Search", "parameters": {"type": "object"}}]
+    assert conv.messages == [
+        Message("system", "You are helpful."),
+        Message("user", "Find cats"),
+        Message("assistant", "",  # a parsed call becomes structured tool_calls, not content too
+                tool_calls=[{"type": "function", "function": {"name": "search", "arguments": {"q": "cats"}}}]),
+        Message("tool", '{"hits": 3}'),
+        Message("assistant", "Found 3."),
+    ]
+
+
+def test_sharegpt_function_call_variants():
+    record = {"conversations": [
+        {"from": "human", "value": "x"},
+        {"from": "function_call", "value": "not json at all"},  # kept as content, no tool_calls
+        {"from": "tool", "value": "r"},
+        {"from": "function_call", "value": '[{"name": "a", "arguments": "{\\"x\\": 1}"}, {"name": "b"}]'},
+    ]}
+    m = normalize_record(record).messages
+    assert (m[1].role, m[1].content, m[1].tool_calls) == ("assistant", "not json at all", None)
+    assert m[2].role == "tool"
+    assert m[3].tool_calls == [{"type": "function", "function": {"name": "a", "arguments": {"x": 1}}},
+                               {"type": "function", "function": {"name": "b", "arguments": {}}}]
+
+
+def test_sharegpt_items_under_messages_key_and_system_already_leading():
+    record = {"system": "S", "messages": [{"from": "system", "value": "S"}, {"from": "human", "value": "u"},
+                                          {"from": "gpt", "value": "a"}]}
+    conv = normalize_record(record)
+    assert conv.format == "sharegpt"
+    assert pairs(conv) == [("system", "S"), ("user", "u"), ("assistant", "a")]  # not doubled
+
+
+def test_prompt_completion_strings_with_system():
+    conv = normalize_record({"prompt": "2+2=", "completion": "4", "system": "Math."})
+    assert conv.format == "prompt_completion"
+    assert pairs(conv) == [("system", "Math."), ("user", "2+2="), ("assistant", "4")]
+
+
+def test_prompt_completion_conversational():
+    record = {"prompt": [{"role": "system", "content": "S"}, {"role": "user", "content": "u"}],
+              "completion": [{"role": "assistant", "content": "a"}]}
+    assert pairs(normalize_record(record)) == [("system", "S"), ("user", "u"), ("assistant", "a")]
+
+
+def test_alpaca_input_history_system():
+    record = {"instruction": "Translate", "input": "chat", "output": "cat", "system": "Be exact.",
+              "history": [["hi", "hello"], ["how are you", "fine"]]}
+    conv = normalize_record(record)
+    assert conv.format == "alpaca"
+    assert pairs(conv) == [("system", "Be exact."), ("user", "hi"), ("assistant", "hello"),
+                           ("user", "how are you"), ("assistant", "fine"),
+                           ("user", "Translate" + loaders.ALPACA_INPUT_SEPARATOR + "chat"), ("assistant", "cat")]
+    assert loaders.ALPACA_INPUT_SEPARATOR == "\n"  # LLaMA-Factory: "\n".join([instruction, input])
+
+
+def test_alpaca_without_input():
+    for extra in ({}, {"input": ""}, {"input": None}):
+        conv = normalize_record({"instruction": "Say hi", "output": "hi", **extra})
+        assert pairs(conv) == [("user", "Say hi"), ("assistant", "hi")]
+
+
+def test_list_of_parts_text_value_reasoning_and_tool_call():
+    record = {"messages": [
+        {"role": "user", "content": [{"type": "text", "text": "Hello "}, {"type": "text", "value": "there"}]},
+        {"role": "assistant", "content": [
+            {"type": "reasoning", "value": "Think "}, {"type": "reasoning", "text": "more"},
+            {"type": "tool_call", "value": '{"name": "f", "arguments": {"k": 1}}'},
+            {"type": "tool_call", "value": {"name": "g", "arguments": "{}"}},
+        ]},
+        {"role": "tool", "content": [{"type": "text", "value": "ok"}]},
+        {"role": "assistant", "content": [{"type": "text", "value": "Done"}]},
+    ]}
+    m = normalize_record(record).messages
+    assert m[0] == Message("user", "Hello there")
+    assert m[1] == Message("assistant", "", reasoning="Think more", tool_calls=[
+        {"type": "function", "function": {"name": "f", "arguments": {"k": 1}}},
+        {"type": "function", "function": {"name": "g", "arguments": {}}},
+    ])
+    assert (m[2].role, m[2].content, m[3].content) == ("tool", "ok", "Done")
+
+
+def test_per_message_loss_weight_and_train_flags():
+    record = {"messages": [
+        {"role": "user", "content": "a", "loss_weight": 0.0},
+        {"role": "assistant", "content": "b", "loss_weight": 1.0},
+        {"role": "assistant", "content": "c", "loss_weight": 0.5, "train": True},
+        {"role": "user", "content": "d", "train": False},
+        {"role": "assistant", "content": "e", "trainable": True},
+        {"role": "assistant", "content": "f", "weight": 0},
+        {"role": "assistant", "content": "g"},
+    ]}
+    m = normalize_record(record).messages
+    assert [(x.trainable, x.loss_weight) for x in m] == [
+        (False, 0.0), (True, 1.0), (True, 0.5), (False, None), (True, None), (False, None), (None, None)]
+
+
+@pytest.mark.parametrize("raw, role", [
+    ("human", "user"), ("user", "user"), ("gpt", "assistant"), ("assistant", "assistant"), ("model", "assistant"),
+    ("bot", "assistant"), ("system", "system"), ("tool", "tool"), ("function", "tool"), ("observation", "tool"),
+    ("ipython", "tool"), ("Human", "user"),
+])
+def test_role_aliases(raw, role):
+    conv = normalize_record({"messages": [{"role": raw, "content": "x"}]})
+    assert conv.messages[0].role == role and conv.messages[0].name is None
+
+
+def test_tool_alias_keeps_name_only_when_given():
+    conv = normalize_record({"messages": [{"role": "function", "content": "3", "name": "add"}]})
+    assert (conv.messages[0].role, conv.messages[0].name) == ("tool", "add")
+
+
+@pytest.mark.parametrize("record, expected", [
+    ({"id": "abc", **GOOD}, "abc"),
+    ({"conversation_id": 7, **GOOD}, "7"),
+    ({"uuid": "u-1", **GOOD}, "u-1"),
+    (GOOD, "chat-3"),
+])
+def test_conversation_id(record, expected):
+    assert normalize_record(record, source=Source("/x/chat.jsonl", line=4), index=3).id == expected
+
+
+def test_conversation_id_without_source():
+    assert normalize_record(GOOD, index=9).id == "record-9"
+
+
+def test_explicit_format_overrides_detection():
+    record = {"conversations": [{"role": "user", "content": "u"}], "instruction": "i", "output": "o"}
+    assert normalize_record(record).format == "messages"
+    conv = normalize_record(record, fmt="alpaca")
+    assert conv.format == "alpaca" and pairs(conv) == [("user", "i"), ("assistant", "o")]
+    with pytest.raises(RecordError, match="alpaca record has no 'instruction'"):
+        normalize_record(GOOD, fmt="alpaca")
+    with pytest.raises(DataError, match="unknown format 'csv'"):
+        normalize_record(GOOD, fmt="csv")
+
+
+@pytest.mark.parametrize("record, fmt", [
+    (GOOD, "messages"),
+    ({"messages": [{"from": "human", "value": "x"}]}, "sharegpt"),
+    ({"conversations": [{"from": "human", "value": "x"}]}, "sharegpt"),
+    ({"conversations": []}, "sharegpt"),
+    ({"prompt": "p", "completion": "c"}, "prompt_completion"),
+    ({"instruction": "i", "input": "", "output": "o"}, "alpaca"),
+])
+def test_detect_format(record, fmt):
+    assert detect_format(record) == fmt
+
+
+def test_detect_format_nothing_matches():
+    with pytest.raises(RecordError, match=r"^record has none of the keys messages, conversations, prompt/completion, "
+                                          r"instruction/output \(keys found: text, label\)$"):
+        detect_format({"text": "raw", "label": 1})
+    with pytest.raises(RecordError, match="record is an array, expected a JSON object"):
+        detect_format([1, 2])
+
+
+# --------------------------------------------------------------------------------------------- bad records
+
+
+def msgs(*items):
+    return {"messages": list(items)}
+
+
+U = {"role": "user", "content": "u"}
+A = {"role": "assistant", "content": "a"}
+
+BAD_RECORDS = [
+    (msgs(U, A, {"role": "narrator", "content": "x"}),
+     "message 2 has unknown role 'narrator' (expected one of system, user, assistant, tool or their ShareGPT names)"),
+    (msgs(U, A, {"role": "user", "content": [{"type": "image", "url": "x.png"}]}),
+     "unsupported content part type 'image' in message 2"),
+    (msgs({"role": "system", "content": "s"}, U, A, {"role": "user", "content": None}),
+     "message 3 (user) has no content"),
+    (msgs(U, {"role": "assistant"}), "message 1 (assistant) has no content"),
+    (msgs(U, {"role": "assistant", "content": 5}),
+     "message 1 (assistant) content is a number, expected a string or a list of parts"),
+    (msgs(U, {"role": "assistant", "content": {"type": "text", "text": "a"}}),
+     "message 1 (assistant) content is an object, expected a string or a list of parts"),
+    (msgs(U, "hello"), "message 1 is a string, expected an object with a role and content"),
+    (msgs({"content": "x"}), "message 0 has no role (expected a 'role' or 'from' key)"),
+    (msgs({"role": 3, "content": "x"}), "message 0 role is a number, expected a string"),
+    (msgs(U, {"role": "assistant", "content": [{"type": "text", "text": 1}]}),
+     "message 1 content part 0 (text) has a number as its text, expected a string"),
+    (msgs(U, {"role": "assistant", "content": [7]}),
+     'message 1 content part 0 is a number, expected an object like {"type": "text", ...}'),
+    (msgs(U, {"role": "assistant", "content": [{"type": "tool_call", "value": "nope"}]}),
+     "message 1 content part 0 (tool_call) is not a JSON object with a 'name'"),
+    (msgs(U, {"role": "assistant", "content": "a", "tool_calls": {"name": "f"}}),
+     "message 1 tool_calls is an object, expected an array of calls"),
+    (msgs(U, {"role": "assistant", "content": "a", "loss_weight": "1"}),
+     "message 1 loss_weight is a string, expected a number"),
+    (msgs(U, {"role": "assistant", "content": "a", "train": "yes"}),
+     "message 1 train is a string, expected true or false"),
+    (msgs(U, {"role": "assistant", "content": "a", "loss_weight": 0.0, "train": True}),
+     "message 1 has conflicting training flags (loss_weight says do not train, train says train)"),
+    (msgs(U, {"role": "assistant", "content": "a", "name": 1}), "message 1 name is a number, expected a string"),
+    ({"messages": "hi"}, "'messages' is a string, expected a list of messages"),
+    ({"messages": []}, "no messages"),
+    ({**GOOD, "tools": "[{oops"},
+     "tools is not valid JSON (Expecting property name enclosed in double quotes: column 3)"),
+    ({**GOOD, "tools": {"name": "f"}}, "tools is an object, expected a list of tool schemas"),
+    ({"conversations": [{"from": "human", "value": "u"}], "system": ["s"]}, "system is an array, expected a string"),
+    ({"system": "A", "conversations": [{"from": "system", "value": "B"}]},
+     "record has both a 'system' field and a different leading system message; keep one"),
+    ({"prompt": "p"}, "record has 'prompt' but no 'completion'"),
+    ({"prompt": "p", "chosen": "c", "rejected": "r"},
+     "record has 'prompt' but no 'completion' (preference data with chosen/rejected is not supported)"),
+    ({"prompt": 1, "completion": "c"}, "prompt is a number, expected a string or a list of messages"),
+    ({"prompt": [{"role": "user"}], "completion": "c"}, "prompt message 0 (user) has no content"),
+    ({"instruction": "i"}, "alpaca record has no 'output'"),
+    ({"instruction": "i", "output": 3}, "output is a number, expected a string"),
+    ({"instruction": "i", "output": "o", "history": [["only one"]]},
+     "history item 0 is not a [user, assistant] pair of strings"),
+    ({"text": "raw"}, "record has none of the keys messages, conversations, prompt/completion, instruction/output "
+                      "(keys found: text)"),
+    ("just a string", "record is a string, expected a JSON object"),
+]
+
+
+@pytest.mark.parametrize("record, reason", BAD_RECORDS)
+def test_bad_record_reason(record, reason):
+    with pytest.raises(RecordError) as info:
+        normalize_record(record)
+    assert str(info.value) == reason
+
+
+def test_every_bad_message_is_reported():
+    record = msgs({"role": "narrator", "content": "x"}, U, {"role": "user", "content": None})
+    [rejected] = load_data([record]).rejected
+    assert rejected.reasons == [
+        "message 0 has unknown role 'narrator' (expected one of system, user, assistant, tool or their ShareGPT names)",
+        "message 2 (user) has no content",
+    ]
+
+
+def test_bad_records_rejected_good_ones_kept_in_memory():
+    records = [GOOD] + [r for r, _ in BAD_RECORDS] + [{"prompt": "p", "completion": "c"}]
+    result = load_data(records)
+    assert result.total == len(records)
+    last = len(records) - 1
+    assert [c.source for c in result.conversations] == [Source("<memory>", row=0), Source("<memory>", row=last)]
+    assert [r.reasons for r in result.rejected] == [[reason] for _, reason in BAD_RECORDS]
+    assert result.rejected[0].id == "memory-1" and result.rejected[0].record is BAD_RECORDS[0][0]
+
+
+# --------------------------------------------------------------------------------------------- files
+
+
+def test_jsonl_with_every_kind_of_bad_line(tmp_path):
+    lines = [
+        json.dumps({"id": "good-1", **GOOD}).encode(),                                   # line 1
+        b"",                                                                             # line 2: blank, skipped
+        b'{"messages": [{"role": "user", "content": "hi"} {"role": "assistant"}]}',      # line 3: bad JSON
+        '{"prompt": "caf\u00e9", "completion": "ok"}'.encode("latin-1"),                 # line 4: not UTF-8
+        json.dumps({"id": "r-role", "messages": [U, {"role": "narrator", "content": "x"}]}).encode(),  # 5
+        json.dumps({"messages": [U, {"role": "assistant", "content": None}]}).encode(),  # line 6
+        json.dumps({"messages": [U, {"role": "assistant", "content": 12}]}).encode(),    # line 7
+        b"   ",                                                                          # line 8: blank
+        json.dumps({"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]}).encode(),
+        json.dumps({"instruction": "i", "output": "o"}).encode(),                        # line 10, no final newline
+    ]
+    path = tmp_path / "mixed.jsonl"
+    path.write_bytes(b"\r\n".join(lines[:4]) + b"\r\n" + b"\n".join(lines[4:]))
+
+    items = list(iter_records(path))
+    assert len(items) == 8  # blank lines are not records
+    result = load_data(path)
+    assert result.total == 8 and len(result.conversations) == 3 and len(result.rejected) == 5
+    assert [c.id for c in result.conversations] == ["good-1", "mixed-6", "mixed-7"]
+    assert [c.source.line for c in result.conversations] == [1, 9, 10]
+    assert [c.format for c in result.conversations] == ["messages", "sharegpt", "alpaca"]
+    assert result.format == "messages"  # ties go to the first seen
+
+    bad = {r.source.line: r for r in result.rejected}
+    assert sorted(bad) == [3, 4, 5, 6, 7]
+    assert bad[3].reasons == ["line 3: invalid JSON (Expecting ',' delimiter: column 49)"]
+    assert bad[3].record == lines[2].decode() and bad[3].id == "mixed-1"
+    assert bad[4].reasons == ["line 4: not valid UTF-8 (byte 0xe9 at column 16)"]
+    assert bad[4].record == '{"prompt": "caf\ufffd", "completion": "ok"}'
+    assert bad[5].id == "r-role" and bad[5].reasons == [
+        "message 1 has unknown role 'narrator' (expected one of system, user, assistant, tool or their ShareGPT names)"]
+    assert bad[5].record == {"id": "r-role", "messages": [U, {"role": "narrator", "content": "x"}]}
+    assert bad[6].reasons == ["message 1 (assistant) has no content"]
+    assert bad[7].reasons == ["message 1 (assistant) content is a number, expected a string or a list of parts"]
+    assert bad[7].to_dict()["source"] == f"{path}:line 7"
+
+
+def test_jsonl_with_bom_and_ndjson_extension(tmp_path):
+    path = tmp_path / "x.ndjson"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\n")
+    result = load_data(path)
+    assert len(result.conversations) == 1 and not result.rejected
+
+
+def test_json_list_dict_container_and_single_record(tmp_path):
+    (tmp_path / "list.json").write_text(json.dumps([GOOD, {"text": "x"}, GOOD]))
+    result = load_data(tmp_path / "list.json")
+    assert (len(result.conversations), len(result.rejected)) == (2, 1)
+    assert result.rejected[0].source == Source(str(tmp_path / "list.json"), row=1)
+    assert result.rejected[0].id == "list-1"
+    for key in ("data", "train", "examples"):
+        (tmp_path / f"{key}.json").write_text(json.dumps({key: [GOOD, GOOD, GOOD]}))
+        assert len(load_data(tmp_path / f"{key}.json").conversations) == 3
+    (tmp_path / "one.json").write_text(json.dumps({"prompt": "p", "completion": "c"}))
+    [conv] = load_data(tmp_path / "one.json").conversations
+    assert conv.id == "one-0" and conv.source == Source(str(tmp_path / "one.json"), row=0)
+
+
+def test_truncated_json_raises_data_error_naming_file(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps([GOOD, GOOD])[:-20])
+    with pytest.raises(DataError) as info:
+        iter_records(path)
+    message = str(info.value)
+    assert str(path) in message and "line 1, column" in message and "truncated" in message
+    with pytest.raises(DataError, match="broken.json"):
+        load_data(path)
+
+
+def test_invalid_json_in_the_middle(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('[\n  {"messages": []},\n  {"messages": [] oops}\n]')
+    with pytest.raises(DataError, match=r"bad\.json is not valid JSON: Expecting ',' delimiter at line 3, column 19$"):
+        iter_records(path)
+
+
+def test_json_scalar_empty_and_non_utf8(tmp_path):
+    (tmp_path / "n.json").write_text("42")
+    with pytest.raises(DataError, match="top-level JSON value is a number"):
+        load_data(tmp_path / "n.json")
+    (tmp_path / "e.json").write_text("  \n")
+    with pytest.raises(DataError, match="e.json is empty"):
+        load_data(tmp_path / "e.json")
+    (tmp_path / "l.json").write_bytes(b'[{"prompt": "caf\xe9"}]')
+    with pytest.raises(DataError, match="l.json is not UTF-8"):
+        load_data(tmp_path / "l.json")
+
+
+def test_json_lines_named_json_are_read_as_lines(tmp_path):
+    path = tmp_path / "lines.json"
+    path.write_text(json.dumps(GOOD) + "\n" + "{bad\n" + json.dumps(GOOD) + "\n")
+    result = load_data(path)
+    assert (len(result.conversations), len(result.rejected)) == (2, 1)
+    assert result.rejected[0].source == Source(str(path), line=2)
+
+
+def test_missing_path_unknown_extension_unknown_format(tmp_path):
+    with pytest.raises(DataError, match=r"^data file not found: .*nope\.jsonl$"):
+        iter_records(tmp_path / "nope.jsonl")
+    (tmp_path / "d.csv").write_text("a,b\n")
+    with pytest.raises(DataError, match=r"unsupported file type '\.csv' .*\.jsonl, \.ndjson, \.json, \.parquet"):
+        load_data(tmp_path / "d.csv")
+    (tmp_path / "ok.jsonl").write_text(json.dumps(GOOD))
+    with pytest.raises(DataError, match="unknown format 'chatml'"):
+        load_data(tmp_path / "ok.jsonl", fmt="chatml")
+
+
+def test_parquet_round_trip(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    records = [
+        {"id": "p0", "messages": [
+            {"role": "user", "content": "What is 2+2?"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"type": "function", "function": {"name": "add", "arguments": '{"a": 2, "b": 2}'}}]},
+            {"role": "tool", "content": "4", "name": "add"},
+            {"role": "assistant", "content": "4", "loss_weight": 1.0},
+        ], "tools": '[{"name": "add"}]'},
+        {"id": "p1", "messages": [{"role": "user", "content": "hi"}, {"role": "narrator", "content": "x"}],
+         "tools": ""},
+        {"id": "p2", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hey"}],
+         "tools": None},
+    ] * 700  # 2100 rows: more than one batch
+    path = tmp_path / "chat.parquet"
+    pq.write_table(pa.Table.from_pylist(records), path, row_group_size=500)
+
+    result = load_data(path)
+    assert result.total == 2100 and len(result.rejected) == 700
+    first = result.conversations[0]
+    assert first.id == "p0" and first.source == Source(str(path), row=0) and first.tools == [{"name": "add"}]
+    # Parquet gives every struct every key (missing ones are None): they must read as absent.
+    assert first.messages == [
+        Message("user", "What is 2+2?"),
+        Message("assistant", "", tool_calls=[
+            {"type": "function", "function": {"name": "add", "arguments": '{"a": 2, "b": 2}'}}]),
+        Message("tool", "4", name="add"),
+        Message("assistant", "4", trainable=True, loss_weight=1.0),
+    ]
+    assert result.rejected[0].source == Source(str(path), row=1)
+    assert result.rejected[-1].source.row == 2098
+    assert [m.content for m in result.conversations[-1].messages] == ["hi", "hey"]
+    limited = load_data(path, limit=5)
+    assert (limited.total, len(limited.conversations)) == (5, 3)  # p0 p1 p2 p0 p1
+
+
+def test_damaged_parquet(tmp_path):
+    path = tmp_path / "bad.parquet"
+    path.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(DataError, match="bad.parquet is not a readable Parquet file"):
+        iter_records(path)
+
+
+def test_save_to_disk_dataset_and_dataset_dict(tmp_path):
+    import datasets
+
+    rows = [{"conversations": [{"from": "human", "value": f"q{i}"}, {"from": "gpt", "value": f"a{i}"}],
+             "system": "S" if i % 2 else ""} for i in range(5)]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "ds"))
+    result = load_data(tmp_path / "ds")
+    assert result.total == 5 and not result.rejected and result.format == "sharegpt"
+    assert pairs(result.conversations[1]) == [("system", "S"), ("user", "q1"), ("assistant", "a1")]
+    assert pairs(result.conversations[0]) == [("user", "q0"), ("assistant", "a0")]
+    assert result.conversations[4].source == Source(str(tmp_path / "ds"), row=4)
+    assert result.conversations[4].id == "ds-4"
+
+    other = datasets.Dataset.from_list([{"prompt": "p", "completion": "c"}])
+    datasets.DatasetDict({"validation": other, "train": datasets.Dataset.from_list(rows)}).save_to_disk(
+        str(tmp_path / "dd"))
+    assert load_data(tmp_path / "dd").total == 5  # the train split
+    datasets.DatasetDict({"test": other}).save_to_disk(str(tmp_path / "dt"))
+    assert load_data(tmp_path / "dt").format == "prompt_completion"  # no train split: the first
+
+
+def test_folder_of_files_in_sorted_order(tmp_path):
+    write_jsonl(tmp_path / "b.jsonl", [{"prompt": "b", "completion": "1"}, {"text": "bad"}])
+    (tmp_path / "a.json").write_text(json.dumps([{"prompt": "a", "completion": "1"}]))
+    (tmp_path / "notes.txt").write_text("ignored")
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"mydata": {"file_name": "a.json"}}))  # LLaMA-Factory config
+    result = load_data(tmp_path)
+    assert [c.id for c in result.conversations] == ["a-0", "b-0"] and result.rejected[0].id == "b-1"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="folder with no"):
+        load_data(tmp_path / "empty")
+
+
+# --------------------------------------------------------------------------------------------- load_data / load_text
+
+
+def test_load_data_limit_and_format_vote(tmp_path):
+    path = tmp_path / "big.jsonl"
+    write_jsonl(path, [{"prompt": "p", "completion": "c"}] * 3 + [GOOD] * 5)
+    assert load_data(path).format == "messages"
+    limited = load_data(path, limit=4)
+    assert limited.total == 4 and limited.format == "prompt_completion"
+    assert load_data(path, limit=0).total == 0
+    assert load_data(path, fmt="messages").rejected[0].reasons == ["record has no 'messages' or 'conversations' list"]
+    assert load_data([]).format is None
+    assert load_data(GOOD).total == 1  # one record dict
+
+
+def test_load_text_json_and_jsonl():
+    result = load_text(json.dumps([GOOD, {"text": "x"}]))
+    assert result.total == 2 and result.conversations[0].source == Source("<pasted>", row=0)
+    assert result.rejected[0].id == "pasted-1"
+    jsonl = json.dumps(GOOD) + "\n\n" + '{"messages": [}' + "\n" + json.dumps({"prompt": "a", "completion": "b"})
+    result = load_text(jsonl, name="<clipboard>")
+    assert result.total == 3 and [c.source.line for c in result.conversations] == [1, 4]
+    assert result.rejected[0].reasons == ["line 3: invalid JSON (Expecting value: column 15)"]
+    assert result.conversations[0].id == "clipboard-0"
+    assert load_text(json.dumps(GOOD)).total == 1
+    assert load_text('{"prompt": "a\u2028b", "completion": "c"}\n' + json.dumps(GOOD)).total == 2
+
+
+def test_load_text_broken_json_and_empty():
+    with pytest.raises(DataError, match=r"<pasted> is not valid JSON: .*truncated"):
+        load_text('[{"messages": [{"role": "user", "content": "hi"}')
+    with pytest.raises(DataError, match="is not valid JSON"):
+        load_text('{\n  "messages": [\n    {"role": "user", "content": "hi"}\n  ]\n')
+    with pytest.raises(DataError, match="empty"):
+        load_text("  \n ")
+
+
+# --------------------------------------------------------------------------------------------- streaming, invariants
+
+
+def test_jsonl_is_streamed(tmp_path):
+    path = tmp_path / "big.jsonl"
+    record = {"messages": [{"role": "user", "content": "x" * 400}, {"role": "assistant", "content": "y" * 400}]}
+    with open(path, "w") as f:
+        for i in range(6000):
+            f.write(json.dumps({"id": i, **record}) + "\n")
+    assert path.stat().st_size > 5_000_000
+    items = iter_records(path)
+    assert isinstance(items, types.GeneratorType)
+    tracemalloc.start()
+    count = sum(1 for _ in items)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert count == 6000 and peak < 1_000_000, peak
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+ROLE_NAMES = st.sampled_from(sorted(loaders.ROLE_ALIASES) + ["narrator", ""])
+PART = st.fixed_dictionaries({"type": st.sampled_from(["text", "reasoning", "tool_call", "image"]),
+                              "value": st.text(max_size=5) | JSON_VALUES})
+MESSAGE = st.fixed_dictionaries(
+    {"role": ROLE_NAMES},
+    optional={"content": st.text(max_size=5) | st.none() | st.lists(PART, max_size=3) | JSON_VALUES,
+              "tool_calls": JSON_VALUES, "loss_weight": JSON_VALUES, "name": JSON_VALUES, "train": JSON_VALUES},
+)
+RECORD = st.one_of(
+    JSON_VALUES,
+    st.fixed_dictionaries({"messages": st.lists(MESSAGE, max_size=4)}, optional={"tools": JSON_VALUES}),
+    st.fixed_dictionaries({"conversations": st.lists(MESSAGE, max_size=4)}, optional={"system": JSON_VALUES}),
+    st.fixed_dictionaries({"prompt": JSON_VALUES | st.text(), "completion": JSON_VALUES | st.lists(MESSAGE)}),
+    st.fixed_dictionaries({"instruction": JSON_VALUES | st.text()},
+                          optional={"input": JSON_VALUES, "output": JSON_VALUES | st.text(), "history": JSON_VALUES}),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(RECORD)
+def test_normalize_only_ever_raises_record_error(record):
+    try:
+        conv = normalize_record(record)
+    except RecordError as e:
+        assert str(e)
+        return
+    assert conv.messages and all(m.role in ROLES and isinstance(m.content, str) for m in conv.messages)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(RECORD, max_size=8))
+def test_count_invariant(records):
+    result = load_data(records)
+    assert len(result.conversations) + len(result.rejected) == len(records)
+    assert all(isinstance(r, Rejected) and r.reasons for r in result.rejected)
+
+
+# --------------------------------------------------------------------------------------------- the real corpus
+
+
+CORPUS_FILES = {
+    "glaive_toolcall_en_demo.json": (300, "sharegpt"),
+    "v1_sft_demo.jsonl": (500, "messages"),
+    "reason_tool_use_demo_50.jsonl": (50, "messages"),
+    "alpaca_en_demo.json": (999, "alpaca"),
+    "identity.json": (91, "alpaca"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS_FILES))
+def test_corpus_file_fully_accepted(corpus, name):
+    count, fmt = CORPUS_FILES[name]
+    result = load_data(corpus / "data" / name)
+    assert result.rejected == [] and len(result.conversations) == count and result.format == fmt
+    assert all(m.role in ROLES for c in result.conversations for m in c.messages)
+
+
+def test_corpus_glaive(corpus):
+    convs = load_data(corpus / "data" / "glaive_toolcall_en_demo.json").conversations
+    first = convs[0]
+    assert first.id == "glaive_toolcall_en_demo-0"
+    assert first.tools and all(isinstance(t, dict) for t in first.tools) and first.tools[0]["name"] == "search_recipes"
+    assert [m.role for m in first.messages][:6] == ["user", "assistant", "user", "assistant", "tool", "assistant"]
+    call = first.messages[3]
+    assert call.content == "" and call.tool_calls[0]["function"]["name"] == "search_recipes"
+    assert call.tool_calls == [{"type": "function", "function": {
+        "name": "search_recipes", "arguments": {"ingredients": ["chicken", "bell peppers", "rice"]}}}]
+    assert first.messages[4].content.startswith('{"recipes": [')
+    # every function_call turn in the file parsed into a tool call; records with "[]" tools have none
+    assert sum(1 for c in convs for m in c.messages if m.tool_calls) == 211
+    assert sum(1 for c in convs if c.tools is None) == 109
+
+
+def test_corpus_v1_sft(corpus):
+    convs = load_data(corpus / "data" / "v1_sft_demo.jsonl").conversations
+    first = convs[0]
+    assert first.source.line == 1
+    assert first.messages == [
+        Message("user", "hi", trainable=False, loss_weight=0.0),
+        Message("assistant", "Hello! I am {{name}}, an AI assistant developed by {{author}}. "
+                "How can I assist you today?", trainable=True, loss_weight=1.0),
+    ]
+    assert all(m.trainable is (m.role == "assistant") for c in convs for m in c.messages)
+
+
+def test_corpus_reason_tool_use(corpus):
+    convs = load_data(corpus / "data" / "reason_tool_use_demo_50.jsonl").conversations
+    assert all(isinstance(c.tools, list) for c in convs[:1])
+    assert convs[0].tools[0]["function"]["name"] == "get_device_asset_by_identifier"
+    second = convs[1].messages
+    assert [m.role for m in second[:5]] == ["system", "user", "assistant", "tool", "assistant"]
+    call = second[2]
+    assert call.content == "" and call.reasoning.startswith("Alright, the user wants information about")
+    assert call.tool_calls == [{"type": "function", "function": {"name": "get_movie_details",
+                                                                 "arguments": {"title": "Inception"}}}]
+    assert second[3].content.startswith('[{"title": "Inception"')
+    messages = [m for c in convs for m in c.messages]
+    assert sum(len(m.tool_calls or []) for m in messages) == 68  # every tool_call part
+    assert sum(1 for m in messages if m.role == "assistant" and m.reasoning) == 112  # every reasoning part
+    assert sum(1 for c in convs if c.tools is None) == 2  # the two records with "[]"
+
+
+def test_corpus_alpaca_and_identity(corpus):
+    alpaca = load_data(corpus / "data" / "alpaca_en_demo.json").conversations
+    assert pairs(alpaca[0])[0] == ("user", "Describe a process of making crepes.")
+    raw = json.loads((corpus / "data" / "alpaca_en_demo.json").read_text())
+    with_input = next(i for i, r in enumerate(raw) if r["input"])
+    assert alpaca[with_input].messages[0].content == raw[with_input]["instruction"] + "\n" + raw[with_input]["input"]
+    identity = load_data(corpus / "data" / "identity.json").conversations
+    assert pairs(identity[0]) == [("user", "hi"), ("assistant", "Hello! I am {{name}}, an AI assistant developed by "
+                                                               "{{author}}. How can I assist you today?")]
+
+
+def test_corpus_folder(corpus):
+    result = load_data(corpus / "data")
+    assert result.total == sum(n for n, _ in CORPUS_FILES.values()) and not result.rejected
+    assert result.format == "alpaca"
