@@ -44,6 +44,7 @@ class Message:
     name: str | None = None
     trainable: bool | None = None
     loss_weight: float | None = None
+    tool_call_id: str | None = None  # a tool result's link to the call it answers (Mistral, Kimi, Gemma 4 read it)
 
     def to_template_dict(self, tool_calls_as_text: bool = False) -> dict[str, Any]:
         """The dict a chat template sees: role, content, and the optional fields that are set.
@@ -64,6 +65,8 @@ class Message:
             out["tool_calls"] = self.tool_calls
         if self.name is not None:
             out["name"] = self.name
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
         return out
 
 

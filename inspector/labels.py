@@ -116,7 +116,7 @@ class Sample:
 
     @property
     def num_trainable(self) -> int:
-        return sum(1 for x in self.labels if x != IGNORE_INDEX)
+        return int((np.asarray(self.labels) != IGNORE_INDEX).sum())
 
     def to_record(self) -> dict[str, Any]:
         """The row a trainer loads: ids, mask, labels, and TRL's ``assistant_masks``."""
@@ -164,7 +164,8 @@ def annotate(text: str, ids: list[int], offsets: np.ndarray, layout: Layout, lab
     """Labels, per-token segment, message index and straddle flags from char-level arrays.
 
     A token is labeled when any of its characters lies in a label region; it straddles when its characters
-    belong to more than one segment (e.g. ``"\\n\\nHello"`` merging markup and content).
+    belong to more than one segment (e.g. ``"\\n\\nHello"`` merging markup and content), or when it is labeled but
+    some of its characters lie outside every label region.
     """
     n = len(text)
     offsets = np.clip(offsets, 0, n)
@@ -177,7 +178,8 @@ def annotate(text: str, ids: list[int], offsets: np.ndarray, layout: Layout, lab
     for a, b in label_regions:
         lab[a:b] = 1
     ids_arr = np.asarray(ids, dtype=np.int64)
-    labeled = _coverage(lab, offsets) > 0
+    lab_count = _coverage(lab, offsets)
+    labeled = lab_count > 0
     labels = np.where(labeled, ids_arr, IGNORE_INDEX)
     starts, ends = offsets[:, 0], offsets[:, 1]
     nonempty = ends > starts
@@ -194,12 +196,15 @@ def annotate(text: str, ids: list[int], offsets: np.ndarray, layout: Layout, lab
         cum = np.concatenate(([0], np.cumsum(change, dtype=np.int64)))
         # a change at char k (k in start+1..end-1) means the token spans two segments
         straddles = (cum[np.maximum(ends, starts + 1)] - cum[np.minimum(starts + 1, n)]) > 0
+        # a labeled token that also covers characters outside every label region ("><" closing <|im_end|> and
+        # opening the next header) straddles the label boundary: it is trained, half of it should not be
+        straddles |= labeled & (lab_count < (ends - starts))
         straddles &= nonempty
     else:
         tok_seg = np.zeros(len(ids), dtype=np.int8)
         msg_tok = np.full(len(ids), -1)
         straddles = np.zeros(len(ids), dtype=bool)
-    names = [SEGMENTS[c] for c in tok_seg.tolist()]
+    names = np.asarray(SEGMENTS, dtype=object)[np.asarray(tok_seg, dtype=np.int64)].tolist()
     return labels.tolist(), names, msg_tok, straddles
 
 
@@ -261,7 +266,8 @@ class LabelEngine:
             return self.render(msgs, conv.tools, opts).text
 
         layout = locate(rendered.text, messages, info, rerender)
-        notes = [why for _, why in layout.unlocated]
+        notes = [why for _, why in layout.unlocated] + list(layout.notes)
+        notes += [f"{kind} of message {i} is not rendered by the template" for i, kind in layout.dropped]
         return _Job(conv, sample_id, messages, rendered, layout, None, turn_index, notes)
 
     def build(self, conversations: Iterable[Conversation], opts: LabelOptions = LabelOptions()
@@ -279,7 +285,7 @@ class LabelEngine:
             except RenderError as exc:
                 errors.append(SampleError(conv.id, opts.strategy, str(exc), str(conv.source) if conv.source else None))
         if opts.strategy == "session" and opts.turn_format is not None:
-            return [self._session_format_sample(j.conv, opts) for j in jobs], errors
+            return self._session_format_samples([j.conv for j in jobs], opts), errors
         encoded = tokenize_batch(self.tokenizer, [j.rendered.text for j in jobs])
         samples = [self._finish(job, ids, offs, opts, info) for job, (ids, offs) in zip(jobs, encoded)]
         return samples, errors
@@ -292,7 +298,7 @@ class LabelEngine:
         return samples
 
     def _jobs_for(self, conv: Conversation, opts: LabelOptions, info: TemplateInfo) -> list[_Job]:
-        messages = conv.template_messages()
+        messages = conv.template_messages(tool_calls_as_text="tool_calls" not in self.template)
         if opts.strategy == "session" and opts.turn_format is not None:
             return [_Job(conv, conv.id, messages, Rendered(""), Layout([], [], []), None)]
         if opts.strategy == "split-turns":
@@ -373,8 +379,9 @@ class LabelEngine:
         ids, labels = list(ids), list(labels)
         offs_l = offs.tolist()
         segs, msgs, strad = list(segments), msg_idx.tolist(), straddles.tolist()
+        token_starts = np.asarray(offs, dtype=np.int64).reshape(-1, 2)[:, 0]
         for t in sorted(missing, key=lambda t: t.body_end, reverse=True):
-            pos = next((k for k, (a, _b) in enumerate(offs_l) if a >= t.body_end), len(ids))
+            pos = int(np.searchsorted(token_starts, t.body_end, side="left"))  # first token starting at/after it
             ids.insert(pos, eos_id)
             labels.insert(pos, eos_id)
             offs_l.insert(pos, [t.body_end, t.body_end])
@@ -384,74 +391,99 @@ class LabelEngine:
         notes.append(f"the template writes no end token after {len(missing)} answer(s): EOS inserted and labeled")
         return ids, labels, np.asarray(offs_l, dtype=np.int64).reshape(-1, 2), segs, np.asarray(msgs), np.asarray(strad)
 
-    def _session_format_sample(self, conv: Conversation, opts: LabelOptions) -> Sample:
-        """Seed 000's layout: each piece tokenized on its own, answers labeled, EOS after each answer."""
+    def _session_format_samples(self, convs: list[Conversation], opts: LabelOptions) -> list[Sample]:
+        """Seed 000's layout for every conversation: each piece tokenized on its own (all pieces of all
+        conversations in one batched call), answers labeled, EOS after each answer."""
         fmt = opts.turn_format or CHATGLM2_FORMAT
+        per_conv = [format_pieces(conv, fmt) for conv in convs]
+        encoded = tokenize_batch(self.tokenizer, [piece for pieces in per_conv for _, piece, _ in pieces])
+        out, k = [], 0
+        for conv, pieces in zip(convs, per_conv):
+            out.append(self._session_format_sample(conv, opts, fmt, pieces, encoded[k:k + len(pieces)]))
+            k += len(pieces)
+        return out
+
+    def _session_format_sample(self, conv: Conversation, opts: LabelOptions, fmt: TurnFormat,
+                               pieces: list[tuple[str, str, int]], encoded: list[tuple[list[int], np.ndarray]]
+                               ) -> Sample:
         tok = self.tokenizer
         eos_id = tok.eos_token_id
+        bos_id = getattr(tok, "bos_token_id", None)
         ids: list[int] = []
         labels: list[int] = []
-        offs: list[tuple[int, int]] = []
+        offs: list[np.ndarray] = []
         segs: list[str] = []
         msgs: list[int] = []
-        text_parts: list[str] = []
         spans: list[Span] = []
         pos = 0
-        bos_id = getattr(tok, "bos_token_id", None)
         if fmt.add_bos and bos_id is not None:
-            ids.append(bos_id), labels.append(IGNORE_INDEX), offs.append((0, 0)), segs.append("template"), msgs.append(-1)
-        rnd = 0
-        pieces: list[tuple[str, str, int]] = []
-        if fmt.prefix:
-            pieces.append(("template", fmt.prefix, -1))
-        for i, m in enumerate(conv.messages):
-            pattern = getattr(fmt, m.role, "{content}\n")
-            piece = pattern.format(round=rnd, content=m.content)
-            pieces.append((m.role, piece, i))
-            if m.role == "assistant":
-                rnd += 1
-        for role, piece, i in pieces:
-            enc = tok(piece, add_special_tokens=False, return_offsets_mapping=True)
-            p_ids, p_offs = enc["input_ids"], enc["offset_mapping"]
+            ids.append(bos_id), labels.append(IGNORE_INDEX), segs.append("template"), msgs.append(-1)
+            offs.append(np.zeros((1, 2), dtype=np.int64))
+        for (role, piece, i), (p_ids, p_offs) in zip(pieces, encoded):
             trainable = role == "assistant" and not (opts.respect_trainable and conv.messages[i].trainable is False)
             ids.extend(p_ids)
             labels.extend(p_ids if trainable else [IGNORE_INDEX] * len(p_ids))
-            offs.extend((pos + a, pos + b) for a, b in p_offs)
+            offs.append(np.asarray(p_offs, dtype=np.int64).reshape(-1, 2) + pos)
             segs.extend([role if role in SEG_CODE else "template"] * len(p_ids))
             msgs.extend([i] * len(p_ids))
             if i >= 0:
                 c = piece.find(conv.messages[i].content)
                 if c >= 0:
                     spans.append(Span(i, role, "content", pos + c, pos + c + len(conv.messages[i].content), "format"))
-            text_parts.append(piece)
             pos += len(piece)
             if role == "assistant" and fmt.eos_after_answer and eos_id is not None:
                 ids.append(eos_id)
                 labels.append(eos_id if trainable else IGNORE_INDEX)
-                offs.append((pos, pos))
+                offs.append(np.asarray([[pos, pos]], dtype=np.int64))
                 segs.append("template")
                 msgs.append(i)
-        text = "".join(text_parts)
+        text = "".join(piece for _, piece, _ in pieces)
         n = len(ids)
-        sample = Sample(conv.id, conv.id, "session", text, ids, labels, np.asarray(offs, dtype=np.int64).reshape(-1, 2),
-                        segs, np.asarray(msgs), np.zeros(n, dtype=bool), spans, [], ["laid out with a TurnFormat"])
+        offsets = np.concatenate(offs) if offs else np.zeros((0, 2), dtype=np.int64)
+        sample = Sample(conv.id, conv.id, "session", text, ids, labels, offsets, segs, np.asarray(msgs, dtype=np.int64),
+                        np.zeros(n, dtype=bool), spans, [], ["laid out with a TurnFormat"])
         if opts.max_length is not None:
             sample = truncate(sample, opts.max_length, opts.truncation_side)
         return sample
 
 
+def format_pieces(conv: Conversation, fmt: TurnFormat) -> list[tuple[str, str, int]]:
+    """The text pieces of a conversation laid out with a ``TurnFormat``: (role, text, message index).
+
+    Example (ChatGLM2): [user "Hi", assistant "Hello!"] -> [("user", "[Round 0]\\n\\n问：Hi\\n\\n答：", 0),
+    ("assistant", "Hello!\\n", 1)]
+    """
+    pieces: list[tuple[str, str, int]] = []
+    if fmt.prefix:
+        pieces.append(("template", fmt.prefix, -1))
+    rnd = 0
+    for i, m in enumerate(conv.messages):
+        pattern = getattr(fmt, m.role, "{content}\n")
+        pieces.append((m.role, pattern.format(round=rnd, content=m.content), i))
+        if m.role == "assistant":
+            rnd += 1
+    return pieces
+
+
 # --- strategies that work on token ids ---------------------------------------------------------------------------
+
+def subsequence_starts(haystack: Sequence[int], needle: Sequence[int]) -> list[int]:
+    """Every index where ``needle`` occurs in ``haystack`` (overlaps included), with numpy, no per-token loop.
+
+    Example: ([1, 2, 3, 2, 3], [2, 3]) -> [1, 3]
+    """
+    n = len(needle)
+    if n == 0 or len(haystack) < n:
+        return []
+    hay = np.asarray(haystack, dtype=np.int64)
+    windows = np.lib.stride_tricks.sliding_window_view(hay, n)
+    return np.nonzero((windows == np.asarray(needle, dtype=np.int64)).all(axis=1))[0].tolist()
+
 
 def find_subsequence(haystack: Sequence[int], needle: Sequence[int], start: int = 0) -> int:
     """First index >= start where ``needle`` occurs in ``haystack``, or -1. Example: ([1,2,3,2,3], [2,3]) -> 1."""
-    n = len(needle)
-    if n == 0:
-        return -1
-    first = needle[0]
-    for i in range(start, len(haystack) - n + 1):
-        if haystack[i] == first and list(haystack[i:i + n]) == list(needle):
-            return i
-    return -1
+    starts = subsequence_starts(list(haystack)[start:], needle) if start else subsequence_starts(haystack, needle)
+    return starts[0] + start if starts else -1
 
 
 def response_template_labels(tokenizer: Any, ids: Sequence[int], response_template: str | None,
@@ -459,9 +491,10 @@ def response_template_labels(tokenizer: Any, ids: Sequence[int], response_templa
     """Reproduce the completion-only collator (TRL's ``DataCollatorForCompletionOnlyLM``).
 
     Labels start as a copy of ``ids``. With only a response template, everything up to and including the first
-    occurrence of its token ids is -100. With an instruction template too, every span from an instruction marker to
-    the end of the next response marker is -100. When the response marker's ids are not found (it tokenizes
-    differently inside the text than alone), every label becomes -100: the sample silently trains on nothing.
+    occurrence of its token ids is -100. With an instruction template too, the k-th instruction marker is paired
+    with the end of the k-th response marker (by position, as TRL does) and each span between them is -100. When
+    a marker's ids are not found (it tokenizes differently inside the text than alone), every label becomes -100:
+    the sample silently trains on nothing.
 
     Example: ids [5, 7, 8, 9, 2], marker ids [7, 8] -> labels [-100, -100, -100, 9, 2].
     """
@@ -484,20 +517,21 @@ def response_template_labels(tokenizer: Any, ids: Sequence[int], response_templa
         return labels, extra
     instr = tokenizer.encode(instruction_template, add_special_tokens=False)
     extra["instruction_ids"] = instr
-    resp_starts = [i for i in range(len(ids)) if find_subsequence(ids[i:i + len(marker)], marker) == 0]
-    instr_starts = [i for i in range(len(ids)) if find_subsequence(ids[i:i + len(instr)], instr) == 0]
+    resp_starts = subsequence_starts(ids, marker)
+    human = subsequence_starts(ids, instr)
     extra["marker_found"] = bool(resp_starts)
     extra["marker_positions"] = resp_starts
-    if not resp_starts:
+    extra["instruction_positions"] = human
+    if not resp_starts or not human:  # the collator warns and trains on nothing
         return [IGNORE_INDEX] * len(labels), extra
     resp_ends = [s + len(marker) for s in resp_starts]
-    if instr_starts and instr_starts[0] > 0:
-        instr_starts = [0] + instr_starts
-    if not instr_starts:
-        instr_starts = [0]
-    for k, start in enumerate(instr_starts):
-        end = resp_ends[k] if k < len(resp_ends) else len(ids)
-        labels[start:end] = [IGNORE_INDEX] * (end - start)
+    if resp_ends[0] < human[0]:  # the text opens with a response: its prompt starts at 0
+        human = [0] + human
+    for k, (start, end) in enumerate(zip(human, resp_ends)):  # pairs by position, as TRL does
+        start = 0 if k == 0 else start
+        labels[start:end] = [IGNORE_INDEX] * max(0, end - start)
+    if len(resp_ends) < len(human):  # an instruction with no response after it: masked to the end
+        labels[human[-1]:] = [IGNORE_INDEX] * (len(labels) - human[-1])
     return labels, extra
 
 
@@ -527,7 +561,8 @@ def truncate(sample: Sample, max_length: int, side: str = "right") -> Sample:
     cut[keep] = False
     labels = np.asarray(sample.labels)
     labeled_cut = int(((labels != IGNORE_INDEX) & cut).sum())
-    cut_msgs = sorted(set(int(m) for m in np.asarray(sample.message_index)[cut].tolist() if m >= 0))
+    cut_idx = np.asarray(sample.message_index)[cut]
+    cut_msgs = np.unique(cut_idx[cut_idx >= 0]).astype(int).tolist()
     trunc = Truncation(max_length, side, n, int(cut.sum()), labeled_cut, cut_msgs)
     return replace(sample, input_ids=sample.input_ids[keep], labels=sample.labels[keep], offsets=sample.offsets[keep],
                    segments=sample.segments[keep], message_index=np.asarray(sample.message_index)[keep],

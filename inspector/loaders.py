@@ -375,9 +375,13 @@ def _message(item: Any, where: str) -> Message:
     name = item.get("name")
     if name is not None and not isinstance(name, str):
         raise RecordError(f"{where} name is {_a(name)}, expected a string")
+    call_id = item.get("tool_call_id")
+    if call_id is not None and not isinstance(call_id, (str, int)):
+        raise RecordError(f"{where} tool_call_id is {_a(call_id)}, expected a string")
     trainable, loss_weight = _train_flags(item, where)
     return Message(role=role, content=text, reasoning=reasoning, tool_calls=calls or None, name=name,
-                   trainable=trainable, loss_weight=loss_weight)
+                   trainable=trainable, loss_weight=loss_weight,
+                   tool_call_id=None if call_id is None else str(call_id))
 
 
 def _messages(items: Any, key: str, label: str = "message", allow_empty: bool = False) -> list[Message]:

@@ -8,14 +8,20 @@ checked between output chunks and on every call the template makes, so a hostile
 
 The probe (``probe_template``) renders tiny conversations to learn, once per template and tokenizer:
 - the generation prompt, the header a model sees before it answers (``add_generation_prompt=True`` minus ``False``);
-- the end-of-turn marker(s) the template writes right after an assistant's content.
+- the end-of-turn marker(s) the template writes right after an assistant's content (after an answer followed by a
+  user message, after the last answer, after a tool call), read up to the text that closes a user message
+  (Cohere's "<|END_RESPONSE|><|END_OF_TURN_TOKEN|>") or else the first marker (GLM's next-role "<|user|>");
+- the assistant header when the generation prompt adds nothing distinct (Mistral's "[/INST]").
 
 Example (ChatML): generation_prompt "<|im_start|>assistant\\n", end_of_turn ("<|im_end|>",).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,15 +82,120 @@ def template_variables(tokenizer: Any, extra: dict[str, Any] | None = None) -> d
 
 
 class _Deadline:
-    __slots__ = ("end", "limit")
+    """The time and size budget of one render, in the thread that renders.
 
-    def __init__(self, limit: float):
+    Checked cooperatively (between output chunks, and on every call, attribute and item access the template makes,
+    see ``_install_call_hook``) and enforced by the watchdog for loops that do none of these, e.g.
+    ``{% for a in r %}{% for b in r %}{% endfor %}{% endfor %}`` over a list ``r``.
+
+    Example: _Deadline(0.5, max_chars=3).check_size("abcd") raises RenderTimeout ("... built a string of 4 ...").
+    """
+
+    __slots__ = ("end", "limit", "max_chars", "thread_id", "claim", "fired")
+
+    def __init__(self, limit: float, max_chars: int = DEFAULT_MAX_CHARS):
         self.limit = limit
+        self.max_chars = max_chars
         self.end = time.monotonic() + limit
+        self.thread_id = threading.get_ident()
+        # Who stops this render: the watchdog or the render itself (leaving the watched region). Whoever pops
+        # "stop" first wins; dict.pop is one atomic step under the GIL, so no lock is needed by the render thread.
+        self.claim = {"stop": True}
+        self.fired = False  # the watchdog has scheduled _AsyncTimeout in the rendering thread
+
+    def message(self) -> str:
+        return f"Chat template ran longer than {self.limit:g} s and was stopped (a loop without bound?)."
 
     def check(self) -> None:
         if time.monotonic() > self.end:
-            raise RenderTimeout(f"Chat template ran longer than {self.limit:g} s and was stopped (a loop without bound?).")
+            raise RenderTimeout(self.message())
+
+    def check_size(self, value: Any) -> None:
+        """Stop a string or container that grew past ``max_chars`` (a doubling loop reaches gigabytes in seconds,
+        long before the time limit)."""
+        if isinstance(value, _SIZED) and len(value) > self.max_chars:
+            kind = "string" if isinstance(value, str) else type(value).__name__
+            unit = "characters" if isinstance(value, str) else "items"
+            raise RenderTimeout(f"Chat template built a {kind} of {len(value):,} {unit}, past the limit of "
+                                f"{self.max_chars:,}, and was stopped (a value growing without bound?).")
+
+
+class _AsyncTimeout(RenderTimeout):
+    """Raised inside a rendering thread by the watchdog; ``render`` turns it into a ``RenderTimeout`` with a
+    message."""
+
+
+def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> bool:
+    """Schedule ``exc`` to be raised in thread ``thread_id`` at its next bytecode (None: cancel one not yet raised).
+    CPython only; elsewhere the cooperative checks are all there is."""
+    try:
+        import ctypes
+
+        set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    except (ImportError, AttributeError):
+        return False
+    return set_async_exc(ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc is not None else None) == 1
+
+
+class _Watchdog:
+    """One daemon thread for the process that stops renders still running past their deadline.
+
+    The cooperative checks see every call, attribute access and output chunk, but a loop over a list that prints
+    nothing and calls nothing is pure bytecode. The watchdog raises ``_AsyncTimeout`` inside the rendering thread
+    (any thread: Streamlit runs scripts in worker threads, where signals cannot be used).
+
+    The rendering thread never takes a lock the watchdog holds while firing (an exception raised inside
+    ``Condition.__enter__`` would leave the lock held for good). Instead each deadline has a one-shot claim: the
+    watchdog fires only if it pops the claim first; ``unwatch`` pops it when the render leaves the watched region.
+    If the watchdog won, ``unwatch`` waits until the exception is scheduled, cancels it if it was not raised yet, and
+    raises it itself, so nothing is ever raised after ``render`` has returned.
+    """
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition(threading.Lock())
+        self.heap: list[tuple[float, int, _Deadline]] = []
+        self.count = itertools.count()
+        self.thread: threading.Thread | None = None
+
+    def watch(self, deadline: _Deadline) -> None:
+        with self.cond:
+            heapq.heappush(self.heap, (deadline.end, next(self.count), deadline))
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="inspector-render-watchdog", daemon=True)
+                self.thread.start()
+            elif self.heap[0][2] is deadline:
+                self.cond.notify()
+
+    @staticmethod
+    def unwatch(deadline: _Deadline) -> None:
+        """Called by the rendering thread when it leaves the watched region; takes no lock."""
+        if deadline.claim.pop("stop", None) is not None:
+            return  # the watchdog will never fire for this render
+        while not deadline.fired:  # the watchdog won and is about to schedule the exception
+            time.sleep(0)
+        _set_async_exc(deadline.thread_id, None)  # not raised yet: cancel it and raise it here instead
+        raise _AsyncTimeout()
+
+    def _run(self) -> None:
+        with self.cond:
+            while True:
+                while self.heap and not self.heap[0][2].claim:
+                    heapq.heappop(self.heap)
+                if not self.heap:
+                    self.cond.wait()
+                    continue
+                wait = self.heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self.cond.wait(wait)
+                    continue
+                deadline = heapq.heappop(self.heap)[2]
+                if deadline.claim.pop("stop", None) is not None:
+                    _set_async_exc(deadline.thread_id, _AsyncTimeout)
+                    deadline.fired = True
+
+
+_WATCHDOG = _Watchdog()
+_HOOK_LOCK = threading.Lock()  # installs hooks and per-template locks once per compiled environment
 
 
 def render(messages: list[dict[str, Any]], template: str, tokenizer: Any = None, *, tools: list | None = None,
@@ -100,28 +211,44 @@ def render(messages: list[dict[str, Any]], template: str, tokenizer: Any = None,
     ctx = dict(variables if variables is not None else template_variables(tokenizer))
     ctx.update(messages=_alias_reasoning_fields(_plain_template_data(messages)), tools=_plain_template_data(tools),
                documents=None, add_generation_prompt=add_generation_prompt)
-    deadline = _Deadline(limits.time_limit)
     blocks: list[str] = []
     gen_spans: list[tuple[int, int]] = []
-    size = 0
+    deadline: _Deadline | None = None
     try:
-        with _watch_calls(env, deadline):
-            if track_generation:
-                with env.activate_tracker(blocks, gen_spans):
-                    size = _drain(compiled.generate(**ctx), blocks, deadline, limits.max_chars)
-            else:
-                size = _drain(compiled.generate(**ctx), blocks, deadline, limits.max_chars)
+        with _render_lock(env):
+            deadline = _Deadline(limits.time_limit, limits.max_chars)
+            with _watch_calls(env, deadline):
+                if track_generation:
+                    with env.activate_tracker(blocks, gen_spans):
+                        _drain(compiled.generate(**ctx), blocks, deadline, limits.max_chars)
+                else:
+                    _drain(compiled.generate(**ctx), blocks, deadline, limits.max_chars)
+    except _AsyncTimeout:
+        raise RenderTimeout(deadline.message() if deadline is not None else "Chat template was stopped.") from None
     except RenderError:
         raise
     except jinja2.TemplateError as exc:
         raise RenderError(f"Chat template raised: {exc}") from exc
-    except (RecursionError, MemoryError, OverflowError) as exc:
-        raise RenderError(f"Chat template failed: {type(exc).__name__}: {exc}") from exc
+    except MemoryError as exc:
+        raise RenderError("Chat template ran out of memory and was stopped (a value growing without bound?).") from exc
     except Exception as exc:  # a template can trigger any Python error through filters and methods
+        stop = _limit_in_context(exc)
+        if stop is not None:  # Jinja's traceback rewriting failed on our stop (no line number at that bytecode)
+            raise RenderTimeout(deadline.message() if isinstance(stop, _AsyncTimeout) else str(stop)) from None
         raise RenderError(f"Chat template failed: {type(exc).__name__}: {exc}") from exc
-    del size
     text = "".join(blocks)
     return Rendered(text, [tuple(s) for s in gen_spans] if track_generation else None)
+
+
+def _limit_in_context(exc: BaseException) -> RenderTimeout | None:
+    """The RenderTimeout another error was raised while handling, if any."""
+    seen = 0
+    ctx = exc.__context__
+    while ctx is not None and seen < 20:
+        if isinstance(ctx, RenderTimeout):
+            return ctx
+        ctx, seen = ctx.__context__, seen + 1
+    return None
 
 
 def _drain(gen, blocks: list[str], deadline: _Deadline, max_chars: int) -> int:
@@ -137,45 +264,92 @@ def _drain(gen, blocks: list[str], deadline: _Deadline, max_chars: int) -> int:
     return size
 
 
-class _watch_calls:
-    """Check the deadline on every call the template makes (``range``, filters, methods), so loops that print
-    nothing still stop. Installs a per-thread hook on the shared compiled environment."""
+_LOCAL = threading.local()  # the deadline of the render running in this thread, read by the hooks
+_SIZED = (str, list, tuple, dict)
 
-    _local = None
+
+class _watch_calls:
+    """Watch one render: hooks on the compiled environment check the thread's deadline on every call, attribute and
+    item access the template makes (so loops that print nothing still stop), and the watchdog covers the rest."""
 
     def __init__(self, env: Any, deadline: _Deadline):
         self.env, self.deadline = env, deadline
 
     def __enter__(self):
-        import threading
-
-        cls = type(self)
-        if cls._local is None:
-            cls._local = threading.local()
-        _install_call_hook(self.env, cls._local)
-        self.prev = getattr(cls._local, "deadline", None)
-        cls._local.deadline = self.deadline
+        _install_call_hook(self.env, _LOCAL)
+        self.prev = getattr(_LOCAL, "deadline", None)
+        _LOCAL.deadline = self.deadline
+        _WATCHDOG.watch(self.deadline)
         return self
 
     def __exit__(self, *exc):
-        type(self)._local.deadline = self.prev
+        try:
+            _WATCHDOG.unwatch(self.deadline)
+        finally:
+            _LOCAL.deadline = self.prev
         return False
 
 
 def _install_call_hook(env: Any, local: Any) -> None:
+    """Wrap ``env.call``, ``env.getattr`` and ``env.getitem`` (every call, ``a.b`` and ``a[b]`` a sandboxed template
+    makes goes through them) with the deadline and size checks of the thread's render. Renders that are not ours
+    (no deadline in this thread) pass straight through."""
     if getattr(env, "_inspector_hooked", False):
         return
-    original_call = env.call
+    with _HOOK_LOCK:
+        if getattr(env, "_inspector_hooked", False):
+            return
+        original_call, original_getattr, original_getitem = env.call, env.getattr, env.getitem
+        monotonic = time.monotonic
 
-    def call(__context, __obj, *args, **kwargs):
-        deadline = getattr(local, "deadline", None)
-        if deadline is not None:
+        def call(__context, __obj, *args, **kwargs):
+            deadline = getattr(local, "deadline", None)
+            if deadline is None:
+                return original_call(__context, __obj, *args, **kwargs)
             deadline.check()
-        return original_call(__context, __obj, *args, **kwargs)
+            for value in args:
+                deadline.check_size(value)
+            for value in kwargs.values():
+                deadline.check_size(value)
+            result = original_call(__context, __obj, *args, **kwargs)
+            deadline.check_size(result)
+            return result
 
-    # The environment is immutable for templates, not for us; this hook only reads a thread-local deadline.
-    object.__setattr__(env, "call", call)
-    object.__setattr__(env, "_inspector_hooked", True)
+        def getattr_(obj, attribute):
+            result = original_getattr(obj, attribute)
+            deadline = getattr(local, "deadline", None)
+            if deadline is not None:  # inlined checks: templates read attributes and items thousands of times
+                if monotonic() > deadline.end:
+                    raise RenderTimeout(deadline.message())
+                if isinstance(result, _SIZED) and len(result) > deadline.max_chars:
+                    deadline.check_size(result)
+            return result
+
+        def getitem(obj, argument):
+            result = original_getitem(obj, argument)
+            deadline = getattr(local, "deadline", None)
+            if deadline is not None:
+                if monotonic() > deadline.end:
+                    raise RenderTimeout(deadline.message())
+                if isinstance(result, _SIZED) and len(result) > deadline.max_chars:
+                    deadline.check_size(result)
+            return result
+
+        # The environment is immutable for templates, not for us; the hooks only read a thread-local deadline.
+        object.__setattr__(env, "call", call)
+        object.__setattr__(env, "getattr", getattr_)
+        object.__setattr__(env, "getitem", getitem)
+        object.__setattr__(env, "_inspector_render_lock", threading.RLock())
+        object.__setattr__(env, "_inspector_hooked", True)
+
+
+def _render_lock(env: Any) -> Any:
+    """One lock per compiled template. transformers' ``{% generation %}`` tracker keeps its state on the template's
+    environment, which every thread rendering that template shares: two concurrent renders would mix their
+    generation spans (or fail with "AssistantTracker should not be reused"). Renders hold the GIL anyway, so
+    serializing renders of one template costs no parallelism."""
+    _install_call_hook(env, _LOCAL)
+    return env._inspector_render_lock
 
 
 # --- probing the template -------------------------------------------------------------------------------------
@@ -183,29 +357,135 @@ def _install_call_hook(env: Any, local: Any) -> None:
 PROBE_USER = "Probe question 7 about apples?"
 PROBE_USER_2 = "Probe follow-up 9 about pears?"
 PROBE_ANSWER = "Probe answer 3 about apples."
-_MARKER_RE = re.compile(r"\s*(<[^<>\s]{1,48}>|\[[A-Z_/]{2,24}\])")
+PROBE_TOOL_RESULT = "Probe result 5 about plums."
+PROBE_CALL_ID = "pr0beCa11"  # 9 alphanumeric characters: Mistral's templates reject any other id
+PROBE_TOOLS = [{"type": "function", "function": {
+    "name": "probe_lookup", "description": "Look up a fruit.",
+    "parameters": {"type": "object", "properties": {"fruit": {"type": "string"}}, "required": ["fruit"]}}}]
+PROBE_CALL = {"id": PROBE_CALL_ID, "type": "function",
+              "function": {"name": "probe_lookup", "arguments": {"fruit": "plums"}}}
+
+# What a turn marker looks like when the tokenizer does not list it as a special token: <|im_end|>, <end_of_turn>,
+# <｜end▁of▁sentence｜>, </s>, [/INST]. Markers written as plain text in other shapes (MiniMax's "[e~[") are learned
+# from the template itself (the text that closes a user message).
+_GENERIC_MARKER = r"<[^<>\s]{1,48}>|\[[A-Za-z_/]{2,24}\]"
+
+
+def marker_regex(known: list[str] | tuple[str, ...] = ()) -> re.Pattern:
+    """A regex for turn markers: the tokenizer's added tokens (longest first), then the generic shapes above.
+
+    Example: marker_regex(["<|im_end|>"]).findall("Hi<|im_end|>\\n<|im_start|>") -> ["<|im_end|>", "<|im_start|>"]
+    """
+    parts = [re.escape(t) for t in sorted({t for t in known if t and t.strip()}, key=len, reverse=True)]
+    return re.compile("|".join(parts + [_GENERIC_MARKER]))
 
 
 @dataclass(frozen=True)
 class TemplateInfo:
-    """What probing a template taught us. ``end_of_turn`` lists the marker strings that close an assistant turn
-    (several when the last turn closes differently, e.g. gpt-oss ``<|return|>`` vs ``<|end|>``); empty when the
-    template writes none (the model would never learn to stop)."""
+    """What probing a template taught us.
+
+    ``generation_prompt``: what ``add_generation_prompt=True`` adds (None when it adds nothing distinct, as in
+    Mistral's and Phi-3.5's templates, which always write the assistant header after a user message).
+    ``end_of_turn``: the marker strings that close an assistant turn, in the order learned: after an answer that a
+    user message follows, after the last answer, after a tool call (several when they differ, e.g. gpt-oss
+    ``<|end|>``, ``<|return|>``, ``<|call|>``); empty when the template writes none (the model would never learn to
+    stop). Templates without a closing marker whose next role marker stops generation (GLM's ``<|user|>``,
+    ``<|observation|>``) get that marker. ``assistant_header``: the text that opens an assistant turn (the
+    generation prompt, or the text always written after a user message). ``answer_to_user``: the text between an
+    answer and the next user message (closing + next header), used to tell an assistant header from markup that
+    every turn shares. ``variables``: what the template reads besides ``messages``.
+    """
 
     generation_prompt: str | None
     end_of_turn: tuple[str, ...]
     has_generation_tags: bool
     bos_in_template: bool
     notes: tuple[str, ...] = field(default_factory=tuple)
+    assistant_header: str | None = None
+    answer_to_user: str | None = None
+    needs_tools_list: bool = False
+    variables: tuple[str, ...] = field(default_factory=tuple)
+    marker_tokens: tuple[str, ...] = field(default_factory=tuple)  # added tokens of the tokenizer, longest first
+
+    @property
+    def marker_re(self) -> re.Pattern:
+        return marker_regex(self.marker_tokens)
 
 
-def _leading_marker(tail: str, known: list[str]) -> str | None:
-    stripped = tail.lstrip()
-    for tok in known:  # longest first
-        if tok and stripped.startswith(tok):
-            return tok
-    m = _MARKER_RE.match(tail)
-    return m.group(1) if m else None
+def template_variables_used(template: str) -> tuple[str, ...]:
+    """Names a template reads that it does not set itself (besides ``messages``), sorted.
+
+    Example: "{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}" -> ("bos_token",)
+    """
+    from jinja2 import meta
+
+    env = compile_template(template).environment
+    try:
+        names = meta.find_undeclared_variables(env.parse(template))
+    except Exception:  # parse errors were reported by compile_template already
+        return ()
+    # names a template assigns in an inner scope (loop bodies, macros) show up as undeclared too: leave out the
+    # names whose first appearance is an assignment (`set x =`, `for x in`, a macro parameter)
+    first_assigned = set()
+    decl = r"(?:\{%-?\s*(?:set|for)\s+(?:\w+\s*,\s*)*|\{%-?\s*macro\s+\w+\s*\([^)]*?)"
+    for name in names:
+        first = re.search(rf"\b{re.escape(name)}\b", template)
+        declared = re.search(decl + rf"\b{re.escape(name)}\b", template)
+        if first and declared and declared.end() - len(name) <= first.start():
+            first_assigned.add(name)
+    skip = {"messages", "raise_exception", "range", "namespace", "loop"} | first_assigned
+    return tuple(sorted(n for n in names if n not in skip))
+
+
+def _leading_marker(tail: str, marker_re: re.Pattern) -> str | None:
+    m = marker_re.match(tail.lstrip())
+    return m.group(0) if m else None
+
+
+def _closing(tail: str, user_closing: str, marker_re: re.Pattern) -> str | None:
+    """The markup that closes an answer, from the text that follows it (``tail``).
+
+    Templates usually close every message the same way: when the text that closes a user message (``user_closing``)
+    occurs in the tail, the closing runs up to and including it (Cohere: "<|END_RESPONSE|><|END_OF_TURN_TOKEN|>").
+    Otherwise it is the first marker of the tail (DeepSeek "<｜end▁of▁sentence｜>", GLM's next-role "<|user|>").
+
+    Example: tail "<|im_end|>\\n<|im_start|>user\\n", user_closing "<|im_end|>\\n" -> "<|im_end|>"
+    """
+    uc = user_closing.strip()
+    if uc and uc in tail:
+        return tail[: tail.find(uc) + len(uc)].strip() or None
+    return _leading_marker(tail, marker_re)
+
+
+def _cut_at_opener(after_user: str, before_user: str, tokenizer: Any, marker_re: re.Pattern) -> str:
+    """The part of ``after_user`` (what the template writes after a user message) that closes the message: up to
+    the turn opener, the first marker the template writes (after any BOS), e.g. ``<|im_start|>`` or
+    ``<|START_OF_TURN_TOKEN|>``. Tool-use templates append whole instructions after the last user message.
+
+    Example: after_user "<|END_OF_TURN_TOKEN|><|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>Write 'Action:'...",
+    before_user "<BOS_TOKEN><|START_OF_TURN_TOKEN|><|USER_TOKEN|>" -> "<|END_OF_TURN_TOKEN|>"
+    """
+    head = before_user
+    bos = str(getattr(tokenizer, "bos_token", "") or "") if tokenizer is not None else ""
+    if bos and head.startswith(bos):
+        head = head[len(bos):]
+    m = marker_re.match(head.lstrip())
+    if m is None:
+        return after_user
+    pos = after_user.find(m.group(0))
+    return after_user[:pos] if pos > 0 else after_user
+
+
+def _common_prefix_len(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    step = 256
+    while i < n and a[i:i + step] == b[i:i + step]:
+        i += step
+    i = min(i, n)
+    while i > 0 and a[:i] != b[:i]:
+        i -= 1
+    return i
 
 
 _PROBE_CACHE: dict[tuple, TemplateInfo] = {}
@@ -247,39 +527,73 @@ def _probe(template: str, tokenizer: Any, extra: dict[str, Any] | None, limits: 
     variables = template_variables(tokenizer, extra)
     notes: list[str] = []
     known = added_token_strings(tokenizer)
+    marker_re = marker_regex(known)
+    state: dict[str, Any] = {"tools": None}
 
-    def r(msgs, gen=False):
-        return render(msgs, template, tokenizer, add_generation_prompt=gen, variables=variables, limits=limits).text
+    def r(msgs, gen=False, tools=None):
+        use = tools if tools is not None else state["tools"]
+        try:
+            return render(msgs, template, tokenizer, tools=use, add_generation_prompt=gen, variables=variables,
+                          limits=limits).text
+        except RenderError:
+            if use is not None:
+                raise
+            # tool-use templates iterate `tools` without checking it is defined: the engine passes [] then too
+            text = render(msgs, template, tokenizer, tools=[], add_generation_prompt=gen, variables=variables,
+                          limits=limits).text
+            state["tools"] = []
+            return text
 
     user = [{"role": "user", "content": PROBE_USER}]
-    gen_prompt = None
+    answer = {"role": "assistant", "content": PROBE_ANSWER}
+    gen_prompt = header = None
+    user_closing = ""
     try:
         without, with_gen = r(user), r(user, True)
         if with_gen.startswith(without) and len(with_gen) > len(without):
-            gen_prompt = with_gen[len(without):]
+            gen_prompt = header = with_gen[len(without):]
         else:
             notes.append("the generation prompt is not an addition to the rendered prompt")
+        pos = without.rfind(PROBE_USER)
+        if pos >= 0:
+            user_closing = _cut_at_opener(without[pos + len(PROBE_USER):], without[:pos], tokenizer, marker_re)
+        pos = with_gen.rfind(PROBE_USER)
+        if header is None and pos >= 0:
+            # the template always writes the assistant header after a user message: Mistral "[/INST]", Phi-3.5
+            # "<|end|>\n<|assistant|>\n", Command R7B "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>..."
+            after = with_gen[pos + len(PROBE_USER):]
+            rest = after[len(_cut_at_opener(after, with_gen[:pos], tokenizer, marker_re)):]
+            header = rest if rest.strip() else after if after.strip() else None
     except RenderError as exc:
-        notes.append(f"probe without a system message failed: {exc}")
+        notes.append(f"probe with one user message failed: {exc}")
+
     eots: list[str] = []
-    convs = [user + [{"role": "assistant", "content": PROBE_ANSWER}],
-             user + [{"role": "assistant", "content": PROBE_ANSWER}, {"role": "user", "content": PROBE_USER_2}]]
-    for msgs in convs:
-        try:
-            text = r(msgs)
-        except RenderError as exc:
-            notes.append(f"probe failed: {exc}")
-            continue
-        pos = text.find(PROBE_ANSWER)
-        if pos < 0:
-            continue
-        tail = text[pos + len(PROBE_ANSWER):]
-        nxt = tail.find(PROBE_USER_2)
-        if nxt >= 0:
-            tail = tail[:nxt]
-        marker = _leading_marker(tail, known)
-        if marker and marker not in eots:
+
+    def add(marker: str | None) -> None:
+        # a closing that only extends one already learned (Phi-3.5 ends the last answer "<|end|>\n<|endoftext|>")
+        # adds nothing: the search stops at the shorter one
+        if marker and not any(marker.startswith(e) for e in eots):
             eots.append(marker)
+
+    answer_to_user = None
+    try:
+        text = r(user + [answer, {"role": "user", "content": PROBE_USER_2}])
+        a = text.find(PROBE_ANSWER)
+        b = text.find(PROBE_USER_2, a + 1)
+        if a >= 0 and b >= 0:
+            answer_to_user = text[a + len(PROBE_ANSWER):b]
+            add(_closing(answer_to_user, user_closing, marker_re))
+    except RenderError as exc:
+        notes.append(f"probe with a second user message failed: {exc}")
+    try:
+        text = r(user + [answer])
+        a = text.find(PROBE_ANSWER)
+        if a >= 0:
+            add(_closing(text[a + len(PROBE_ANSWER):], user_closing, marker_re))
+    except RenderError as exc:
+        notes.append(f"probe ending on an answer failed: {exc}")
+    _probe_tool_closing(r, user, marker_re, answer_to_user, eots, add)
+
     bos = str(getattr(tokenizer, "bos_token", "") or "") if tokenizer is not None else ""
     bos_in_template = False
     if bos:
@@ -289,4 +603,42 @@ def _probe(template: str, tokenizer: Any, extra: dict[str, Any] | None, limits: 
             pass
     if not eots:
         notes.append("no end-of-turn marker follows an assistant answer")
-    return TemplateInfo(gen_prompt, tuple(eots), has_generation_tags(template), bos_in_template, tuple(notes))
+    if state["tools"] == []:
+        notes.append("needs `tools` to be a list (renders fail when it is undefined): given [] when there are none")
+    return TemplateInfo(gen_prompt, tuple(eots), has_generation_tags(template), bos_in_template, tuple(notes),
+                        header, answer_to_user, state["tools"] == [], template_variables_used(template), tuple(known))
+
+
+def _probe_tool_closing(r, user, marker_re, answer_to_user, eots, add) -> None:
+    """The marker that ends a tool-call turn, when it is not one already learned: gpt-oss ``<|call|>``, GLM's
+    ``<|observation|>``, Llama 3.1's ``<|eom_id|>``. Templates without tool support are skipped quietly."""
+    call = {"role": "assistant", "content": "", "tool_calls": [PROBE_CALL]}
+    result = {"role": "tool", "content": PROBE_TOOL_RESULT, "tool_call_id": PROBE_CALL_ID, "name": "probe_lookup"}
+    try:
+        ends_on_call = r(user + [call], tools=PROBE_TOOLS)
+        with_result = r(user + [call, result], tools=PROBE_TOOLS)
+    except RenderError:
+        return
+    if "plums" not in ends_on_call:  # the template does not render tool calls
+        return
+    base = ends_on_call.rstrip()
+    if with_result.startswith(base):
+        cut = len(base)
+    else:  # the last call renders differently: compare up to where they part, at a marker boundary
+        cut = _common_prefix_len(ends_on_call, with_result)
+        while cut > 0 and with_result[cut - 1] not in ">]\n ":
+            cut -= 1
+        if "plums" not in with_result[:cut]:  # they part before the call is written: nothing to learn
+            return
+    before, after = with_result[:cut], with_result[cut:]
+    if any(before.rstrip().endswith(e) for e in eots):
+        return
+    nxt = _leading_marker(after, marker_re)
+    if nxt and not (answer_to_user and nxt in answer_to_user) and after.lstrip().startswith(nxt):
+        add(nxt)  # the next role marker stops generation (GLM <|observation|>, Gemma 4 <|tool_response>)
+        return
+    m = None
+    for m in marker_re.finditer(base):
+        pass
+    if m is not None and m.end() == len(base) and not (answer_to_user and m.group(0) in answer_to_user):
+        add(m.group(0))  # the call's own closing marker (gpt-oss <|call|>, Llama 3.1 <|eom_id|>)

@@ -10,9 +10,15 @@ Only 4 of 56 publisher templates carry generation tags, so the core locates text
    reasoning, rewrote it, merged it into another turn). Short pieces (which could also match template markup,
    like an answer "user") are always confirmed this way.
 
+A piece that the sentinel render shows no trace of is *dropped* by the template (Qwen3 drops the reasoning of
+earlier turns): recorded in ``Layout.dropped``, not a failure.
+
 An assistant *turn* is then the text the model generates at inference: from the end of the generation prompt
-(``TemplateInfo.generation_prompt``) that precedes the turn, through its content and any tool-call markup, to the
-end-of-turn marker that closes it.
+(``TemplateInfo.generation_prompt``, or the part of it that ends at a line break or marker when past turns are
+written differently, or the header the template always writes after a user message) that precedes the turn,
+through its content, reasoning and tool-call markup, to the end-of-turn marker that closes it. Where no marker
+follows, the turn ends where the render of the conversation up to this message parts from the full render, and
+at least after its tool calls (found by rendering without them).
 
 Example (ChatML): "<|im_start|>assistant\\nHi!<|im_end|>\\n" -> content span "Hi!" (exact), turn body "Hi!",
 end-of-turn "<|im_end|>".
@@ -20,11 +26,12 @@ end-of-turn "<|im_end|>".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .errors import RenderError
-from .render import TemplateInfo
+from .render import TemplateInfo, _common_prefix_len
 
 SHORT_PIECE = 16  # pieces shorter than this are confirmed with a sentinel render
 SENTINEL = "zqxSENTINELxqz"
@@ -52,7 +59,7 @@ class Turn:
     body_end: int
     eot_start: int
     eot_end: int
-    method: str  # how the start was found: "generation-prompt" or "content"
+    method: str  # how the start was found: "generation-prompt", "header" (part of it) or "content"
 
     @property
     def has_eot(self) -> bool:
@@ -61,9 +68,16 @@ class Turn:
 
 @dataclass
 class Layout:
+    """Everything located in one rendered text. ``unlocated``: pieces/turns that could not be found (a problem);
+    ``dropped``: pieces the template does not render at all (e.g. Qwen3 drops the reasoning of earlier turns: the
+    sentinel render shows no trace of them), which is the template's choice, not a failure; ``notes``: other facts
+    worth showing (a turn without an end-of-turn marker)."""
+
     spans: list[Span]
     turns: list[Turn]
     unlocated: list[tuple[int, str]]  # (message_index, why)
+    dropped: list[tuple[int, str]] = field(default_factory=list)  # (message_index, "reasoning"/"content")
+    notes: list[str] = field(default_factory=list)
 
 
 def _pieces(message: dict[str, Any]) -> list[tuple[str, str]]:
@@ -78,29 +92,39 @@ def _pieces(message: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _sentinel_locate(text: str, messages: list[dict[str, Any]], i: int, kind: str,
-                     rerender: Callable[[list[dict[str, Any]]], str]) -> tuple[int, int] | None:
-    field = "reasoning_content" if kind == "reasoning" else "content"
+                     rerender: Callable[[list[dict[str, Any]]], str]) -> tuple[str, tuple[int, int] | None]:
+    """Render again with the piece replaced by ``SENTINEL``. Returns ("found", (start, end)) when the render is
+    ``prefix + SENTINEL + suffix`` around the same prefix and suffix as ``text``; ("dropped", None) when the
+    sentinel does not appear at all (the template does not render this piece); ("failed", None) otherwise."""
+    field_name = "reasoning_content" if kind == "reasoning" else "content"
     probe = [dict(m) for m in messages]
-    probe[i][field] = SENTINEL
+    probe[i][field_name] = SENTINEL
     try:
         other = rerender(probe)
     except RenderError:
-        return None
+        return "failed", None
     pos = other.find(SENTINEL)
-    if pos < 0 or other.find(SENTINEL, pos + 1) >= 0:
-        return None
+    if pos < 0:
+        return "dropped", None
+    if other.find(SENTINEL, pos + 1) >= 0:
+        return "failed", None
     prefix, suffix = other[:pos], other[pos + len(SENTINEL):]
     if len(prefix) + len(suffix) > len(text) or not text.startswith(prefix) or not text.endswith(suffix):
-        return None
+        return "failed", None
     start, end = len(prefix), len(text) - len(suffix)
-    return (start, end) if end > start else None
+    return ("found", (start, end)) if end > start else ("failed", None)
 
 
 def locate(text: str, messages: list[dict[str, Any]], info: TemplateInfo,
            rerender: Callable[[list[dict[str, Any]]], str] | None = None) -> Layout:
-    """Locate every message piece and every assistant turn of ``messages`` in ``text`` (see module docstring)."""
+    """Locate every message piece and every assistant turn of ``messages`` in ``text`` (see module docstring).
+
+    ``rerender(messages) -> text`` renders a changed copy of the conversation with the same template and
+    variables; without it only the ``exact`` and ``stripped`` methods are used.
+    """
     spans: list[Span] = []
     unlocated: list[tuple[int, str]] = []
+    dropped: list[tuple[int, str]] = []
     cursor = 0
     for i, m in enumerate(messages):
         role = m.get("role", "")
@@ -116,39 +140,125 @@ def locate(text: str, messages: list[dict[str, Any]], info: TemplateInfo,
                     found = (pos, pos + len(stripped), "stripped")
             needs_confirm = found is None or len(piece.strip()) < SHORT_PIECE
             if needs_confirm and rerender is not None:
-                loc = _sentinel_locate(text, messages, i, kind, rerender)
-                if loc is not None and loc[0] >= cursor:
+                status, loc = _sentinel_locate(text, messages, i, kind, rerender)
+                if status == "found" and loc is not None and loc[0] >= cursor:
                     found = (loc[0], loc[1], "sentinel")
+                elif status == "dropped":
+                    dropped.append((i, kind))
+                    continue
             if found is None:
                 unlocated.append((i, f"{kind} of message {i} ({role}) not found in the rendered text"))
                 continue
             spans.append(Span(i, role, kind, found[0], found[1], found[2]))
             cursor = found[1]
-    turns = _assistant_turns(text, messages, spans, info, unlocated)
-    return Layout(spans, turns, unlocated)
+    notes: list[str] = []
+    turns = _assistant_turns(text, messages, spans, info, unlocated, notes, rerender)
+    return Layout(spans, turns, unlocated, dropped, notes)
 
 
-def _header_variants(gen_prompt: str | None) -> list[str]:
-    if not gen_prompt:
+def header_candidates(info: TemplateInfo) -> list[tuple[str, bool]]:
+    """Texts that open an assistant turn, longest first, each with whether it is the whole header.
+
+    The generation prompt may end with text the template writes differently in past turns (Qwen3.5's
+    ``<think>\n``, gpt-oss-style channels, Apriel's "Here are my reasoning steps:"), so its prefixes that end at a
+    line break or a marker are tried too. A prefix that also occurs between an answer and the next user message
+    (``<|im_start|>`` alone) opens every turn, not only the assistant's, and is never used.
+
+    Example (ChatML): "<|im_start|>assistant\n" -> [("<|im_start|>assistant\n", True), ("<|im_start|>assistant", False)]
+    """
+    h = info.assistant_header
+    if not h:
         return []
-    out = [gen_prompt]
-    stripped = gen_prompt.rstrip()
-    if stripped and stripped != gen_prompt:
-        out.append(stripped)
-    first_line = gen_prompt.split("\n", 1)[0]
-    if first_line and first_line not in out:
-        out.append(first_line + ("\n" if "\n" in gen_prompt else ""))
+    cuts = {len(h)} | {m.end() for m in re.finditer("\n", h)} | {m.end() for m in info.marker_re.finditer(h)}
+    out: list[tuple[str, bool]] = []
+    for k in sorted(cuts, reverse=True):
+        for cand in (h[:k], h[:k].rstrip()):
+            if not cand.strip() or any(c == cand for c, _ in out):
+                continue
+            if info.answer_to_user and cand in info.answer_to_user:
+                continue
+            out.append((cand, k == len(h) and cand == h))
     return out
 
 
+def eot_candidates(info: TemplateInfo) -> list[str]:
+    """The end-of-turn strings to search after a turn body: each learned closing, then its last marker alone
+    (Kimi-K3 closes answers with "<|close|>response<|sep|><|close|>message<|sep|><|end_of_msg|>" and tool calls
+    with "...<|close|>tools<|sep|>...<|end_of_msg|>": both end with "<|end_of_msg|>")."""
+    out = list(info.end_of_turn)
+    for closing in info.end_of_turn:
+        last = None
+        for last in info.marker_re.finditer(closing):
+            pass
+        if last is not None and last.end() == len(closing) and last.group(0) not in out:
+            out.append(last.group(0))
+    return out
+
+
+def _turn_end_by_prefix(text: str, messages: list[dict[str, Any]], i: int, body_from: int, next_bound: int,
+                        rerender: Callable[[list[dict[str, Any]]], str] | None) -> int:
+    """Where turn ``i`` ends when no end-of-turn marker follows it: where the render of ``messages[:i+1]`` and the
+    full render part (a tool call followed by its result inside the same model turn, a last answer without a
+    closing marker), never inside a marker and never before ``body_from``."""
+    if rerender is None:
+        return body_from
+    if i == len(messages) - 1:
+        end = len(text)
+    else:
+        try:
+            alone = rerender(messages[: i + 1])
+        except RenderError:
+            return body_from
+        end = _common_prefix_len(text, alone)
+    end = min(end, next_bound)
+    seg = text[body_from:end]
+    partial = re.search(r"(<[^<>]*|\[[A-Za-z_/]*)$", seg)  # they part inside a marker: end before it
+    if partial:
+        end = body_from + partial.start()
+    end = body_from + len(text[body_from:end].rstrip())
+    return max(body_from, end)
+
+
+def _common_suffix_len(a: str, b: str, limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    i = 0
+    while i < n and a[len(a) - 1 - i] == b[len(b) - 1 - i]:
+        i += 1
+    return i
+
+
+def tool_call_region(text: str, messages: list[dict[str, Any]], i: int,
+                     rerender: Callable[[list[dict[str, Any]]], str] | None) -> tuple[int, int] | None:
+    """Where the tool calls of assistant message ``i`` sit in ``text``: render again without them; the calls are
+    what differs between the two renders (common prefix and suffix removed). None when the message has no calls or
+    the render without them fails.
+
+    Example: "...<|im_start|>assistant\n<tool_call>{...}</tool_call><|im_end|>..." vs the same without the call
+    -> the span of "<tool_call>{...}</tool_call>" (up to markup shared by both).
+    """
+    if rerender is None or not messages[i].get("tool_calls"):
+        return None
+    probe = [dict(m) for m in messages]
+    probe[i] = {k: v for k, v in messages[i].items() if k != "tool_calls"}
+    try:
+        other = rerender(probe)
+    except RenderError:
+        return None
+    start = _common_prefix_len(text, other)
+    end = len(text) - _common_suffix_len(text, other, min(len(text), len(other)) - start)
+    return (start, end) if end > start else None
+
+
 def _assistant_turns(text: str, messages: list[dict[str, Any]], spans: list[Span], info: TemplateInfo,
-                     unlocated: list[tuple[int, str]]) -> list[Turn]:
+                     unlocated: list[tuple[int, str]], notes: list[str],
+                     rerender: Callable[[list[dict[str, Any]]], str] | None = None) -> list[Turn]:
     by_msg: dict[int, list[Span]] = {}
     for s in spans:
         by_msg.setdefault(s.message_index, []).append(s)
     # the first located position of every message, to bound the search of the turn before it
     firsts = sorted((min(s.start for s in ss), i) for i, ss in by_msg.items())
-    headers = _header_variants(info.generation_prompt)
+    headers = header_candidates(info)
+    eots = eot_candidates(info)
     turns: list[Turn] = []
     prev_end = 0
     for i, m in enumerate(messages):
@@ -161,25 +271,35 @@ def _assistant_turns(text: str, messages: list[dict[str, Any]], spans: list[Span
         start, method = None, "content"
         first = min((s.start for s in own), default=None)
         search_to = first if first is not None else next_bound
-        for h in headers:
+        for h, whole in headers:
             pos = text.rfind(h, prev_end, search_to) if first is not None else text.find(h, prev_end, search_to)
             if pos >= 0:
-                start, method = pos + len(h), "generation-prompt"
+                start = pos + len(h)
+                method = "generation-prompt" if whole and h == info.generation_prompt else "header"
                 break
         if start is None:
             if first is None:
                 unlocated.append((i, f"assistant turn {i} has no text to locate and no generation prompt precedes it"))
                 continue
             start = first
-        body_from = max((s.end for s in own), default=start)
+        body_from = max([s.end for s in own] + [start])
         eot_start = eot_end = -1
-        for marker in info.end_of_turn:
+        for marker in eots:
             pos = text.find(marker, body_from, next_bound)
-            if pos >= 0 and (eot_start < 0 or pos < eot_start):
-                eot_start, eot_end = pos, pos + len(marker)
+            if pos < 0:
+                continue
+            end = pos + len(marker)
+            if eot_start < 0 or end < eot_end or (end == eot_end and pos < eot_start):
+                eot_start, eot_end = pos, end
         if eot_start < 0:
-            eot_start = eot_end = body_from
-            body_end = body_from
+            body_end = _turn_end_by_prefix(text, messages, i, body_from, next_bound, rerender)
+            calls = tool_call_region(text, messages, i, rerender)
+            if calls is not None and body_from <= calls[1] <= next_bound:
+                body_end = max(body_end, len(text[:calls[1]].rstrip()))  # Command R+ writes no closing after "Action:"
+            eot_start = eot_end = body_end
+            if eots:
+                where = "the last answer" if i == len(messages) - 1 else f"assistant turn {i}"
+                notes.append(f"no end-of-turn marker after {where}: the template writes none there")
         else:
             body_end = eot_start
         turns.append(Turn(i, start, body_end, eot_start, eot_end, method))

@@ -44,7 +44,8 @@ def packaged_tokenizer_path(name: str) -> str | None:
 
 
 def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False, gguf_file: str | None = None) -> Any:
-    """Load a Hugging Face tokenizer from a hub id, a local folder, a ``.gguf`` file or a packaged name.
+    """Load a Hugging Face tokenizer from a hub id, a local folder, a ``.gguf`` file, a SentencePiece ``.model``
+    file, a mistral-common ``tekken*.json`` file or a packaged name.
 
     Raises ``TokenizerLoadError`` with a message that says what to do (e.g. the hub is unreachable: pass a local
     folder; a GGUF needs torch: ``pip install -r requirements-gguf.txt``).
@@ -67,13 +68,63 @@ def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False, gguf_f
     kwargs: dict[str, Any] = {"trust_remote_code": bool(trust_remote_code)}
     if gguf_file is not None:
         kwargs["gguf_file"] = gguf_file
+    if path.is_file() and is_sentencepiece_file(path):
+        return load_sentencepiece(path)
+    if path.is_file() and path.suffix == ".json" and path.name.startswith("tekken"):
+        return load_tekken(path)
     is_hub_id = not name_or_path.startswith((".", "/", "~")) and name_or_path.count("/") <= 1
     if not path.exists() and not is_hub_id:
         raise TokenizerLoadError(f"Tokenizer folder not found: {name_or_path}")
+    if not path.exists() and hub_is_offline():
+        kwargs["local_files_only"] = True  # fail at once from the cache instead of retrying the network
     try:
         return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
     except Exception as exc:  # transformers raises OSError, ValueError, ImportError... depending on the cause
         raise TokenizerLoadError(_explain_load_failure(name_or_path, path, exc)) from exc
+
+
+def hub_is_offline() -> bool:
+    """True when HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set now, read at call time."""
+    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
+               for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def is_sentencepiece_file(path: str | os.PathLike) -> bool:
+    """A SentencePiece model file: ``tokenizer.model`` or a versioned one like mistral-common's
+    ``tokenizer.model.v3``. Example: "mistral_instruct_tokenizer_240323.model.v3" -> True."""
+    name = Path(path).name
+    return name.endswith(".model") or ".model.v" in name
+
+
+def load_sentencepiece(path: str | os.PathLike) -> Any:
+    """A fast (Rust) tokenizer built offline from a SentencePiece BPE ``.model`` file, the way transformers converts
+    Llama/Mistral tokenizers: its control tokens (``<s>``, ``[INST]``, ...) become special tokens, byte fallback
+    and the "▁" space marker are kept. Ids match ``sentencepiece`` itself on plain text."""
+    from transformers import LlamaTokenizerFast
+    from transformers.convert_slow_tokenizer import SentencePieceExtractor
+
+    try:
+        extracted = SentencePieceExtractor(str(path)).extract(None)
+    except Exception as exc:  # not a SentencePiece model, sentencepiece/protobuf missing
+        raise TokenizerLoadError(f"Cannot read SentencePiece model {path}: {type(exc).__name__}: {exc}") from exc
+    if "merges" not in extracted:
+        raise TokenizerLoadError(f"{path} is a SentencePiece unigram model; only BPE models can be converted here. "
+                                 "Pass the tokenizer folder (tokenizer.json) instead.")
+    tok = LlamaTokenizerFast(vocab=extracted["vocab"], merges=extracted["merges"], legacy=False)
+    special = [t for t in extracted.get("additional_special_tokens", []) if str(t) not in ("<s>", "</s>", "<unk>")]
+    if special:
+        tok.add_tokens(special, special_tokens=True)
+    return tok
+
+
+def load_tekken(path: str | os.PathLike) -> Any:
+    """A fast tokenizer from a mistral-common Tekken ``tekken*.json`` file (transformers' own converter)."""
+    from transformers.integrations.mistral import convert_tekken_tokenizer
+
+    try:
+        return convert_tekken_tokenizer(str(path))
+    except Exception as exc:
+        raise TokenizerLoadError(f"Cannot convert Tekken tokenizer {path}: {type(exc).__name__}: {exc}") from exc
 
 
 def _require_gguf_support() -> None:

@@ -709,3 +709,18 @@ def test_corpus_folder(corpus):
     result = load_data(corpus / "data")
     assert result.total == sum(n for n, _ in CORPUS_FILES.values()) and not result.rejected
     assert result.format == "alpaca"
+
+
+def test_tool_call_id_is_kept_and_passed_to_templates():
+    record = {"messages": [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "w", "arguments": {}}}]},
+        {"role": "tool", "content": "7C", "tool_call_id": "call_1"},
+        {"role": "assistant", "content": "7C."},
+    ]}
+    conv = normalize_record(record)
+    assert conv.messages[2].tool_call_id == "call_1"
+    assert conv.template_messages()[2] == {"role": "tool", "content": "7C", "tool_call_id": "call_1"}
+    with pytest.raises(RecordError, match="tool_call_id"):
+        normalize_record({"messages": [{"role": "tool", "content": "x", "tool_call_id": ["bad"]}]})
