@@ -21,6 +21,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import re
+from functools import cached_property, lru_cache
 import threading
 import time
 from dataclasses import dataclass, field
@@ -376,8 +377,13 @@ def marker_regex(known: list[str] | tuple[str, ...] = ()) -> re.Pattern:
 
     Example: marker_regex(["<|im_end|>"]).findall("Hi<|im_end|>\\n<|im_start|>") -> ["<|im_end|>", "<|im_start|>"]
     """
-    parts = [re.escape(t) for t in sorted({t for t in known if t and t.strip()}, key=len, reverse=True)]
-    return re.compile("|".join(parts + [_GENERIC_MARKER]))
+    return _marker_regex(tuple(sorted({t for t in known if t and t.strip()}, key=len, reverse=True)))
+
+
+@lru_cache(maxsize=64)
+def _marker_regex(tokens: tuple[str, ...]) -> re.Pattern:
+    # cached: a tokenizer has up to ~100k added tokens, and spans ask for this pattern several times per sample
+    return re.compile("|".join([re.escape(t) for t in tokens] + [_GENERIC_MARKER]))
 
 
 @dataclass(frozen=True)
@@ -407,9 +413,9 @@ class TemplateInfo:
     variables: tuple[str, ...] = field(default_factory=tuple)
     marker_tokens: tuple[str, ...] = field(default_factory=tuple)  # added tokens of the tokenizer, longest first
 
-    @property
+    @cached_property
     def marker_re(self) -> re.Pattern:
-        return marker_regex(self.marker_tokens)
+        return marker_regex(self.marker_tokens)  # once per probed template: the pattern can hold ~100k tokens
 
 
 def template_variables_used(template: str) -> tuple[str, ...]:
