@@ -1,0 +1,668 @@
+"""What the app draws, as plain data: token tables, colored HTML, ratio tables and chart specs. No Streamlit here.
+
+Every function takes plain values (a ``Sample``, lists, dicts) and returns plain values (a ``DataFrame``, an HTML
+string, an Altair chart), so the pages only hand them to Streamlit and the tests can check them exactly.
+
+Token states, in the order they win: ``flagged`` (a check points at the token; red, reason on hover), ``trained``
+(label = input id; green), ``masked`` (label = IGNORE_INDEX; gray).
+
+Example: visible_text("Hi there\\n") -> "Hi·there↵"; a trained token "Hi" becomes
+``<tr data-state="trained" style="background-color:#bbf7d0"...><td>0</td><td>13347</td><td>Hi</td>...``.
+
+Every text that reaches HTML goes through ``html.escape`` (token texts, reasons, ids): data can hold markup.
+Left out: Streamlit widgets, caching and session state (``ui.py``), computing labels (``labels``), weights
+(``weights``) and findings (``checks``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .constants import IGNORE_INDEX, SEGMENTS
+
+# --- colors ---------------------------------------------------------------------------------------------------------
+
+STATE_COLORS = {  # background, text
+    "trained": ("#bbf7d0", "#14532d"),
+    "masked": ("#e5e7eb", "#4b5563"),
+    "flagged": ("#fecaca", "#7f1d1d"),
+}
+SEGMENT_COLORS = {  # background of a segment in the rendered text and in the role column
+    "template": "#f3f4f6",
+    "system": "#ede9fe",
+    "user": "#dbeafe",
+    "assistant": "#dcfce7",
+    "tool": "#ffedd5",
+}
+DIFF_COLOR = "#fde68a"  # compare view: a token whose label (or the token itself) differs
+VISIBLE = {" ": "·", "\n": "↵", "\t": "⇥", "\r": "␍"}
+MAX_HTML_TOKENS = 4000  # longer samples: the HTML views show the first MAX_HTML_TOKENS tokens and say so
+
+_TABLE_STYLE = ("border-collapse:collapse;font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:13px;"
+                "width:100%")
+_CELL = "padding:1px 8px;border-bottom:1px solid #ffffff;white-space:pre;"
+_MONO = "font-family:ui-monospace,SFMono-Regular,Menlo,monospace;"
+
+
+def _e(value: Any) -> str:
+    """Escape any value for HTML text and attributes."""
+    return html.escape(str(value), quote=True)
+
+
+# --- token texts --------------------------------------------------------------------------------------------------
+
+def visible_text(text: str) -> str:
+    """Make whitespace and control characters visible.
+
+    Example: visible_text(" a\\n\\tb") -> "·a↵⇥b"; visible_text("") -> "∅"; visible_text("\\x00") -> "\\\\x00".
+    """
+    if text == "":
+        return "∅"
+    out = []
+    for ch in text:
+        if ch in VISIBLE:
+            out.append(VISIBLE[ch])
+        elif ord(ch) < 32 or ord(ch) == 127:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def token_texts(text: str, offsets: np.ndarray | Sequence[Sequence[int]], ids: Sequence[int],
+                decode: Callable[[int], str] | None = None) -> list[str]:
+    """The exact text of every token: its slice of the rendered ``text``.
+
+    A token without characters (an inserted EOS, offsets (k, k)) or sharing its characters with the previous token
+    (byte-level pieces of one character) is shown as ``decode(id)`` (e.g. "<eos>" or "\\ufffd"), or "" without it.
+
+    Example: text "Hi!", offsets [[0, 2], [2, 3], [3, 3]], decode {7: "</s>"}.get -> ["Hi", "!", "</s>"].
+    """
+    offs = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    out: list[str] = []
+    prev: tuple[int, int] | None = None
+    for k, (a, b) in enumerate(offs.tolist()):
+        if b > a and (a, b) != prev:
+            out.append(text[a:b])
+        else:
+            out.append(decode(int(ids[k])) if decode is not None else "")
+        prev = (a, b)
+    return out
+
+
+def token_state(label: int, flagged: bool) -> str:
+    """ "flagged", "trained" or "masked". Example: token_state(IGNORE_INDEX, False) -> "masked"."""
+    if flagged:
+        return "flagged"
+    return "masked" if label == IGNORE_INDEX else "trained"
+
+
+def flags_by_position(findings: Iterable[Any], sample_id: str | None = None) -> dict[int, list[str]]:
+    """Map token position -> ["code: message", ...] for findings that point at tokens of one sample.
+
+    ``findings`` are objects (or dicts) with ``code``, ``message``, ``positions`` and ``sample_id``; those of another
+    sample are skipped when ``sample_id`` is given. Example: [Finding("label-leak", ..., positions=[4, 5])] ->
+    {4: ["label-leak: ..."], 5: ["label-leak: ..."]}.
+    """
+    out: dict[int, list[str]] = {}
+    for f in findings:
+        get = f.get if isinstance(f, Mapping) else (lambda key, _f=f: getattr(_f, key, None))
+        if sample_id is not None and get("sample_id") not in (None, sample_id):
+            continue
+        reason = f"{get('code')}: {get('message')}"
+        for p in get("positions") or []:
+            out.setdefault(int(p), [])
+            if reason not in out[int(p)]:
+                out[int(p)].append(reason)
+    return out
+
+
+def token_table(sample: Any, decode: Callable[[int], str] | None = None, special_ids: Iterable[int] = (),
+                flags: Mapping[int, list[str]] | None = None) -> pd.DataFrame:
+    """One row per token of a ``Sample``: index, token_id, token (visible), label, trained, role, message, special,
+    state and flag (the reasons, "" when none).
+
+    Example (ChatML, assistant-only): the row of "Hello" has label = its id, trained True, role "assistant"; the row
+    of "<|im_start|>" has label -100, trained False, role "template", special True.
+    """
+    ids = list(sample.input_ids)
+    labels = list(sample.labels)
+    texts = token_texts(sample.text, sample.offsets, ids, decode)
+    special = set(int(i) for i in special_ids)
+    flags = flags or {}
+    msg = np.asarray(sample.message_index).tolist() if len(ids) else []
+    rows = {
+        "index": list(range(len(ids))),
+        "token_id": ids,
+        "token": [visible_text(t) for t in texts],
+        "label": labels,
+        "trained": [lab != IGNORE_INDEX for lab in labels],
+        "role": list(sample.segments),
+        "message": [int(m) if m is not None and int(m) >= 0 else None for m in msg],
+        "special": [i in special for i in ids],
+        "state": [token_state(lab, k in flags) for k, lab in enumerate(labels)],
+        "flag": ["; ".join(flags.get(k, [])) for k in range(len(ids))],
+    }
+    df = pd.DataFrame(rows)
+    df["message"] = df["message"].astype("Int64")
+    return df
+
+
+# --- HTML views of one sample --------------------------------------------------------------------------------------
+
+def _state_style(state: str) -> str:
+    bg, fg = STATE_COLORS[state]
+    return f"background-color:{bg};color:{fg};"
+
+
+def _token_title(row: Mapping[str, Any]) -> str:
+    label = "IGNORE_INDEX (-100): not trained" if row["label"] == IGNORE_INDEX else f"label {row['label']}: trained"
+    parts = [f"#{row['index']} id {row['token_id']}", label, f"role {row['role']}"]
+    if row.get("flag"):
+        parts.append(str(row["flag"]))
+    return " | ".join(parts)
+
+
+def legend_html() -> str:
+    """The color key shown above the token views."""
+    items = [("trained", "trained (label = token id)"), ("masked", "masked (label -100)"),
+             ("flagged", "flagged by a check (hover for the reason)")]
+    chips = "".join(f'<span style="{_state_style(s)}padding:1px 6px;margin-right:8px;border-radius:3px">'
+                    f'{_e(t)}</span>' for s, t in items)
+    return f'<div class="sfti-legend" style="font-size:13px;margin:4px 0">{chips}</div>'
+
+
+def token_table_html(df: pd.DataFrame, max_rows: int = MAX_HTML_TOKENS) -> str:
+    """The colored token table: index, token id, token text, label, role. Rows are colored by state, flagged rows
+    carry their reasons in a ``title`` (shown on hover); special tokens are bold. Every text is escaped."""
+    head = "".join(f'<th style="{_CELL}text-align:left;background:#ffffff">{h}</th>'
+                   for h in ("#", "token id", "token", "label", "role"))
+    body = []
+    for row in df.head(max_rows).to_dict("records"):
+        style = _state_style(row["state"])
+        token_style = "font-weight:700;" if row["special"] else ""
+        role_bg = SEGMENT_COLORS.get(row["role"], "#ffffff")
+        # the label cell always shows trained/masked, so a flagged (red) row still says what it trains
+        label_state = token_state(row["label"], False)
+        body.append(
+            f'<tr class="sfti-row" data-state="{row["state"]}" title="{_e(_token_title(row))}" style="{style}">'
+            f'<td style="{_CELL}{style}">{row["index"]}</td>'
+            f'<td style="{_CELL}{style}">{row["token_id"]}</td>'
+            f'<td class="sfti-token" style="{_CELL}{style}{token_style}">{_e(row["token"])}</td>'
+            f'<td class="sfti-label" data-label="{row["label"]}" data-state="{label_state}" '
+            f'style="{_CELL}{_state_style(label_state)}">{row["label"]}</td>'
+            f'<td style="{_CELL}{style}"><span style="background-color:{role_bg};color:#111827;padding:0 4px;'
+            f'border-radius:3px">{_e(row["role"])}</span></td></tr>')
+    more = ""
+    if len(df) > max_rows:
+        more = f'<p class="sfti-more">Showing the first {max_rows} of {len(df)} tokens.</p>'
+    return (f'<div class="sfti-table-wrap" style="max-height:75vh;overflow:auto">'
+            f'<table class="sfti-tokens" style="{_TABLE_STYLE}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>{more}')
+
+
+def chips_html(df: pd.DataFrame, max_tokens: int = MAX_HTML_TOKENS) -> str:
+    """The compact view: one colored chip per token in reading order; a line break after each newline token."""
+    parts = []
+    for row in df.head(max_tokens).to_dict("records"):
+        style = _state_style(row["state"])
+        weight = "font-weight:700;" if row["special"] else ""
+        parts.append(f'<span class="sfti-chip" data-state="{row["state"]}" title="{_e(_token_title(row))}" '
+                     f'style="{style}{weight}{_MONO}display:inline-block;margin:1px;padding:0 3px;border-radius:3px;'
+                     f'font-size:13px;white-space:pre">{_e(row["token"])}</span>')
+        if "↵" in row["token"]:
+            parts.append("<br>")
+    more = f"<p>Showing the first {max_tokens} of {len(df)} tokens.</p>" if len(df) > max_tokens else ""
+    return f'<div class="sfti-chips" style="line-height:1.9">{"".join(parts)}</div>{more}'
+
+
+def char_segments(text: str, spans: Iterable[Any]) -> list[str]:
+    """The segment of every character: the role of the message span covering it, else "template".
+
+    Example: text "<u>Hi", spans [Span(0, "user", "content", 3, 5, "exact")] -> ["template"] * 3 + ["user"] * 2.
+    """
+    seg = ["template"] * len(text)
+    for s in spans:
+        role = s.role if s.role in SEGMENTS else "template"
+        seg[s.start:s.end] = [role] * max(0, min(s.end, len(text)) - s.start)
+    return seg
+
+
+def trained_chars(text: str, offsets: np.ndarray | Sequence[Sequence[int]], labels: Sequence[int]) -> np.ndarray:
+    """Boolean per character: covered by a trained token. Example: "Hi!", offsets [[0,2],[2,3]], labels [-100, 5]
+    -> [False, False, True]."""
+    mask = np.zeros(len(text), dtype=bool)
+    offs = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    for (a, b), lab in zip(offs.tolist(), labels):
+        if lab != IGNORE_INDEX and b > a:
+            mask[a:b] = True
+    return mask
+
+
+def _runs(keys: Sequence[Any]) -> list[tuple[int, int, Any]]:
+    """Runs of equal keys. Example: ["a", "a", "b"] -> [(0, 2, "a"), (2, 3, "b")]."""
+    out = []
+    start = 0
+    for k in range(1, len(keys) + 1):
+        if k == len(keys) or keys[k] != keys[start]:
+            if k > start:
+                out.append((start, k, keys[start]))
+            start = k
+    return out
+
+
+def rendered_html(text: str, spans: Iterable[Any], offsets: Any = None, labels: Sequence[int] | None = None,
+                  max_chars: int = 200_000) -> str:
+    """The rendered template text, each character colored by its segment (template markup, system, user,
+    assistant, tool). With ``offsets``/``labels``, trained characters are underlined in green. Escaped;
+    whitespace kept (``white-space: pre-wrap``)."""
+    text = text[:max_chars]
+    segs = char_segments(text, spans)
+    trained = trained_chars(text, offsets, labels) if offsets is not None and labels is not None else \
+        np.zeros(len(text), dtype=bool)
+    keys = [(s, bool(t)) for s, t in zip(segs, trained.tolist())]
+    parts = []
+    for a, b, (seg, is_trained) in _runs(keys):
+        style = f"background-color:{SEGMENT_COLORS[seg]};"
+        if seg == "template":
+            style += "color:#6b7280;"
+        if is_trained:
+            style += "text-decoration:underline;text-decoration-color:#16a34a;text-decoration-thickness:2px;"
+        parts.append(f'<span class="sfti-seg" data-segment="{seg}" data-trained="{str(is_trained).lower()}" '
+                     f'style="{style}">{_e(text[a:b])}</span>')
+    return (f'<div class="sfti-rendered" style="{_MONO}white-space:pre-wrap;word-break:break-word;font-size:13px;'
+            f'border:1px solid #e5e7eb;padding:8px;border-radius:4px">{"".join(parts)}</div>')
+
+
+def segment_legend_html() -> str:
+    chips = "".join(f'<span style="background-color:{c};padding:1px 6px;margin-right:6px;border-radius:3px">'
+                    f'{_e(s)}</span>' for s, c in SEGMENT_COLORS.items())
+    return (f'<div style="font-size:13px;margin:4px 0">{chips}<span style="text-decoration:underline;'
+            f'text-decoration-color:#16a34a;text-decoration-thickness:2px">trained</span></div>')
+
+
+# --- compare two samples -------------------------------------------------------------------------------------------
+
+def align_tokens(ids_a: Sequence[int], ids_b: Sequence[int]) -> list[tuple[int | None, int | None]]:
+    """Pair the tokens of two sequences: equal runs pair up, the rest is one-sided.
+
+    Example: ([1, 2, 3], [1, 3, 4]) -> [(0, 0), (1, None), (2, 1), (None, 2)].
+    """
+    sm = difflib.SequenceMatcher(a=list(ids_a), b=list(ids_b), autojunk=False)
+    pairs: list[tuple[int | None, int | None]] = []
+    for tag, i1, i2, j1, j2 in sm.get_opcodes():
+        if tag == "equal":
+            pairs.extend((i1 + k, j1 + k) for k in range(i2 - i1))
+        else:
+            pairs.extend((i, None) for i in range(i1, i2))
+            pairs.extend((None, j) for j in range(j1, j2))
+    return pairs
+
+
+def compare_table(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """Two token tables (from ``token_table``) side by side, aligned on token ids.
+
+    Columns: index_a, index_b, token, label_a, label_b, role, status with status one of "same", "label differs",
+    "only in A", "only in B". Example: the same conversation under assistant-only (A) and all-tokens (B): user
+    tokens have label_a -100, label_b = id -> "label differs".
+    """
+    pairs = align_tokens(a["token_id"].tolist(), b["token_id"].tolist())
+    ra, rb = a.to_dict("records"), b.to_dict("records")
+    rows = []
+    for i, j in pairs:
+        x = ra[i] if i is not None else None
+        y = rb[j] if j is not None else None
+        if x is not None and y is not None:
+            status = "same" if x["label"] == y["label"] else "label differs"
+        else:
+            status = "only in A" if y is None else "only in B"
+        src = x if x is not None else y
+        rows.append({"index_a": i, "index_b": j, "token_id": src["token_id"], "token": src["token"],
+                     "label_a": None if x is None else x["label"], "label_b": None if y is None else y["label"],
+                     "role": src["role"], "status": status})
+    df = pd.DataFrame(rows, columns=["index_a", "index_b", "token_id", "token", "label_a", "label_b", "role",
+                                     "status"])
+    for col in ("index_a", "index_b", "label_a", "label_b"):
+        df[col] = df[col].astype("Int64")
+    return df
+
+
+def compare_html(df: pd.DataFrame, name_a: str = "A", name_b: str = "B", max_rows: int = MAX_HTML_TOKENS,
+                 only_differences: bool = False) -> str:
+    """Side-by-side table of ``compare_table``: each side colored trained/masked, differing rows outlined in
+    amber and marked with a "≠" column."""
+    def cell(label: Any) -> str:
+        if label is None or label is pd.NA:
+            return f'<td class="sfti-cmp" data-label="" style="{_CELL}color:#9ca3af">—</td>'
+        state = token_state(int(label), False)
+        return f'<td class="sfti-cmp" data-label="{int(label)}" style="{_CELL}{_state_style(state)}">{int(label)}</td>'
+
+    head = "".join(f'<th style="{_CELL}text-align:left">{_e(h)}</th>'
+                   for h in ("", "#A", "#B", "token", f"label {name_a}", f"label {name_b}", "role"))
+    body = []
+    view = df[df["status"] != "same"] if only_differences else df
+    for row in view.head(max_rows).to_dict("records"):
+        diff = row["status"] != "same"
+        row_style = f"outline:2px solid {DIFF_COLOR};background-color:{DIFF_COLOR};" if diff else ""
+        mark = "≠" if diff else ""
+        ia = "" if row["index_a"] is pd.NA or row["index_a"] is None else row["index_a"]
+        ib = "" if row["index_b"] is pd.NA or row["index_b"] is None else row["index_b"]
+        body.append(f'<tr class="sfti-cmp-row" data-status="{_e(row["status"])}" title="{_e(row["status"])}" '
+                    f'style="{row_style}"><td style="{_CELL}font-weight:700">{mark}</td>'
+                    f'<td style="{_CELL}">{ia}</td><td style="{_CELL}">{ib}</td>'
+                    f'<td style="{_CELL}">{_e(row["token"])}</td>{cell(row["label_a"])}{cell(row["label_b"])}'
+                    f'<td style="{_CELL}">{_e(row["role"])}</td></tr>')
+    more = f"<p>Showing the first {max_rows} of {len(view)} rows.</p>" if len(view) > max_rows else ""
+    return (f'<div style="max-height:640px;overflow:auto"><table class="sfti-compare" style="{_TABLE_STYLE}">'
+            f'<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>{more}')
+
+
+# --- ratios over a dataset -----------------------------------------------------------------------------------------
+
+def sample_stats(sample: Any) -> dict[str, Any]:
+    """Token counts of one sample: total, trained, per segment, and truncation.
+
+    Example: a sample of 10 tokens, 4 template, 3 user, 3 assistant of which 3 trained ->
+    {"tokens": 10, "trained": 3, "trained_share": 0.3, "template": 4, "user": 3, "assistant": 3, ...}.
+    """
+    n = len(sample.input_ids)
+    segs = pd.Series(list(sample.segments), dtype="object").value_counts().to_dict() if n else {}
+    trained = sum(1 for x in sample.labels if x != IGNORE_INDEX)
+    trunc = getattr(sample, "truncation", None)
+    row: dict[str, Any] = {"sample_id": sample.id, "conversation_id": sample.conversation_id, "tokens": n,
+                           "trained": trained, "trained_share": trained / n if n else 0.0}
+    for s in SEGMENTS:
+        row[s] = int(segs.get(s, 0))
+    row["truncated"] = trunc is not None
+    row["tokens_cut"] = trunc.tokens_cut if trunc is not None else 0
+    row["original_tokens"] = trunc.original_length if trunc is not None else n
+    return row
+
+
+STATS_COLUMNS = ["sample_id", "conversation_id", "tokens", "trained", "trained_share", *SEGMENTS, "truncated",
+                 "tokens_cut", "original_tokens"]
+
+
+def stats_table(samples: Iterable[Any]) -> pd.DataFrame:
+    """``sample_stats`` of every sample, one row each, plus the share of each segment (columns ``<segment>_share``)."""
+    df = pd.DataFrame([sample_stats(s) for s in samples], columns=STATS_COLUMNS)
+    for s in SEGMENTS:
+        df[f"{s}_share"] = (df[s] / df["tokens"].where(df["tokens"] > 0)).fillna(0.0)
+    return df
+
+
+def overall_shares(stats: pd.DataFrame) -> pd.DataFrame:
+    """Token shares over the whole dataset: one row per segment plus "trained", with tokens and share.
+
+    Example: two samples with template 4+6, user 3+2, assistant 3+2 (20 tokens) -> template 10 (0.5), user 5 (0.25),
+    assistant 5 (0.25), system 0, tool 0.
+    """
+    total = int(stats["tokens"].sum()) if len(stats) else 0
+    rows = [{"segment": s, "tokens": int(stats[s].sum()) if len(stats) else 0} for s in SEGMENTS]
+    rows.append({"segment": "trained", "tokens": int(stats["trained"].sum()) if len(stats) else 0})
+    df = pd.DataFrame(rows)
+    df["share"] = df["tokens"] / total if total else 0.0
+    return df
+
+
+def shares_long(stats: pd.DataFrame) -> pd.DataFrame:
+    """Per-sample segment counts in long form (sample_id, conversation_id, segment, tokens, share) for charts."""
+    rows = []
+    for r in stats.to_dict("records"):
+        for s in SEGMENTS:
+            rows.append({"sample_id": r["sample_id"], "conversation_id": r["conversation_id"], "segment": s,
+                         "tokens": r[s], "share": r[s] / r["tokens"] if r["tokens"] else 0.0})
+    return pd.DataFrame(rows, columns=["sample_id", "conversation_id", "segment", "tokens", "share"])
+
+
+def share_chart(stats: pd.DataFrame, selection_name: str = "pick") -> Any:
+    """Stacked horizontal bars: the segment shares of every sample; clicking a bar selects its conversation."""
+    import altair as alt
+
+    data = shares_long(stats)
+    pick = alt.selection_point(name=selection_name, fields=["conversation_id"], on="click")
+    return (alt.Chart(data).mark_bar().encode(
+        y=alt.Y("sample_id:N", sort=None, title=None, axis=alt.Axis(labelLimit=260, labelOverlap=False)),
+        x=alt.X("tokens:Q", stack="normalize", title="share of tokens", axis=alt.Axis(format="%")),
+        color=alt.Color("segment:N", scale=alt.Scale(domain=list(SEGMENTS),
+                                                     range=[_darker(SEGMENT_COLORS[s]) for s in SEGMENTS])),
+        order=alt.Order("segment_order:Q"),
+        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.45)),
+        tooltip=["conversation_id:N", "sample_id:N", "segment:N", "tokens:Q", alt.Tooltip("share:Q", format=".1%")],
+    ).transform_calculate(segment_order=_segment_order_expr()).add_params(pick)
+        .properties(height=max(120, 24 * int(stats.shape[0]))))
+
+
+def _segment_order_expr() -> str:
+    expr = "0"
+    for k, s in reversed(list(enumerate(SEGMENTS))):
+        expr = f"datum.segment == '{s}' ? {k} : ({expr})"
+    return expr
+
+
+def _darker(hex_color: str) -> str:
+    """Chart colors: the segment color, saturated. Example: "#dcfce7" (assistant) -> "#22c55e"-like green."""
+    strong = {"template": "#9ca3af", "system": "#8b5cf6", "user": "#3b82f6", "assistant": "#22c55e",
+              "tool": "#f97316"}
+    for s, c in SEGMENT_COLORS.items():
+        if c == hex_color:
+            return strong[s]
+    return hex_color
+
+
+def length_histogram(stats: pd.DataFrame, max_length: int | None = None, column: str = "original_tokens",
+                     selection_name: str = "bin") -> Any:
+    """Histogram of sample lengths (before truncation by default), with a red rule at ``max_length``."""
+    import altair as alt
+
+    base = alt.Chart(stats)
+    bars = base.mark_bar(color="#3b82f6").encode(
+        x=alt.X(f"{column}:Q", bin=alt.Bin(maxbins=30), title="tokens per sample"),
+        y=alt.Y("count():Q", title="samples"),
+        tooltip=[alt.Tooltip("count():Q", title="samples")],
+    )
+    if max_length:
+        rule = alt.Chart(pd.DataFrame({"max_length": [max_length]})).mark_rule(color="#dc2626", strokeWidth=2) \
+            .encode(x="max_length:Q", tooltip=["max_length:Q"])
+        return (bars + rule).properties(height=220)
+    return bars.properties(height=220)
+
+
+def trained_share_histogram(stats: pd.DataFrame) -> Any:
+    """Histogram of the trained share per sample (0 = the sample trains on nothing)."""
+    import altair as alt
+
+    return alt.Chart(stats).mark_bar(color="#22c55e").encode(
+        x=alt.X("trained_share:Q", bin=alt.Bin(maxbins=20, extent=[0, 1]), title="trained share",
+                axis=alt.Axis(format="%")),
+        y=alt.Y("count():Q", title="samples"),
+    ).properties(height=220)
+
+
+def check_counts(findings: Iterable[Any]) -> pd.DataFrame:
+    """Findings per check: code, severity, findings, conversations (distinct). Errors first, then by count."""
+    rows: dict[str, dict[str, Any]] = {}
+    for f in findings:
+        get = f.get if isinstance(f, Mapping) else (lambda key, _f=f: getattr(_f, key, None))
+        code = get("code")
+        r = rows.setdefault(code, {"code": code, "severity": get("severity"), "findings": 0, "_convs": set()})
+        r["findings"] += 1
+        r["_convs"].add(get("conversation_id") or get("sample_id"))
+    order = {"error": 0, "warning": 1, "info": 2}
+    out = [{"code": r["code"], "severity": r["severity"], "findings": r["findings"], "conversations": len(r["_convs"])}
+           for r in rows.values()]
+    out.sort(key=lambda r: (order.get(r["severity"], 3), -r["findings"], r["code"]))
+    return pd.DataFrame(out, columns=["code", "severity", "findings", "conversations"])
+
+
+# --- gradient weights ----------------------------------------------------------------------------------------------
+
+def fraction_text(value: Fraction | int) -> str:
+    """Exact text of a weight. Example: Fraction(17, 24) -> "17/24", Fraction(2, 1) -> "2"."""
+    f = Fraction(value)
+    return str(f.numerator) if f.denominator == 1 else f"{f.numerator}/{f.denominator}"
+
+
+def weight_text(value: Fraction | int, approx_above: int = 48) -> str:
+    """An exact weight, with its percentage when the denominator is large enough to be hard to read.
+
+    Example: Fraction(1, 6) -> "1/6"; Fraction(6817, 98280) -> "6817/98280 ≈ 6.94%"; 0 -> "0".
+    """
+    f = Fraction(value)
+    text = fraction_text(f)
+    return f"{text} ≈ {float(f):.2%}" if f.denominator > approx_above else text
+
+
+def fractions_frame(table: Mapping[str, Mapping[Any, Fraction]], keys: Sequence[Any] | None = None,
+                    as_text: bool = True, approx: bool = False) -> pd.DataFrame:
+    """A table of exact weights: one row per key, one column per name in ``table``.
+
+    Example: {"session": {"A": 2/3, "B": 1/6}, "split": {"A": 17/24, "B": 5/24}} -> rows A, B with columns
+    session "2/3", "1/6" and split "17/24", "5/24" (``as_text=False`` gives floats instead; ``approx=True`` adds
+    the percentage to fractions with large denominators, see ``weight_text``).
+    """
+    if keys is None:
+        seen: dict[Any, None] = {}
+        for col in table.values():
+            for k in col:
+                seen.setdefault(k, None)
+        keys = list(seen)
+    data = {}
+    for name, col in table.items():
+        vals = [col.get(k, Fraction(0)) for k in keys]
+        text = weight_text if approx else fraction_text
+        data[name] = [text(v) for v in vals] if as_text else [float(v) for v in vals]
+    return pd.DataFrame(data, index=pd.Index([str(k) for k in keys], name="key"))
+
+
+def weights_by(weights: Sequence[Sequence[Fraction]], keys: Sequence[Sequence[Any]]) -> dict[Any, Fraction]:
+    """Sum weights per key (``None`` keys skipped); same as ``weights.aggregate`` without the import cycle."""
+    out: dict[Any, Fraction] = {}
+    for ws, ks in zip(weights, keys):
+        for w, k in zip(ws, ks):
+            if k is None:
+                continue
+            out[k] = out.get(k, Fraction(0)) + w
+    return out
+
+
+def log_prob_html(terms: Sequence[Any]) -> str:
+    """The dialogue's log-probability as a sum of per-turn terms, masked terms crossed out (``<s>``).
+
+    Example: terms of [(user, x), (assistant, y)] -> "log P(x1, y1) = <s>log P(x1)</s> + log P(y1 | x1)".
+    """
+    symbols = {t.index: t.symbol for t in terms}
+    parts = []
+    for t in terms:
+        given = ", ".join(symbols.get(i, f"turn{i}") for i in t.conditioned_on)
+        term = f"log P({t.symbol} | {given})" if given else f"log P({t.symbol})"
+        if t.counted:
+            parts.append(f'<span class="sfti-term" data-counted="true" style="color:#166534;font-weight:600" '
+                         f'title="{_e(t.role)}: trained">{_e(term)}</span>')
+        else:
+            parts.append(f'<s class="sfti-term" data-counted="false" style="color:#9ca3af" '
+                         f'title="{_e(t.role)}: masked (-100), context only">{_e(term)}</s>')
+    head = _e(f"log P({', '.join(t.symbol for t in terms)})")
+    return (f'<div class="sfti-logprob" style="{_MONO}font-size:14px;line-height:1.8">{head} = '
+            f'{" + ".join(parts)}</div>')
+
+
+def log_prob_legend_table(terms: Sequence[Any], max_chars: int = 80) -> pd.DataFrame:
+    """The terms as a table: symbol, role, counted, and the start of the turn's text."""
+    return pd.DataFrame([{"symbol": t.symbol, "role": t.role, "in the loss": bool(t.counted),
+                          "text": t.text if len(t.text) <= max_chars else t.text[: max_chars - 1] + "…"}
+                         for t in terms])
+
+
+def turn_keys(sample: Any) -> list[int | None]:
+    """The message each token belongs to, for per-turn sums: its message index; for template markup inside an
+    assistant turn (its header part, ``<think>``, the end-of-turn token that closes it) that turn's message; None
+    for other markup.
+
+    Example: message_index [-1, 0, -1, -1, 1, -1] with one turn of message 1 covering tokens 3..5 (``<think>``,
+    the answer, ``<eos>``) -> [None, 0, None, 1, 1, 1].
+    """
+    keys: list[int | None] = [int(m) if m is not None and int(m) >= 0 else None
+                              for m in np.asarray(sample.message_index).tolist()]
+    offs = np.asarray(sample.offsets, dtype=np.int64).reshape(-1, 2)
+    for t in getattr(sample, "turns", None) or []:
+        end = max(t.eot_end, t.body_end)
+        inside = (offs[:, 0] >= t.start) & (offs[:, 1] <= end)  # an inserted EOS (k, k) at the end too
+        for k in np.nonzero(inside)[0].tolist():
+            if keys[k] is None:
+                keys[k] = int(t.message_index)
+    return keys
+
+
+def trained_messages(sample: Any) -> set[int]:
+    """Messages with at least one trained token (markup of an assistant turn counts for that turn)."""
+    return {k for k, lab in zip(turn_keys(sample), sample.labels) if k is not None and lab != IGNORE_INDEX}
+
+
+def batch_weights(samples: Sequence[Any], micro_batch_size: int = 1) -> dict[str, Any]:
+    """Every reduction's token weights for a batch of samples, summed per role, per turn and per sample.
+
+    ``micro_batch_size`` groups consecutive samples into micro-batches for the two accumulation reductions.
+    Returns {"weights": {reduction: per-token weights}, "errors": {reduction: why}, "by_role", "by_turn",
+    "by_sample": {reduction: {key: Fraction}}, "turn_names": {key: label}}. A mean over a batch without any
+    labeled token has no value: that reduction lands in "errors".
+    """
+    from .weights import REDUCTION_NAMES, aggregate, token_weights
+
+    labels = [list(s.labels) for s in samples]
+    size = max(1, int(micro_batch_size))
+    groups = [list(range(i, min(i + size, len(samples)))) for i in range(0, len(samples), size)]
+    roles = [list(s.segments) for s in samples]
+    turns = []
+    names: dict[Any, str] = {}
+    for s in samples:
+        keys = []
+        for k, lab in zip(turn_keys(s), s.labels):
+            if k is None:  # markup outside every message and turn: its own row, when it is trained at all
+                keys.append(f"{s.conversation_id} · template markup" if lab != IGNORE_INDEX else None)
+                if lab != IGNORE_INDEX:
+                    names.setdefault(keys[-1], "template")
+                continue
+            key = f"{s.conversation_id} · message {k}"
+            keys.append(key)
+            if key not in names:
+                seg = next((g for g, m in zip(s.segments, np.asarray(s.message_index).tolist()) if m == k), "")
+                names[key] = seg
+        turns.append(keys)
+    sample_keys = [[s.id] * len(s.labels) for s in samples]
+    out: dict[str, Any] = {"weights": {}, "errors": {}, "by_role": {}, "by_turn": {}, "by_sample": {},
+                           "turn_roles": names, "micro_batches": groups}
+    for r in REDUCTION_NAMES:
+        try:
+            w = token_weights(labels, r, groups if samples else None)
+        except ValueError as exc:
+            out["errors"][r] = str(exc)
+            continue
+        out["weights"][r] = w
+        out["by_role"][r] = aggregate(w, roles)
+        out["by_turn"][r] = aggregate(w, turns)
+        out["by_sample"][r] = aggregate(w, sample_keys)
+    return out
+
+
+def organized_batch_html(batch: Any) -> str:
+    """The samples of a ``weights.OrganizedBatch`` as rows of chips: questions gray (masked), answers green with
+    their exact weight underneath."""
+    rows = []
+    for s, (tokens, roles, weights) in enumerate(zip(batch.tokens, batch.roles, batch.weights)):
+        chips = []
+        for name, role, w in zip(tokens, roles, weights):
+            state = "trained" if role == "assistant" else "masked"
+            chips.append(f'<span class="sfti-w" data-token="{_e(name)}" style="{_state_style(state)}{_MONO}'
+                         f'display:inline-block;text-align:center;min-width:52px;margin:2px;padding:2px 4px;'
+                         f'border-radius:4px"><b>{_e(name)}</b><br><small>{_e(fraction_text(w))}</small></span>')
+        rows.append(f'<div style="margin:2px 0"><span style="display:inline-block;width:80px;color:#6b7280">'
+                    f'sample {s + 1}</span>{"".join(chips)}</div>')
+    return f'<div class="sfti-batch" data-organization="{_e(batch.organization)}">{"".join(rows)}</div>'
