@@ -35,6 +35,7 @@ from .errors import InspectorError
 from .labels import STRATEGIES, LabelOptions
 from .loaders import FORMATS
 from .tokenizer import DEFAULT_TOKENIZER, ChatSetup
+from .render import DEFAULT_TIME_LIMIT, RenderLimits
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 FAIL_ON = ("error", "warning", "never")
@@ -132,6 +133,16 @@ def _progress(args: argparse.Namespace, quiet: bool):
 
 # --- argument parsing ---------------------------------------------------------------------------------------------
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -185,6 +196,9 @@ def _add_setup_options(p: argparse.ArgumentParser) -> None:
                         "tokenizer_config.json / chat_template.json holding one)")
     g.add_argument("--trust-remote-code", action="store_true",
                    help="allow the tokenizer folder's own Python code to run (off by default)")
+    g.add_argument("--render-timeout", type=_positive_float, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
+                   help=f"stop a template render after this many seconds (default {DEFAULT_TIME_LIMIT:g}): chat "
+                        "templates are code, and a hostile one may loop")
     g.add_argument("--template-var", action="append", type=_template_var, default=[], metavar="KEY=VALUE",
                    help="an extra variable for the template, VALUE as JSON when it parses (e.g. enable_thinking=false);"
                         " repeatable")
@@ -281,7 +295,8 @@ def _spec(args: argparse.Namespace) -> SetupSpec:
 def _options(args: argparse.Namespace) -> LabelOptions:
     return LabelOptions(strategy=args.strategy, label_eot=not args.no_label_eot, max_length=args.max_length,
                         truncation_side=args.truncation_side, response_template=args.response_template,
-                        instruction_template=args.instruction_template, template_kwargs=dict(args.template_var))
+                        instruction_template=args.instruction_template, template_kwargs=dict(args.template_var),
+                        limits=RenderLimits(time_limit=args.render_timeout))
 
 
 def _thresholds(args: argparse.Namespace) -> Thresholds:

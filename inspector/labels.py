@@ -32,7 +32,7 @@ import numpy as np
 
 from .constants import IGNORE_INDEX, SEGMENTS
 from .conversations import Conversation
-from .errors import RenderError
+from .errors import RenderError, RenderTimeout
 from .render import RenderLimits, Rendered, TemplateInfo, probe_template, render, template_variables
 from .spans import Layout, Span, Turn, locate
 from .tokenizer import ChatSetup
@@ -250,6 +250,8 @@ class LabelEngine:
         try:
             return render(messages, self.template, self.tokenizer, tools=tools, variables=variables,
                           add_generation_prompt=add_generation_prompt, track_generation=track, limits=opts.limits)
+        except RenderTimeout:
+            raise  # a template that ran out of time once would only run out again
         except RenderError:
             if tools is not None:
                 raise
@@ -280,13 +282,29 @@ class LabelEngine:
         jobs: list[_Job] = []
         errors: list[SampleError] = []
         for conv in conversations:
+            if info.timeout:  # probing already ran out of time: rendering each record would too, at full cost
+                errors.append(SampleError(conv.id, opts.strategy, f"{info.timeout} (while probing the template)",
+                                          str(conv.source) if conv.source else None))
+                continue
             try:
                 jobs.extend(self._jobs_for(conv, opts, info))
             except RenderError as exc:
                 errors.append(SampleError(conv.id, opts.strategy, str(exc), str(conv.source) if conv.source else None))
         if opts.strategy == "session" and opts.turn_format is not None:
             return self._session_format_samples([j.conv for j in jobs], opts), errors
-        encoded = tokenize_batch(self.tokenizer, [j.rendered.text for j in jobs])
+        try:
+            encoded = tokenize_batch(self.tokenizer, [j.rendered.text for j in jobs])
+        except Exception:  # one text the tokenizer refuses must not sink the batch: find it, keep the rest
+            encoded, kept = [], []
+            for job in jobs:
+                try:
+                    encoded.extend(tokenize_batch(self.tokenizer, [job.rendered.text]))
+                    kept.append(job)
+                except Exception as exc:
+                    errors.append(SampleError(job.conv.id, opts.strategy, f"the tokenizer refused the rendered "
+                                              f"text: {type(exc).__name__}: {exc}",
+                                              str(job.conv.source) if job.conv.source else None))
+            jobs = kept
         samples = [self._finish(job, ids, offs, opts, info) for job, (ids, offs) in zip(jobs, encoded)]
         return samples, errors
 

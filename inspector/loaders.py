@@ -526,7 +526,28 @@ def normalize_record(record: Any, *, fmt: str | None = None, source: Source | No
     elif not isinstance(record, Mapping):
         raise RecordError(f"record is {_a(record)}, expected a JSON object")
     messages, tools = _BUILDERS[fmt](record)
+    _check_encodable(messages)
     return Conversation(id=_record_id(record, source, index), messages=messages, tools=tools, source=source, format=fmt)
+
+
+def _check_encodable(messages: list[Message]) -> None:
+    """Reject text no tokenizer can take: lone UTF-16 surrogates (e.g. a JSON escape "\\ud83d" without its pair).
+
+    >>> _check_encodable([Message("user", "bad \\ud83d")])
+    Traceback (most recent call last):
+    ...
+    inspector.errors.RecordError: message 0 (user) content has a lone surrogate '\\ud83d' at character 4: not valid Unicode text (a broken emoji escape?)
+    """
+    for i, m in enumerate(messages):
+        for what, text in (("content", m.content), ("reasoning", m.reasoning)):
+            if not text or text.isascii():
+                continue
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                bad = text[exc.start]
+                raise RecordError(f"message {i} ({m.role}) {what} has a lone surrogate {bad!r} at character "
+                                  f"{exc.start}: not valid Unicode text (a broken emoji escape?)") from None
 
 
 def _convert(record: Any, fmt: str | None, source: Source, index: int) -> Conversation | Rejected:

@@ -38,6 +38,13 @@ GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
 @dataclass(frozen=True)
 class RenderLimits:
+    """Limits of one render. ``time_limit``: wall-clock seconds, in any thread. ``max_chars``: the size of the output,
+    and of any string or list the template reads through an attribute or index or passes to a call.
+
+    Example: render(msgs, "{% for i in range(10**5) %}{% for j in range(10**5) %}{% endfor %}{% endfor %}",
+    limits=RenderLimits(time_limit=0.5)) raises RenderTimeout("Chat template ran longer than 0.5 s ...").
+    """
+
     time_limit: float = DEFAULT_TIME_LIMIT
     max_chars: int = DEFAULT_MAX_CHARS
 
@@ -56,11 +63,57 @@ def compile_template(template: str) -> Any:
     from transformers.utils.chat_template_utils import _compile_jinja_template
 
     try:
-        return _compile_jinja_template(template)
+        return _compile_guarded(template)
     except jinja2.TemplateSyntaxError as exc:
         raise ChatTemplateError(f"Chat template does not parse (line {exc.lineno}): {exc.message}") from exc
     except jinja2.TemplateError as exc:
         raise ChatTemplateError(f"Chat template does not compile: {exc}") from exc
+    except RenderError as exc:
+        raise ChatTemplateError(f"Chat template does not compile: {exc}") from exc
+    except Exception as exc:  # constant expressions are evaluated while compiling (e.g. {{ 10**5000 }})
+        raise ChatTemplateError(f"Chat template does not compile: {type(exc).__name__}: {exc}") from exc
+
+
+_BIG_OPERAND = 10**4  # digits / items: arithmetic beyond this is refused (no chat template needs it)
+
+
+@lru_cache(maxsize=128)
+def _compile_guarded(template: str) -> Any:
+    """transformers' sandboxed environment (same filters, globals and ``{% generation %}`` tracker), with the
+    arithmetic operators intercepted: Jinja would otherwise fold ``{{ (10**100000)**100000 }}`` while compiling,
+    before any time limit applies, holding a core and gigabytes for minutes. One environment per template, as
+    transformers does, so each template keeps its own generation tracker."""
+    from transformers.utils.chat_template_utils import _cached_compile_jinja_template
+
+    env = _cached_compile_jinja_template("").environment
+    original = env.call_binop
+
+    def call_binop(context, operator, left, right):
+        _check_operands(operator, left, right)
+        return original(context, operator, left, right)
+
+    object.__setattr__(env, "intercepted_binops", frozenset({"*", "**", "+", "%", "//"}))
+    object.__setattr__(env, "call_binop", call_binop)
+    return env.from_string(template)
+
+
+def _check_operands(operator: str, left: Any, right: Any) -> None:
+    def big(x):
+        if isinstance(x, bool):
+            return False
+        if isinstance(x, int):
+            return x.bit_length() > _BIG_OPERAND * 4
+        return False
+
+    if operator == "**" and isinstance(right, int) and not isinstance(right, bool) and abs(right) > _BIG_OPERAND:
+        raise RenderError(f"Chat template raises a number to the power {right}: refused (too large)")
+    if big(left) or big(right):
+        raise RenderError("Chat template computes with a number of more than ~40,000 bits: refused (too large)")
+    if operator == "*":
+        n = right if isinstance(left, (str, list, tuple)) else left if isinstance(right, (str, list, tuple)) else None
+        seq = left if isinstance(left, (str, list, tuple)) else right
+        if isinstance(n, int) and n * len(seq) > DEFAULT_MAX_CHARS:
+            raise RenderError(f"Chat template repeats a {type(seq).__name__} {n:,} times: refused (too large)")
 
 
 def has_generation_tags(template: str) -> bool:
@@ -412,6 +465,7 @@ class TemplateInfo:
     needs_tools_list: bool = False
     variables: tuple[str, ...] = field(default_factory=tuple)
     marker_tokens: tuple[str, ...] = field(default_factory=tuple)  # added tokens of the tokenizer, longest first
+    timeout: str | None = None  # set when probing hit the render limit: the engine then renders nothing more
 
     @cached_property
     def marker_re(self) -> re.Pattern:
@@ -537,10 +591,15 @@ def _probe(template: str, tokenizer: Any, extra: dict[str, Any] | None, limits: 
     state: dict[str, Any] = {"tools": None}
 
     def r(msgs, gen=False, tools=None):
+        if state.get("timeout"):  # one timeout is enough: every further probe would cost the full limit again
+            raise RenderTimeout(state["timeout"])
         use = tools if tools is not None else state["tools"]
         try:
             return render(msgs, template, tokenizer, tools=use, add_generation_prompt=gen, variables=variables,
                           limits=limits).text
+        except RenderTimeout as exc:
+            state["timeout"] = str(exc)
+            raise
         except RenderError:
             if use is not None:
                 raise
@@ -612,7 +671,8 @@ def _probe(template: str, tokenizer: Any, extra: dict[str, Any] | None, limits: 
     if state["tools"] == []:
         notes.append("needs `tools` to be a list (renders fail when it is undefined): given [] when there are none")
     return TemplateInfo(gen_prompt, tuple(eots), has_generation_tags(template), bos_in_template, tuple(notes),
-                        header, answer_to_user, state["tools"] == [], template_variables_used(template), tuple(known))
+                        header, answer_to_user, state["tools"] == [], template_variables_used(template), tuple(known),
+                        state.get("timeout"))
 
 
 def _probe_tool_closing(r, user, marker_re, answer_to_user, eots, add) -> None:

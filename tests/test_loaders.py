@@ -724,3 +724,13 @@ def test_tool_call_id_is_kept_and_passed_to_templates():
     assert conv.template_messages()[2] == {"role": "tool", "content": "7C", "tool_call_id": "call_1"}
     with pytest.raises(RecordError, match="tool_call_id"):
         normalize_record({"messages": [{"role": "tool", "content": "x", "tool_call_id": ["bad"]}]})
+
+
+def test_lone_surrogate_is_rejected_with_a_reason(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"messages": [{"role": "user", "content": "hi \\ud83d"}, {"role": "assistant", "content": "x"}]}\n'
+                    '{"messages": [{"role": "user", "content": "ok \\ud83d\\ude00"}, {"role": "assistant", "content": "y"}]}\n')
+    result = load_data(str(path))
+    assert len(result.conversations) == 1 and result.conversations[0].messages[0].content == "ok \U0001F600"
+    assert len(result.rejected) == 1
+    assert "lone surrogate" in result.rejected[0].reasons[0] and "message 0 (user)" in result.rejected[0].reasons[0]
