@@ -375,7 +375,8 @@ class LabelEngine:
                 job, ids, labels, offs, segments, msg_idx, straddles, info, notes)
         if opts.strategy == "response-template":
             labels, extra = response_template_labels(self.tokenizer, ids, opts.response_template or
-                                                     info.generation_prompt, opts.instruction_template)
+                                                     info.generation_prompt or info.assistant_header,
+                                                     opts.instruction_template)
         else:
             extra = {}
         sample = Sample(job.sample_id, job.conv.id, opts.strategy, text, list(ids), labels, offs, segments, msg_idx,

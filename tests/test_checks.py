@@ -461,3 +461,23 @@ def test_split_turns_leaves_out_answers_marked_not_to_train(env):
     only_masked = Conversation("m", [Message("user", "Hi"), Message("assistant", "Yo", trainable=False)])
     (oc,) = evaluate([only_masked], CheckContext(env.setup(), LabelOptions(strategy="split-turns")))
     assert not oc.accepted and codes(oc.findings) == ["no-trainable-tokens"]
+
+
+def test_mistral_inst_marker_default_is_not_found_in_context(corpus):
+    """The classic completion-only collator failure: with no generation prompt (Mistral), the marker defaults to the
+    header the template always writes, '[/INST]', whose SentencePiece ids alone differ from its ids in context."""
+    from inspector.tokenizer import load_setup
+
+    setup = load_setup(str(corpus / "tokenizers" / "llama-spm"),
+                       str(corpus / "templates" / "mistralai-Ministral-3-14B-Reasoning-2512.jinja"))
+    conv = Conversation("m", [Message("user", "Name a colour."), Message("assistant", "Blue.")])
+    [sample] = LabelEngine(setup).build_one(conv, LabelOptions(strategy="response-template"))
+    assert sample.extra["response_template"] == "[/INST]"
+    assert sample.extra["marker_found"] is False
+    assert all(label == IGNORE_INDEX for label in sample.labels)
+    marker_alone = setup.tokenizer.encode("[/INST]", add_special_tokens=False)
+    assert sample.extra["marker_ids"] == marker_alone
+    from inspector.labels import find_subsequence
+
+    assert find_subsequence(sample.input_ids, marker_alone) == -1
+    assert find_subsequence(sample.input_ids, marker_alone[1:]) > 0  # only the first piece differs in context
