@@ -247,17 +247,22 @@ def _message_tool_calls(value: Any, where: str) -> list[dict[str, Any]]:
     """A message's own ``tool_calls``: a list of objects (or its JSON text), passed through as they are."""
     if value is None:
         return []
+    return _json_objects(value, f"{where} tool_calls", "an array of calls", f"{where} tool call")
+
+
+def _json_objects(value: Any, what: str, expected: str, item: str) -> list[dict[str, Any]]:
+    """A list of objects, or its JSON text, checked item by item. Example: '[{"a": 1}]' -> [{"a": 1}]."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError as e:
-            raise RecordError(f"{where} tool_calls is not valid JSON ({e.msg}: column {e.colno})") from None
+            raise RecordError(f"{what} is not valid JSON ({e.msg}: column {e.colno})") from None
     if not isinstance(value, list):
-        raise RecordError(f"{where} tool_calls is {_a(value)}, expected an array of calls")
-    for j, call in enumerate(value):
-        if not isinstance(call, Mapping):
-            raise RecordError(f"{where} tool call {j} is {_a(call)}, expected an object")
-    return [dict(c) for c in value]
+        raise RecordError(f"{what} is {_a(value)}, expected {expected}")
+    for j, obj in enumerate(value):
+        if not isinstance(obj, Mapping):
+            raise RecordError(f"{item} {j} is {_a(obj)}, expected an object")
+    return [dict(obj) for obj in value]
 
 
 def _content(raw: Any, where: str, role: str) -> tuple[str | None, list[str], list[dict[str, Any]]]:
@@ -410,17 +415,7 @@ def _tools(value: Any) -> list[dict[str, Any]] | None:
     """
     if value is None or value == "":
         return None
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as e:
-            raise RecordError(f"tools is not valid JSON ({e.msg}: column {e.colno})") from None
-    if not isinstance(value, list):
-        raise RecordError(f"tools is {_a(value)}, expected a list of tool schemas")
-    for j, tool in enumerate(value):
-        if not isinstance(tool, Mapping):
-            raise RecordError(f"tool {j} is {_a(tool)}, expected an object")
-    return [dict(t) for t in value] or None
+    return _json_objects(value, "tools", "a list of tool schemas", "tool") or None
 
 
 def _with_system(record: Mapping, messages: list[Message]) -> list[Message]:
