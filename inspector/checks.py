@@ -580,8 +580,13 @@ def _check_train_inference(sample, conv, ctx, labeled):
     if not prompts:
         return out
     ids = np.asarray(sample.input_ids, dtype=np.int64)
-    for t, (p_ids, _offs) in zip(which, tokenize_batch(ctx.tokenizer, prompts)):
+    starts = [_prompt_tail_start(sample, prompt, ctx) for prompt in prompts]
+    encoded = _tokenize_tails(ctx, [prompt[sample.offsets[k, 0]:] if k else prompt
+                                    for prompt, k in zip(prompts, starts)], starts)
+    for t, k, (p_ids, _offs) in zip(which, starts, encoded):
         p = np.asarray(p_ids, dtype=np.int64)
+        if k:  # the first k tokens are the sample's own: put them back in front of the tail
+            p = np.concatenate([ids[:k], p])
         m = min(len(p), len(ids))
         diff = np.nonzero(p[:m] != ids[:m])[0]
         if len(diff):
@@ -599,6 +604,50 @@ def _check_train_inference(sample, conv, ctx, labeled):
             continue
         out.append(finding("train-inference-mismatch", text, positions=[j], message_index=t.message_index,
                            details=details))
+    return out
+
+
+def _prompt_tail_start(sample: Sample, prompt: str, ctx: CheckContext) -> int:
+    """Token index k such that tokenize(prompt) == input_ids[:k] + tokenize(prompt[offsets[k][0]:]), or 0 (no
+    shortcut: tokenize the whole prompt). k is the last added (special) token of the sample that lies inside the
+    prompt, when the prompt is a text prefix of the sample: added tokens are split off before the rest of the
+    tokenizer runs, so what precedes them is tokenized the same with or without the text that follows.
+    Example (ChatML): prompt "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n" inside the sample ->
+    k = the index of the second <|im_start|>; only "<|im_start|>assistant\n" is tokenized again."""
+    added = ctx.__dict__.get("_added_ids")
+    if added is None:
+        decoder = getattr(ctx.tokenizer, "added_tokens_decoder", None) or {}
+        safe = getattr(ctx.tokenizer, "_tokenizer", None) is not None and not any(
+            getattr(t, "single_word", False) for t in decoder.values())
+        added = ctx._added_ids = frozenset(decoder) if safe else frozenset()
+    if not added or sample.strategy == "session" or not sample.text.startswith(prompt):
+        return 0  # session samples may carry EOS ids that are not in the text
+    c = len(prompt)
+    offs = sample.offsets
+    n = len(sample.input_ids)
+    hi = int(np.searchsorted(offs[:n, 1], c, side="right"))  # tokens ending at or before c (offsets are sorted)
+    for k in range(min(hi, n) - 1, 0, -1):
+        if sample.input_ids[k] in added and offs[k, 0] < offs[k, 1] <= c:
+            # every token before k must come from the text (no inserted ids with an empty span)
+            return k if bool(np.all(offs[:k, 1] > offs[:k, 0])) else 0
+    return 0
+
+
+def _tokenize_tails(ctx: CheckContext, texts: list[str], starts: list[int]) -> list[tuple[list[int], Any]]:
+    """tokenize_batch with a small cache for tails (they repeat: "<|im_start|>assistant\n" in every sample)."""
+    cache = ctx.__dict__.setdefault("_tail_cache", {})
+    todo = [t for t, k in zip(texts, starts) if not (k and t in cache)]
+    fresh = dict(zip(todo, tokenize_batch(ctx.tokenizer, todo))) if todo else {}
+    out = []
+    for t, k in zip(texts, starts):
+        if k:
+            if t not in cache:
+                if len(cache) > 4096:
+                    cache.clear()
+                cache[t] = fresh[t]
+            out.append(cache[t])
+        else:
+            out.append(fresh[t])
     return out
 
 

@@ -25,6 +25,7 @@ numpy, never a per-token Python loop.
 
 from __future__ import annotations
 
+from itertools import islice
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Sequence
 
@@ -224,6 +225,18 @@ class _Job:
     notes: list[str] = field(default_factory=list)
 
 
+PIPELINE_CHUNK = 256  # conversations rendered while the previous chunk is tokenized
+
+
+def _chunks(items: Iterable[Any], size: int):
+    it = iter(items)
+    while True:
+        chunk = list(islice(it, size))
+        if not chunk:
+            return
+        yield chunk
+
+
 class LabelEngine:
     """Renders, locates and labels conversations for one tokenizer + template. Stateless apart from caches of
     the template probe; never mutates the tokenizer.
@@ -279,33 +292,65 @@ class LabelEngine:
         if opts.strategy not in STRATEGIES:
             raise ValueError(f"Unknown strategy {opts.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
         info = self.info(opts)
-        jobs: list[_Job] = []
         errors: list[SampleError] = []
-        for conv in conversations:
-            if info.timeout:  # probing already ran out of time: rendering each record would too, at full cost
-                errors.append(SampleError(conv.id, opts.strategy, f"{info.timeout} (while probing the template)",
-                                          str(conv.source) if conv.source else None))
-                continue
-            try:
-                jobs.extend(self._jobs_for(conv, opts, info))
-            except RenderError as exc:
-                errors.append(SampleError(conv.id, opts.strategy, str(exc), str(conv.source) if conv.source else None))
-        if opts.strategy == "session" and opts.turn_format is not None:
-            return self._session_format_samples([j.conv for j in jobs], opts), errors
-        try:
-            encoded = tokenize_batch(self.tokenizer, [j.rendered.text for j in jobs])
-        except Exception:  # one text the tokenizer refuses must not sink the batch: find it, keep the rest
-            encoded, kept = [], []
-            for job in jobs:
+        late_errors: list[SampleError] = []  # tokenizer refusals: reported after every render error, as before
+
+        def jobs_of(conversations: Iterable[Conversation]) -> list[_Job]:
+            jobs: list[_Job] = []
+            for conv in conversations:
+                if info.timeout:  # probing already ran out of time: rendering each record would too, at full cost
+                    errors.append(SampleError(conv.id, opts.strategy, f"{info.timeout} (while probing the template)",
+                                              str(conv.source) if conv.source else None))
+                    continue
                 try:
-                    encoded.extend(tokenize_batch(self.tokenizer, [job.rendered.text]))
-                    kept.append(job)
-                except Exception as exc:
-                    errors.append(SampleError(job.conv.id, opts.strategy, f"the tokenizer refused the rendered "
-                                              f"text: {type(exc).__name__}: {exc}",
-                                              str(job.conv.source) if job.conv.source else None))
-            jobs = kept
-        samples = [self._finish(job, ids, offs, opts, info) for job, (ids, offs) in zip(jobs, encoded)]
+                    jobs.extend(self._jobs_for(conv, opts, info))
+                except RenderError as exc:
+                    errors.append(SampleError(conv.id, opts.strategy, str(exc), str(conv.source) if conv.source else None))
+            return jobs
+
+        def encode(jobs: list[_Job]):
+            errors = late_errors
+            try:
+                encoded = tokenize_batch(self.tokenizer, [j.rendered.text for j in jobs])
+            except Exception:  # one text the tokenizer refuses must not sink the batch: find it, keep the rest
+                encoded, kept = [], []
+                for job in jobs:
+                    try:
+                        encoded.extend(tokenize_batch(self.tokenizer, [job.rendered.text]))
+                        kept.append(job)
+                    except Exception as exc:
+                        errors.append(SampleError(job.conv.id, opts.strategy, f"the tokenizer refused the rendered "
+                                                  f"text: {type(exc).__name__}: {exc}",
+                                                  str(job.conv.source) if job.conv.source else None))
+                jobs = kept
+            return jobs, encoded
+
+        if opts.strategy == "session" and opts.turn_format is not None:
+            return self._session_format_samples([j.conv for j in jobs_of(conversations)], opts), errors
+        samples: list[Sample] = []
+
+        def finish(done) -> None:
+            jobs, encoded = done
+            samples.extend(self._finish(job, ids, offs, opts, info) for job, (ids, offs) in zip(jobs, encoded))
+
+        chunks = _chunks(conversations, PIPELINE_CHUNK)
+        first = next(chunks, [])
+        second = next(chunks, None)
+        if second is None:  # one chunk: nothing to overlap
+            finish(encode(jobs_of(first)))
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+            from itertools import chain
+
+            pending = None
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspector-tokenize") as pool:
+                for chunk in chain([first, second], chunks):
+                    future = pool.submit(encode, jobs_of(chunk))
+                    if pending is not None:
+                        finish(pending.result())
+                    pending = future
+                finish(pending.result())
+        errors.extend(late_errors)
         return samples, errors
 
     def build_one(self, conv: Conversation, opts: LabelOptions = LabelOptions()) -> list[Sample]:

@@ -26,6 +26,7 @@ end-of-turn "<|im_end|>".
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -139,6 +140,8 @@ def locate(text: str, messages: list[dict[str, Any]], info: TemplateInfo,
                 if pos >= 0:
                     found = (pos, pos + len(stripped), "stripped")
             needs_confirm = found is None or len(piece.strip()) < SHORT_PIECE
+            if needs_confirm and found is not None and role == "assistant" and kind == "content":
+                needs_confirm = not _is_whole_turn(text, found[0], found[1], cursor, info)
             if needs_confirm and rerender is not None:
                 status, loc = _sentinel_locate(text, messages, i, kind, rerender)
                 if status == "found" and loc is not None and loc[0] >= cursor:
@@ -154,6 +157,24 @@ def locate(text: str, messages: list[dict[str, Any]], info: TemplateInfo,
     notes: list[str] = []
     turns = _assistant_turns(text, messages, spans, info, unlocated, notes, rerender)
     return Layout(spans, turns, unlocated, dropped, notes)
+
+
+@functools.lru_cache(maxsize=64)
+def _candidates(info: TemplateInfo) -> tuple[list[tuple[str, bool]], list[str]]:
+    """header_candidates and eot_candidates, computed once per template probe (TemplateInfo is frozen)."""
+    return header_candidates(info), eot_candidates(info)
+
+
+def _is_whole_turn(text: str, start: int, end: int, cursor: int, info: TemplateInfo) -> bool:
+    """A short answer needs no sentinel render when it is the whole body of the first assistant turn after
+    ``cursor``: the full assistant header right before it (and no earlier one after the cursor), an end-of-turn
+    marker right after it. Example (ChatML): "...<|im_start|>assistant\nYes.<|im_end|>" -> True for "Yes."."""
+    h = info.assistant_header
+    if not h or not info.end_of_turn or not text.startswith(h, start - len(h)):
+        return False
+    if text.find(h, cursor) != start - len(h):
+        return False
+    return any(text.startswith(e, end) for e in info.end_of_turn)
 
 
 def header_candidates(info: TemplateInfo) -> list[tuple[str, bool]]:
@@ -257,8 +278,7 @@ def _assistant_turns(text: str, messages: list[dict[str, Any]], spans: list[Span
         by_msg.setdefault(s.message_index, []).append(s)
     # the first located position of every message, to bound the search of the turn before it
     firsts = sorted((min(s.start for s in ss), i) for i, ss in by_msg.items())
-    headers = header_candidates(info)
-    eots = eot_candidates(info)
+    headers, eots = _candidates(info)
     turns: list[Turn] = []
     prev_end = 0
     for i, m in enumerate(messages):
