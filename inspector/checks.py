@@ -38,7 +38,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -46,7 +45,7 @@ import numpy as np
 from .constants import IGNORE_INDEX, ROLES
 from .conversations import Conversation, Rejected
 from .errors import RenderError
-from .labels import STRATEGIES, LabelEngine, LabelOptions, Sample, SampleError, tokenize_batch
+from .labels import STRATEGIES, LabelEngine, LabelOptions, Sample, SampleError, chunked, tokenize_batch  # noqa: F401
 from .tokenizer import ChatSetup
 
 SEVERITIES = ("error", "warning", "info")
@@ -890,18 +889,6 @@ def evaluate(items: Sequence[Conversation | Rejected], ctx: CheckContext, *, kee
             oc.samples = list(samples)
         out.append(oc)
     return out
-
-
-def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    """Lists of ``size`` items. Example: chunked(range(5), 2) -> [0, 1], [2, 3], [4]."""
-    if size <= 0:
-        raise ValueError("chunk size must be positive")
-    it = iter(items)
-    while True:
-        chunk = list(islice(it, size))
-        if not chunk:
-            return
-        yield chunk
 
 
 def iter_outcomes(items: Iterable[Conversation | Rejected], ctx: CheckContext, *,

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from itertools import islice
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -228,7 +228,10 @@ class _Job:
 PIPELINE_CHUNK = 256  # conversations rendered while the previous chunk is tokenized
 
 
-def _chunks(items: Iterable[Any], size: int):
+def chunked(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Lists of ``size`` items. Example: chunked(range(5), 2) -> [0, 1], [2, 3], [4]."""
+    if size <= 0:
+        raise ValueError("chunk size must be positive")
     it = iter(items)
     while True:
         chunk = list(islice(it, size))
@@ -333,7 +336,7 @@ class LabelEngine:
             jobs, encoded = done
             samples.extend(self._finish(job, ids, offs, opts, info) for job, (ids, offs) in zip(jobs, encoded))
 
-        chunks = _chunks(conversations, PIPELINE_CHUNK)
+        chunks = chunked(conversations, PIPELINE_CHUNK)
         first = next(chunks, [])
         second = next(chunks, None)
         if second is None:  # one chunk: nothing to overlap
