@@ -200,27 +200,56 @@ class StepResult:
 
 
 REPEAT = 1  # set from --repeat: each step runs this many times and the fastest run counts
+PROFILE: set[int] = set()  # set from --profile: steps run under pyinstrument (their timings are then inflated)
+
+
+def profiled(step: int, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn`` under pyinstrument when ``--profile`` names ``step``: prints the call tree after the step."""
+    if step not in PROFILE:
+        return fn
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        print("   (pyinstrument is not installed: pip install pyinstrument)")
+        return fn
+
+    def run():
+        prof = Profiler(interval=0.001)
+        prof.start()
+        try:
+            return fn()
+        finally:
+            prof.stop()
+            print(prof.output_text(unicode=False, color=False))
+
+    return run
 
 
 def timed(step: int, label: str, n_conv: int, n_tok: int, fn: Callable[[], Any]) -> tuple[StepResult, Any]:
-    best, out, peak, growth = None, None, 0, 0
-    for _ in range(max(REPEAT, 1)):
-        out = None
-        gc.collect()
-        # The harness's own objects (all conversations, rendered texts, message dicts) move to the permanent
-        # generation, so the garbage collector's full passes during the step only walk what the step creates:
-        # each step pays for its own objects, as it would in a process of its own.
-        gc.freeze()
-        try:
-            with RssSampler() as rss:
-                t0 = time.perf_counter()
-                out = fn()
-                dt = time.perf_counter() - t0
-        finally:
-            gc.unfreeze()
-        best = dt if best is None else min(best, dt)
-        peak, growth = max(peak, rss.peak), max(growth, rss.peak - rss.start_rss)
-    return StepResult(step, label, best, n_conv, n_tok, peak, growth), out
+    """Run ``fn`` once; its wall time and the peak RSS seen while it ran."""
+    fn = profiled(step, fn)
+    gc.collect()
+    # The harness's own objects (all conversations, rendered texts, message dicts) move to the permanent
+    # generation, so the garbage collector's full passes during the step only walk what the step creates:
+    # each step pays for its own objects, as it would in a process of its own.
+    gc.freeze()
+    try:
+        with RssSampler() as rss:
+            t0 = time.perf_counter()
+            out = fn()
+            dt = time.perf_counter() - t0
+    finally:
+        gc.unfreeze()
+    return StepResult(step, label, dt, n_conv, n_tok, rss.peak, rss.peak - rss.start_rss), out
+
+
+def fastest(prev: StepResult | None, new: StepResult) -> StepResult:
+    """Keep the fastest time of a step over rounds, and the highest memory seen in any round."""
+    if prev is None:
+        return new
+    best = new if new.seconds < prev.seconds else prev
+    best.peak_rss, best.rss_growth = max(prev.peak_rss, new.peak_rss), max(prev.rss_growth, new.rss_growth)
+    return best
 
 
 @dataclass
@@ -297,7 +326,6 @@ def check_runner(setup) -> tuple[Callable[[list], Any] | None, str]:
 # --- one tokenizer -----------------------------------------------------------------------------------------------
 
 def bench_tokenizer(bt: BenchTokenizer, convs: list, n_demo: int, corpus: Path) -> TokenizerRun:
-    from inspector.constants import IGNORE_INDEX
     from inspector.labels import LabelEngine, LabelOptions
 
     setup, why = load_bench_setup(bt, corpus)
@@ -333,14 +361,6 @@ def bench_tokenizer(bt: BenchTokenizer, convs: list, n_demo: int, corpus: Path) 
     print(f"\n== {bt.name}: {bt.describe}")
     print(f"   {n:,} conversations ({n_demo} from the demo set)")
 
-    r1, enc = timed(1, "floor: tokenizer(texts) batched", n, 0, lambda: tok(texts, add_special_tokens=False))
-    run.tokens = sum(len(x) for x in enc["input_ids"])
-    r1.tokens = run.tokens
-    del enc
-    run.steps[1] = r1
-    print(f"   {run.tokens:,} tokens")
-    _print_step(r1)
-
     def per_sample():
         out = []
         for m, t in zip(messages, tools):
@@ -349,22 +369,58 @@ def bench_tokenizer(bt: BenchTokenizer, convs: list, n_demo: int, corpus: Path) 
             out.append(len(d["input_ids"]))
         return out
 
-    r2, lens = timed(2, "transformers apply_chat_template (generation mask), per sample", n, run.tokens, per_sample)
-    if sum(lens) != run.tokens:
-        r2.detail = f"tokens {sum(lens):,} != floor {run.tokens:,}"
-    run.steps[2] = r2
-    _print_step(r2)
+    runner, how = check_runner(setup)
+    steps: list[tuple[int, str, Callable[[], Any]]] = [
+        (1, "floor: tokenizer(texts) batched", lambda: tok(texts, add_special_tokens=False)),
+        (2, "transformers apply_chat_template (generation mask), per sample", per_sample),
+        (3, "inspector assistant-only labels (LabelEngine.build)", lambda: engine.build(convs, LabelOptions())),
+    ]
+    if runner is not None:
+        steps.append((4, "inspector full pre-flight check", lambda: runner(convs)))
+    # Rounds run the steps in turn (1, 2, 3, 4, 1, 2, ...), so a burst of load from elsewhere does not land on
+    # every run of one step; the fastest run of each step counts.
+    for rnd in range(max(REPEAT, 1)):
+        this_round = []
+        for step, label, fn in steps:
+            r, out = timed(step, label, n, run.tokens, fn)
+            this_round.append(f"step {step} {r.seconds:.2f} s")
+            if step == 1:
+                run.tokens = r.tokens = sum(len(x) for x in out["input_ids"])
+            elif step == 2 and sum(out) != run.tokens:
+                r.detail = f"tokens {sum(out):,} != floor {run.tokens:,}"
+            elif step == 3:
+                samples, errors = out
+                if errors:
+                    r.detail = f"{len(errors)} conversations failed to render"
+                if rnd == 0:
+                    run.validation = validate(bt, tok, convs, messages, tools, texts, samples, n_demo)
+                del samples, errors
+            elif step == 4:
+                r.detail = how + _report_summary(out)
+            del out
+            run.steps[step] = fastest(run.steps.get(step), r)
+        if REPEAT > 1:
+            print(f"   round {rnd + 1}/{REPEAT}: " + ", ".join(this_round))
+    if runner is None:
+        run.steps[4] = StepResult(4, "inspector full pre-flight check", skipped=how)
+    print(f"   {run.tokens:,} tokens")
+    for k in (1, 2, 3, 4):
+        _print_step(run.steps[k])
+    for line in run.validation:
+        print(f"   check: {line}")
+    for name, a, b, target, what in RATIOS:
+        print("   " + ratio_line(run, name, a, b, target, what))
+    gc.collect()
+    return run
 
-    r3, (samples, errors) = timed(3, "inspector assistant-only labels (LabelEngine.build)", n, run.tokens,
-                                  lambda: engine.build(convs, LabelOptions()))
-    if errors:
-        r3.detail = f"{len(errors)} conversations failed to render"
-    run.steps[3] = r3
-    _print_step(r3)
 
-    # like-for-like validation on the first VALIDATE_N conversations (outside the timed regions)
-    k = min(VALIDATE_N, n)
-    # the demo set is appended last: validate it too
+def validate(bt: BenchTokenizer, tok: Any, convs: list, messages: list, tools: list, texts: list[str],
+             samples: list, n_demo: int) -> list[str]:
+    """Like-for-like checks outside the timed regions, on the first VALIDATE_N generated conversations and the
+    demo set (appended last): same input_ids in steps 1, 2 and 3, and transformers' assistant mask == our labels."""
+    from inspector.constants import IGNORE_INDEX
+
+    n = len(convs)
     check_idx = list(range(min(VALIDATE_N, n - n_demo))) + list(range(n - n_demo, n))
     floor_ids = {i: list(x) for i, x in zip(check_idx, tok([texts[i] for i in check_idx],
                                                           add_special_tokens=False)["input_ids"])}
@@ -382,30 +438,11 @@ def bench_tokenizer(bt: BenchTokenizer, convs: list, n_demo: int, corpus: Path) 
         elif any(m.trainable is not None or m.loss_weight is not None for m in convs[i].messages):
             flagged += 1
     k = len(check_idx)
-    run.validation = [f"rendered text identical for both templates: {n:,}/{n:,} conversations",
-                      f"input_ids identical (steps 1, 2, 3), first {k - n_demo} generated + the demo set: "
-                      f"{same_ids}/{k}",
-                      f"transformers' assistant mask == our labels != -100: {same_mask}/{k}" + (
-                          f" (+{flagged} more differ, each a conversation with per-message trainable flags / "
-                          f"loss_weight, which {{% generation %}} cannot express)" if flagged else "")]
-    del samples, errors, floor_ids
-    gc.collect()
-
-    runner, how = check_runner(setup)
-    if runner is None:
-        run.steps[4] = StepResult(4, "inspector full pre-flight check", skipped=how)
-    else:
-        r4, report = timed(4, "inspector full pre-flight check", n, run.tokens, lambda: runner(convs))
-        r4.detail = how + _report_summary(report)
-        run.steps[4] = r4
-        del report
-    _print_step(run.steps[4])
-    for line in run.validation:
-        print(f"   check: {line}")
-    for name, a, b, target, what in RATIOS:
-        print("   " + ratio_line(run, name, a, b, target, what))
-    gc.collect()
-    return run
+    return [f"rendered text identical for both templates: {n:,}/{n:,} conversations",
+            f"input_ids identical (steps 1, 2, 3), first {k - n_demo} generated + the demo set: {same_ids}/{k}",
+            f"transformers' assistant mask == our labels != -100: {same_mask}/{k}" + (
+                f" (+{flagged} more differ, each a conversation with per-message trainable flags / loss_weight, "
+                f"which {{% generation %}} cannot express)" if flagged else "")]
 
 
 def _report_summary(report: Any) -> str:
@@ -684,7 +721,7 @@ def results_markdown(runs: list[TokenizerRun], stream: StreamResult | None, args
              "- machine: " + f"{mach['nproc']} cores (nproc), {mach['cpu']}, {mach['ram']} RAM",
              f"- engine: `inspector` imported from `{_rel(mach.get('engine', ''))}`; load average (1, 5, 15 min) "
              f"at start {mach.get('load_start')}, at end {mach.get('load_end')}; each step timed "
-             f"{REPEAT} time(s), fastest kept",
+             f"{REPEAT} time(s) in rounds (1, 2, 3, 4, 1, ...), fastest kept",
              "- software: " + ", ".join(f"{k} {mach[k]}" for k in ("python", "transformers", "tokenizers", "jinja2",
                                                                  "numpy")),
              f"- data: `bench/data.py` seed {args.seed}: {data_desc['records']:,} generated conversations "
@@ -790,7 +827,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         f"--quick unless given)")
     p.add_argument("--no-results", action="store_true", help="do not write a results file")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    p.add_argument("--repeat", type=int, default=1, help="run each timed step this many times, keep the fastest")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="rounds of steps 1-4 (run in turn); the fastest run of each step counts")
+    p.add_argument("--profile", default="", metavar="STEPS",
+                   help="comma-separated steps (e.g. 3,4) to run under pyinstrument; prints their call trees")
     p.add_argument("--engine-path", default=None, metavar="DIR",
                    help="import the inspector package from DIR/inspector (a patched copy, for before/after figures)")
     p.add_argument("--_stream-child", dest="stream_child", default=None, help=argparse.SUPPRESS)
@@ -802,6 +842,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     engine = use_engine(args.engine_path)
     REPEAT = args.repeat
+    PROFILE.update(int(x) for x in args.profile.split(",") if x.strip())
     if args.stream_child:
         stream_child(args.stream_child, args.tokenizers.split(",")[0], args.chunk_size)
         return 0
