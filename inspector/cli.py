@@ -133,34 +133,28 @@ def _progress(args: argparse.Namespace, quiet: bool):
 
 # --- argument parsing ---------------------------------------------------------------------------------------------
 
-def _positive_float(text: str) -> float:
+def _parse(text: str, convert, expected: str, ok, shown=None, echo_text=False):
+    """An argparse type: ``convert(text)``, then ``ok(value)``; each failure names what was expected and what it got
+    (the parsed value, or with ``echo_text`` the text as typed)."""
     try:
-        value = float(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {shown or expected}, got {text if echo_text else value}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    return _parse(text, float, "a number of seconds", lambda v: v > 0, "a number above 0", echo_text=True)
 
 
 def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {value}")
-    return value
+    return _parse(text, int, "a whole number", lambda v: v > 0, "a number above 0")
 
 
 def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value}")
-    return value
+    return _parse(text, float, "a number between 0 and 1", lambda v: 0 <= v <= 1)
 
 
 def _template_var(text: str) -> tuple[str, Any]:

@@ -160,8 +160,8 @@ def _coverage(mask_chars: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return cum[offsets[:, 1]] - cum[offsets[:, 0]]
 
 
-def annotate(text: str, ids: list[int], offsets: np.ndarray, layout: Layout, label_regions: list[tuple[int, int]],
-             roles: Sequence[str]) -> tuple[list[int], list[str], np.ndarray, np.ndarray]:
+def annotate(text: str, ids: list[int], offsets: np.ndarray, layout: Layout, label_regions: list[tuple[int, int]]
+             ) -> tuple[list[int], list[str], np.ndarray, np.ndarray]:
     """Labels, per-token segment, message index and straddle flags from char-level arrays.
 
     A token is labeled when any of its characters lies in a label region; it straddles when its characters
@@ -391,20 +391,16 @@ class LabelEngine:
             last_assistant = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
             turns = [t for t in turns if t.message_index == last_assistant]
         regions = []
-        text = job.rendered.text
-        for t in turns:
+        for t in turns:  # a session turn without a marker gets an EOS inserted in _ensure_session_eos
             regions.append((t.start, t.body_end))
             if t.has_eot and opts.label_eot:
                 regions.append((t.eot_start, t.eot_end))
-            elif not t.has_eot and opts.strategy == "session":
-                pass  # handled by inserting EOS below
         # trainable flags on non-assistant messages (rare): label their located pieces
         if opts.respect_trainable:
             for s in job.layout.spans:
                 m = conv_msgs[s.message_index] if s.message_index < len(conv_msgs) else None
                 if m is not None and m.role != "assistant" and m.trainable:
                     regions.append((s.start, s.end))
-        del text
         return regions
 
     def _finish(self, job: _Job, ids: list[int], offs: np.ndarray, opts: LabelOptions, info: TemplateInfo) -> Sample:
@@ -415,7 +411,7 @@ class LabelEngine:
             regions = [(0, len(text))]
         else:
             regions = self._label_regions(job, opts)
-        labels, segments, msg_idx, straddles = annotate(text, ids, offs, layout, regions, [])
+        labels, segments, msg_idx, straddles = annotate(text, ids, offs, layout, regions)
         if opts.strategy == "all-tokens":
             labels = list(ids)
         if opts.strategy == "session":
