@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +125,7 @@ def cached_load_path(path: str, stamp: str, limit: int) -> LoadResult:
     """``load_data`` of a file or folder; ``stamp`` (size + mtime) makes a changed file a new cache entry."""
     from inspector.loaders import load_data
 
-    return reject_unencodable(load_data(path, limit=limit))
+    return load_data(path, limit=limit)  # records with lone surrogates come back rejected, with a reason
 
 
 @st.cache_data(show_spinner="Reading the data…", max_entries=8)
@@ -134,39 +133,7 @@ def cached_load_text(digest: str, _text: str, name: str, limit: int) -> LoadResu
     """``load_text`` of pasted JSON/JSONL, keyed by its hash."""
     from inspector.loaders import load_text
 
-    return reject_unencodable(load_text(_text, name=name, limit=limit))
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _has_surrogate(value: Any) -> bool:
-    if isinstance(value, str):
-        return _SURROGATE.search(value) is not None
-    if isinstance(value, dict):
-        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(_has_surrogate(v) for v in value)
-    return False
-
-
-def reject_unencodable(result: LoadResult) -> LoadResult:
-    """Move conversations holding lone surrogates (JSON escapes like "\\ud83d" without their pair) to the rejected
-    records: such text is not valid UTF-8, so neither the tokenizer nor the browser can take it. A stopgap in the app
-    until the loaders reject these records themselves."""
-    from inspector.conversations import Rejected
-
-    bad = [c for c in result.conversations
-           if _has_surrogate(c.id) or _has_surrogate(c.tools)
-           or any(_has_surrogate((m.content, m.reasoning, m.name, m.tool_calls)) for m in c.messages)]
-    if not bad:
-        return result
-    drop = {id(c) for c in bad}
-    rejected = [Rejected(c.id, c.source, ["the text holds a lone surrogate (a \\ud800-\\udfff escape without its "
-                                          "pair): it is not valid UTF-8; fix the escape or drop the character"])
-                for c in bad]
-    return LoadResult([c for c in result.conversations if id(c) not in drop], list(result.rejected) + rejected,
-                      result.format)
+    return load_text(_text, name=name, limit=limit)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -521,12 +521,14 @@ def normalize_record(record: Any, *, fmt: str | None = None, source: Source | No
     elif not isinstance(record, Mapping):
         raise RecordError(f"record is {_a(record)}, expected a JSON object")
     messages, tools = _BUILDERS[fmt](record)
-    _check_encodable(messages)
-    return Conversation(id=_record_id(record, source, index), messages=messages, tools=tools, source=source, format=fmt)
+    record_id = _record_id(record, source, index)
+    _check_encodable(messages, tools, record_id)
+    return Conversation(id=record_id, messages=messages, tools=tools, source=source, format=fmt)
 
 
-def _check_encodable(messages: list[Message]) -> None:
-    """Reject text no tokenizer can take: lone UTF-16 surrogates (e.g. a JSON escape "\\ud83d" without its pair).
+def _check_encodable(messages: list[Message], tools: Any = None, record_id: str = "") -> None:
+    """Reject text no tokenizer can take: lone UTF-16 surrogates (e.g. a JSON escape "\\ud83d" without its pair), in
+    anything the template renders: message text, names, tool calls, tool schemas, and the record id.
 
     >>> _check_encodable([Message("user", "bad \\ud83d")])
     Traceback (most recent call last):
@@ -534,15 +536,29 @@ def _check_encodable(messages: list[Message]) -> None:
     inspector.errors.RecordError: message 0 (user) content has a lone surrogate '\\ud83d' at character 4: not valid Unicode text (a broken emoji escape?)
     """
     for i, m in enumerate(messages):
-        for what, text in (("content", m.content), ("reasoning", m.reasoning)):
-            if not text or text.isascii():
-                continue
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                bad = text[exc.start]
-                raise RecordError(f"message {i} ({m.role}) {what} has a lone surrogate {bad!r} at character "
-                                  f"{exc.start}: not valid Unicode text (a broken emoji escape?)") from None
+        for what, value in (("content", m.content), ("reasoning", m.reasoning), ("name", m.name),
+                            ("tool_calls", m.tool_calls)):
+            _refuse_surrogates(value, f"message {i} ({m.role}) {what}")
+    _refuse_surrogates(tools, "tools")
+    _refuse_surrogates(record_id, "the record id")
+
+
+def _refuse_surrogates(value: Any, where: str) -> None:
+    if isinstance(value, str):
+        if value.isascii():
+            return
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise RecordError(f"{where} has a lone surrogate {value[exc.start]!r} at character {exc.start}: not "
+                              f"valid Unicode text (a broken emoji escape?)") from None
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _refuse_surrogates(key, where)
+            _refuse_surrogates(item, where)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _refuse_surrogates(item, where)
 
 
 def _convert(record: Any, fmt: str | None, source: Source, index: int) -> Conversation | Rejected:

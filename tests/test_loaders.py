@@ -734,3 +734,15 @@ def test_lone_surrogate_is_rejected_with_a_reason(tmp_path):
     assert len(result.conversations) == 1 and result.conversations[0].messages[0].content == "ok \U0001F600"
     assert len(result.rejected) == 1
     assert "lone surrogate" in result.rejected[0].reasons[0] and "message 0 (user)" in result.rejected[0].reasons[0]
+
+
+def test_lone_surrogates_are_rejected_wherever_the_template_would_see_them():
+    base = {"role": "assistant", "content": None,
+            "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {"q": "x \ud83d"}}}]}
+    with pytest.raises(RecordError, match=r"message 1 \(assistant\) tool_calls has a lone surrogate"):
+        normalize_record({"messages": [{"role": "user", "content": "hi"}, base]})
+    with pytest.raises(RecordError, match="tools has a lone surrogate"):
+        normalize_record({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "ok"}],
+                          "tools": [{"name": "f", "description": "bad \udc00"}]})
+    with pytest.raises(RecordError, match="the record id has a lone surrogate"):
+        normalize_record({"id": "x\ud83d", "messages": [{"role": "user", "content": "hi"}]})
