@@ -52,6 +52,11 @@ from .verify import VERIFY_MODES, should_verify, verify_sample
 SEVERITIES = ("error", "warning", "info")
 SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}
 DEFAULT_CHUNK_SIZE = 256  # conversations per engine.build call when streaming
+# train-inference-mismatch renders the prompt of each trained turn (the conversation so far): a record with
+# thousands of turns would cost a quadratic number of rendered messages, so at most this many turns are checked,
+# evenly spaced, the first and the last included
+MAX_PROMPT_CHECKS = 32
+PROMPT_RENDER_BUDGET = 40_000  # messages: fewer turns are checked in very long conversations (never fewer than 4)
 
 
 @dataclass(frozen=True)
@@ -599,6 +604,10 @@ def _check_train_inference(sample, conv, ctx, labeled):
     if sample.strategy == "split-turns":
         answers = [i for i, m in enumerate(msgs) if m["role"] == "assistant"]
         turns = [t for t in turns if answers and t.message_index == answers[-1]]
+    budget = max(4, min(MAX_PROMPT_CHECKS, PROMPT_RENDER_BUDGET // max(len(msgs), 1)))
+    if len(turns) > budget:  # each prompt is a render of the conversation so far: bound the work
+        keep = np.unique(np.linspace(0, len(turns) - 1, budget).round().astype(int))
+        turns = [turns[k] for k in keep.tolist()]
     out = []
     prompts, which = [], []
     for t in turns:

@@ -32,7 +32,8 @@ from .checks import (CHECKS, DEFAULT_CHUNK_SIZE, SEVERITIES, CheckContext, Outco
                      evaluate, iter_outcomes, report_settings)
 from .conversations import Conversation, Rejected
 from .errors import InspectorError
-from .labels import STRATEGIES, LabelOptions
+from .labels import DEFAULT_RECORD_TIME_LIMIT, STRATEGIES, LabelOptions
+from .verify import SAMPLE_EVERY, SAMPLE_FIRST, VERIFY_MODES
 from .loaders import FORMATS
 from .tokenizer import DEFAULT_TOKENIZER, ChatSetup
 from .render import DEFAULT_TIME_LIMIT, RenderLimits
@@ -72,17 +73,18 @@ def load_spec(spec: SetupSpec) -> ChatSetup:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(spec: SetupSpec, opts: LabelOptions, thresholds: Thresholds, skip: tuple[str, ...]) -> None:
+def _init_worker(spec: SetupSpec, opts: LabelOptions, thresholds: Thresholds, skip: tuple[str, ...],
+                 verify: str = "sample") -> None:
     try:
-        _WORKER["ctx"] = CheckContext(load_spec(spec), opts, thresholds, skip)
+        _WORKER["ctx"] = CheckContext(load_spec(spec), opts, thresholds, skip, verify=verify)
     except Exception as exc:  # raised again by _work: a failing initializer would make Pool respawn forever
         _WORKER["error"] = exc
 
 
-def _work(chunk: list[Conversation | Rejected], keep_rows: bool) -> list[Outcome]:
+def _work(chunk: list[Conversation | Rejected], keep_rows: bool, start: int = 0) -> list[Outcome]:
     if "error" in _WORKER:
         raise _WORKER["error"]
-    return evaluate(chunk, _WORKER["ctx"], keep_rows=keep_rows)
+    return evaluate(chunk, _WORKER["ctx"], keep_rows=keep_rows, start=start)
 
 
 def run_outcomes(items: Iterable[Conversation | Rejected], ctx: CheckContext, spec: SetupSpec, *,
@@ -94,10 +96,13 @@ def run_outcomes(items: Iterable[Conversation | Rejected], ctx: CheckContext, sp
         yield from iter_outcomes(items, ctx, chunk_size=chunk_size, keep_rows=keep_rows)
         return
     mp = multiprocessing.get_context("spawn")  # Rust tokenizers and fork do not mix well
-    with mp.Pool(num_proc, _init_worker, (spec, ctx.opts, ctx.thresholds, tuple(sorted(ctx.skip)))) as pool:
+    with mp.Pool(num_proc, _init_worker, (spec, ctx.opts, ctx.thresholds, tuple(sorted(ctx.skip)),
+                                          ctx.verify)) as pool:
         pending: deque = deque()
+        start = 0
         for chunk in chunked(items, chunk_size):
-            pending.append(pool.apply_async(_work, (chunk, keep_rows)))
+            pending.append(pool.apply_async(_work, (chunk, keep_rows, start)))
+            start += len(chunk)
             while len(pending) >= 2 * num_proc:
                 yield from pending.popleft().get()
         while pending:
@@ -209,6 +214,14 @@ def _add_setup_options(p: argparse.ArgumentParser) -> None:
                    help="response marker for --strategy response-template (default: the template's generation prompt)")
     g.add_argument("--instruction-template", metavar="TEXT",
                    help="instruction marker for --strategy response-template (multi-turn completion-only collator)")
+    g.add_argument("--verify", choices=VERIFY_MODES, default="sample",
+                   help="check labels with the independent perturbation verifier (one render per message field): "
+                        f"'sample' = the first {SAMPLE_FIRST} records and then one in {SAMPLE_EVERY} (default), "
+                        "'all', or 'none'; a disagreement is a label-verification error")
+    g.add_argument("--record-time-limit", type=_positive_float, default=DEFAULT_RECORD_TIME_LIMIT,
+                   metavar="SECONDS",
+                   help=f"reject a record whose renders take longer than this in all (default "
+                        f"{DEFAULT_RECORD_TIME_LIMIT:g})")
     g = p.add_argument_group("input")
     g.add_argument("--data-format", choices=FORMATS, metavar="FMT",
                    help=f"force the record format ({', '.join(FORMATS)}); default: detect per record")
@@ -290,7 +303,8 @@ def _options(args: argparse.Namespace) -> LabelOptions:
     return LabelOptions(strategy=args.strategy, label_eot=not args.no_label_eot, max_length=args.max_length,
                         truncation_side=args.truncation_side, response_template=args.response_template,
                         instruction_template=args.instruction_template, template_kwargs=dict(args.template_var),
-                        limits=RenderLimits(time_limit=args.render_timeout))
+                        limits=RenderLimits(time_limit=args.render_timeout),
+                        record_time_limit=args.record_time_limit)
 
 
 def _thresholds(args: argparse.Namespace) -> Thresholds:
@@ -312,8 +326,8 @@ def _prepare(args: argparse.Namespace) -> tuple[SetupSpec, CheckContext, Report]
     spec = _spec(args)
     setup = load_spec(spec)
     opts, thresholds, skip = _options(args), _thresholds(args), _skip(args)
-    ctx = CheckContext(setup, opts, thresholds, skip)
-    settings = {"data": args.data, **report_settings(setup, opts, thresholds)}
+    ctx = CheckContext(setup, opts, thresholds, skip, verify=args.verify)
+    settings = {"data": args.data, **report_settings(setup, opts, thresholds), "verify": args.verify}
     return spec, ctx, Report(settings=settings, skipped=skip)
 
 
@@ -362,7 +376,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     from .loaders import iter_records
 
     setup = load_spec(_spec(args))
-    ctx = CheckContext(setup, _options(args), Thresholds(min_trainable_share=args.min_trainable_share))
+    ctx = CheckContext(setup, _options(args), Thresholds(min_trainable_share=args.min_trainable_share),
+                       verify="none" if args.verify == "none" else "all")  # one record: always verified
     items = iter_records(args.data, fmt=args.data_format)
     if args.limit is not None:
         items = islice(items, args.limit)

@@ -292,12 +292,20 @@ def _sentinel_locate(text: str, messages: list[dict[str, Any]], i: int, kind: st
     return ("found", (start, end)) if end > start else ("failed", None)
 
 
-def _occurrences(text: str, piece: str, cursor: int, limit: int = 8) -> list[int]:
-    out = []
+def _occurrences(text: str, piece: str, cursor: int, limit: int = 4) -> list[int]:
+    """Where ``piece`` occurs from ``cursor`` on: the first place, and the places close after it (within twice its
+    length and a little markup: a preview written just before the real turn). Bounded, so a long conversation
+    costs no quadratic search."""
     pos = text.find(piece, cursor)
-    while pos >= 0 and len(out) < limit:
+    if pos < 0:
+        return []
+    out = [pos]
+    window = pos + 2 * len(piece) + 512
+    while len(out) < limit:
+        pos = text.find(piece, pos + 1, window + len(piece))
+        if pos < 0:
+            break
         out.append(pos)
-        pos = text.find(piece, pos + 1)
     return out
 
 
@@ -343,6 +351,16 @@ def locate(text: str, messages: list[dict[str, Any]], info: TemplateInfo,
         msg_cursor = cursor
         for kind, piece in _pieces(m):
             found: tuple[int, int, str] | None = None
+            if marked.value is not None:  # once made (a search failed or was unsure), it answers for every piece
+                status, loc = _marked_piece(marked.value, (i, kind, 0), text, piece, msg_cursor, is_assistant,
+                                            headers)
+                if status == "found" and loc is not None:
+                    spans.append(Span(i, role, kind, loc[0], loc[1], "marked"))
+                    cursor = max(cursor, loc[1])
+                    continue
+                if status == "dropped":
+                    dropped.append((i, kind))
+                    continue
             starts = _occurrences(text, piece, cursor)
             if starts:
                 pos = _pick(starts, text, cursor, headers) if is_assistant else starts[0]
@@ -574,7 +592,12 @@ def _assistant_turns(text: str, messages: list[dict[str, Any]], spans: list[Span
     for s in spans:
         by_msg.setdefault(s.message_index, []).append(s)
     # the first located position of every message, to bound the search of the turn before it
-    firsts = sorted((min(s.start for s in ss), i) for i, ss in by_msg.items())
+    next_first: dict[int, int] = {}  # message i -> where the first located message after i starts
+    bound = len(text)
+    for i in range(len(messages) - 1, -1, -1):
+        next_first[i] = bound
+        if i in by_msg:
+            bound = min(bound, min(s.start for s in by_msg[i]))
     headers, eots = _candidates(info)
     turns: list[Turn] = []
     prev_end = 0
@@ -584,7 +607,7 @@ def _assistant_turns(text: str, messages: list[dict[str, Any]], spans: list[Span
             if own:
                 prev_end = max(prev_end, max(s.end for s in own))
             continue
-        next_bound = next((pos for pos, j in firsts if j > i), len(text))
+        next_bound = next_first[i]
         start, method = None, "content"
         first = min((s.start for s in own), default=None)
         search_to = first if first is not None else next_bound

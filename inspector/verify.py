@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -104,8 +105,8 @@ class Perturbation:
 
 def _set_path(i: int, path: tuple, value: Any) -> Callable:
     def apply(msgs, tools):
-        msgs = copy.deepcopy(list(msgs))
-        target = msgs[i]
+        msgs = list(msgs)
+        msgs[i] = target = copy.deepcopy(msgs[i])
         for p in path[:-1]:
             target = target[p]
         target[path[-1]] = value
@@ -269,12 +270,40 @@ def _merge(regions: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
+MAX_FIELDS = 256  # fields perturbed per sample: each is a full render, so a 3,000-message record would be quadratic
+RENDER_BUDGET = 20_000  # messages rendered in all per sample: with long conversations, fewer fields are perturbed
+
+
+def fields_budget(num_messages: int, max_fields: int = MAX_FIELDS) -> int:
+    """How many fields to perturb for a conversation of ``num_messages``: all up to ``max_fields`` while the
+    renders stay within ``RENDER_BUDGET`` messages, never fewer than 8.
+    Example: 10 messages -> 256; 200 -> 100; 3,000 -> 8."""
+    return max(8, min(max_fields, RENDER_BUDGET // max(num_messages, 1)))
+
+
 def field_dependencies(text: str, messages: Sequence[dict[str, Any]], tools: list | None,
-                       render: Callable[[list[dict[str, Any]], list | None], str]) -> Dependencies:
+                       render: Callable[[list[dict[str, Any]], list | None], str], *,
+                       max_fields: int = MAX_FIELDS, deadline: float | None = None) -> Dependencies:
     """Perturb each field in turn and diff (see module docstring). ``render(messages, tools) -> text`` must render
-    exactly as the sample was rendered (same template, variables and generation-prompt flag)."""
+    exactly as the sample was rendered (same template, variables and generation-prompt flag).
+
+    Work is bounded: at most ``fields_budget(len(messages), max_fields)`` fields (evenly spaced over the
+    conversation, the first and the last included), and none started after ``deadline`` (``time.monotonic()``); what was left out is in
+    ``Dependencies.unverifiable``."""
     deps = Dependencies(text)
-    for pert in perturbations(messages, tools):
+    perts = perturbations(messages, tools)
+    max_fields = fields_budget(len(messages), max_fields)
+    if len(perts) > max_fields:
+        keep = set(np.unique(np.linspace(0, len(perts) - 1, max_fields).round().astype(int)).tolist())
+        for k, pert in enumerate(perts):
+            if k not in keep:
+                deps.unverifiable.append((pert.field, f"left out: at most {max_fields} fields are verified per "
+                                                      f"sample"))
+        perts = [p for k, p in enumerate(perts) if k in keep]
+    for n, pert in enumerate(perts):
+        if deadline is not None and time.monotonic() > deadline:
+            deps.unverifiable.extend((p.field, "left out: the per-record time budget ran out") for p in perts[n:])
+            break
         fld = pert.field
         msgs2, tools2 = pert.apply(messages, tools)
         try:
@@ -428,13 +457,20 @@ def verify_sample(engine: Any, sample: Any, conversation: Any, opts: Any) -> Ver
     if again != sample.text:
         out.skipped = "rendering the conversation again gives another text (the template is not deterministic)"
         return out
-    deps = field_dependencies(sample.text, sample.messages, tools, render)
+    limit = getattr(opts, "record_time_limit", None)
+    deadline = time.monotonic() + limit if limit is not None else None
+    deps = field_dependencies(sample.text, sample.messages, tools, render, deadline=deadline)
     trainable = [m.trainable for m in conversation.messages]
     trained = trained_messages(sample.messages, sample.strategy, trainable, opts.keep_history_labels,
                                opts.respect_trainable)
     out.violations = verify_labels(deps, sample.offsets, sample.labels, trained)
     out.fields = len(perturbations(sample.messages, tools))
-    out.notes = [f"{f.describe()}: not verified ({why})" for f, why in deps.unverifiable]
+    left_out = [f for f, why in deps.unverifiable if why.startswith("left out")]
+    out.notes = [f"{f.describe()}: not verified ({why})" for f, why in deps.unverifiable
+                 if not why.startswith("left out")]
+    if left_out:
+        out.notes.append(f"{len(left_out)} of {out.fields} fields not verified: "
+                         f"{dict(deps.unverifiable)[left_out[0]][len('left out: '):]}")
     out.notes += [f"{f.describe()}: replacing it also changes text elsewhere (the template tests its value); only "
                   f"the text that became the sentinel was judged" for f in deps.side_effects]
     return out
