@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -412,3 +413,20 @@ def test_packed_records_are_json_rows():
     assert rows[0] == {"input_ids": [1000, 1001, 1002, 2000], "labels": [1000, 1001, 1002, 2000],
                        "position_ids": [0, 1, 2, 3], "seq_lengths": [4], "sample_ids": ["s0", "s1"],
                        "sample_lengths": [3, 1]}
+
+
+def test_worked_example_in_the_docs_is_what_the_core_computes():
+    from inspector.packing_viz import worked_example, worked_example_markdown
+
+    doc = (ROOT / "docs" / "packing.md").read_text(encoding="utf-8")
+    assert worked_example_markdown() in doc
+    ex = worked_example()
+    w = ex["weights"]["sample_mean"]
+    assert (w.before[0][2], w.after[0][2], w.before[2][2], w.after[2][2]) == (Fraction(1, 3), Fraction(1, 8),
+                                                                              Fraction(1, 18), Fraction(1, 8))
+    assert w.sample_totals()[2] == (Fraction(1, 3), Fraction(3, 4))
+    seq = ex["packing"].sequences[0]
+    assert [ex["samples"][p.sample].id for p in seq.pieces] == ["long", "short-1", "short-2"]
+    assert seq.position_ids == [0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 0, 1, 2]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "from 1/3 to 1/8" in readme and "from 1/18 to 1/8" in readme
