@@ -27,9 +27,10 @@ from .packing import PADDING, Packing, PackInput, PackOptions, pack, weights_bef
 from .viz import flags_by_position, fraction_text, token_state, token_texts, visible_text
 from .weights import REDUCTION_LABELS, REDUCTION_NAMES, WeightsBeforeAfter
 
-# Okabe-Ito and Tableau-like hues, readable with black text; sample i gets PALETTE[i % len(PALETTE)]
+# light hues, readable with black text, neighbours far apart; sample i gets PALETTE[i % len(PALETTE)]
 PALETTE = ("#93c5fd", "#fca5a5", "#86efac", "#fcd34d", "#c4b5fd", "#f9a8d4", "#67e8f9", "#fdba74", "#a5b4fc",
-           "#bef264")
+           "#bef264", "#5eead4", "#fda4af", "#d8b4fe", "#fde68a", "#7dd3fc", "#bbf7d0", "#f0abfc", "#fed7aa",
+           "#99f6e4", "#e9d5ff")
 PADDING_COLOR = "#e5e7eb"
 
 
@@ -204,7 +205,8 @@ def weights_figure(comparison: WeightsBeforeAfter, packing: Packing, max_samples
                              text=df[col], textposition="outside", hovertext=df[col], hoverinfo="x+text+name"))
     fig.update_layout(barmode="group", title=f"Weight of each sample: {REDUCTION_LABELS[comparison.reduction]}",
                       yaxis_title="summed gradient weight", xaxis_title="sample", plot_bgcolor="#ffffff",
-                      margin={"l": 60, "r": 20, "t": 60, "b": 60}, legend={"orientation": "h", "y": 1.08})
+                      margin={"l": 60, "r": 20, "t": 80, "b": 60},
+                      legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom"})
     return fig
 
 
