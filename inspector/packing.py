@@ -558,7 +558,8 @@ ATTENTION_FACTS: tuple[AttentionFact, ...] = (
     AttentionFact(
         "padded", "sdpa, eager, flex_attention", False,
         "an attention_mask is given, so packed sequences are never looked for: the mask is causal over the whole "
-        "row (padding excluded), and the model numbers the row 0..n-1 (position_ids default to an arange)",
+        "row (padding excluded), even when position_ids restart (TRL's return_position_ids); without them the model "
+        "numbers the row 0..n-1",
         f"{_MASKING}: _preprocess_mask_arguments (only when attention_mask is None), create_causal_mask; "
         "models/llama/modeling_llama.py: LlamaModel.forward"),
     AttentionFact(

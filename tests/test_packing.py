@@ -399,11 +399,11 @@ def test_invariants_on_the_corpus(corpus, tokenizer, name):
     from inspector.tokenizer import load_setup
 
     setup = load_setup(str(corpus / "tokenizers" / tokenizer))
-    samples = _samples(setup, corpus / "data" / name, "assistant-only", limit=60)
+    samples = _samples(setup, corpus / "data" / name, "assistant-only")
     assert samples
     for packing_strategy in PACKING_STRATEGIES:
         for padding_free in (False, True):
-            packing = pack(samples, PackOptions(512, packing_strategy, padding_free=padding_free, map_batch_size=25))
+            packing = pack(samples, PackOptions(512, packing_strategy, padding_free=padding_free, map_batch_size=200))
             check_invariants(packing)
 
 
