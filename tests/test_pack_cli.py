@@ -107,3 +107,14 @@ def test_bad_pack_options_are_usage_errors(tmp_path, capsys):
                 ["--max-length", "8", "--batch-size", "0"]):
         code, _, err = run_main(["pack", data, *bad], capsys)
         assert code == 2 and "usage:" in err
+
+
+def test_num_proc_gives_the_same_packing(tmp_path, tiny_dir, capsys):  # noqa: F811
+    records = [dict(r, id=f"{r['id']}-{i}") for i, r in enumerate((CLEAN + LONG + ZERO) * 3)]
+    data = write_jsonl(tmp_path / "d.jsonl", records, ['{"broken'])
+    base = ["pack", data, "--tokenizer", tiny_dir, "--max-length", "64", "--json", "--chunk-size", "2",
+            "--strategy", "all-tokens"]
+    _, one, _ = run_main(base, capsys)
+    _, two, _ = run_main(base + ["--num-proc", "2"], capsys)
+    assert json.loads(one) == json.loads(two)
+    assert json.loads(one)["packing"]["samples"] == 12 and json.loads(one)["totals"]["records"] == 13
