@@ -291,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
             action.required = True
             action.help = ("packed sequence length (TRL's max_length); samples are not truncated before packing, "
                            "bfd truncates what does not fit")
+        elif action.dest == "truncation_side":
+            action.help = "ignored by pack: bfd keeps the first max_length tokens of a sample, as TRL does"
     g = p.add_argument_group("packing")
     g.add_argument("--packing", choices=("bfd", "bfd_split", "wrapped"), default="bfd",
                    help="packing strategy (default: bfd, TRL's default)")

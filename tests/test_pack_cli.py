@@ -9,8 +9,9 @@ import pytest
 from inspector.checks import CHECKS, PACKING_CODES
 from test_cli import CLEAN, ZERO, run_main, run_module, tiny_dir, write_jsonl  # noqa: F401 (tiny_dir: a fixture)
 
+ANSWER = "The quick brown fox jumps over the lazy dog. " * 8
 LONG = [{"id": "long", "messages": [{"role": "user", "content": "Hello! How can I help"},
-                                    {"role": "assistant", "content": "The quick brown fox jumps over the lazy dog. " * 8}]}]
+                                    {"role": "assistant", "content": ANSWER}]}]
 
 
 def test_exit_codes_from_a_real_process(tmp_path):

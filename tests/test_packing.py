@@ -35,7 +35,8 @@ DEMO = ROOT / "inspector" / "demo" / "demo.jsonl"
 def inputs(*lengths, labeled_from=0):
     """Samples whose token ids encode (sample, position) as 1000 * (s + 1) + p; labels from ``labeled_from`` on."""
     return [PackInput(f"s{s}", [1000 * (s + 1) + p for p in range(n)],
-                      [1000 * (s + 1) + p if p >= labeled_from else Q for p in range(n)]) for s, n in enumerate(lengths)]
+                      [1000 * (s + 1) + p if p >= labeled_from else Q for p in range(n)])
+            for s, n in enumerate(lengths)]
 
 
 def codes(findings):
@@ -163,7 +164,7 @@ def test_collator_matches_trl():
             assert next(rows, None) is None
 
 
-# --- the attention facts, on a tiny Llama (sdpa and eager; flash needs a GPU) ------------------------------------------
+# --- the attention facts, on a tiny Llama (sdpa and eager; flash needs a GPU) ----------------------------------------
 
 @pytest.fixture(scope="module")
 def tiny_llama():
@@ -199,8 +200,9 @@ def test_padding_free_position_ids_keep_samples_apart_padded_rows_do_not(tiny_ll
         mixed = model(torch.tensor([padded.input_ids]), attention_mask=torch.tensor([padded.attention_mask]),
                       use_cache=False).logits[0]
         # an attention_mask with restarting position_ids (TRL's return_position_ids): positions right, mask not
-        masked = model(torch.tensor([row.input_ids]), attention_mask=torch.ones(1, len(row.input_ids), dtype=torch.long),
-                       position_ids=torch.tensor([row.position_ids]), use_cache=False).logits[0]
+        ones = torch.ones(1, len(row.input_ids), dtype=torch.long)
+        masked = model(torch.tensor([row.input_ids]), attention_mask=ones, position_ids=torch.tensor([row.position_ids]),
+                       use_cache=False).logits[0]
     assert torch.allclose(free[len(a):], alone, atol=1e-5)  # b sees only b
     assert not torch.allclose(mixed[len(a):], alone, atol=1e-3)  # b attends to a
     assert not torch.allclose(masked[len(a):], alone, atol=1e-3)  # still: the mask is causal over the whole row
