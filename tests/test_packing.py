@@ -201,8 +201,8 @@ def test_padding_free_position_ids_keep_samples_apart_padded_rows_do_not(tiny_ll
                       use_cache=False).logits[0]
         # an attention_mask with restarting position_ids (TRL's return_position_ids): positions right, mask not
         ones = torch.ones(1, len(row.input_ids), dtype=torch.long)
-        masked = model(torch.tensor([row.input_ids]), attention_mask=ones, position_ids=torch.tensor([row.position_ids]),
-                       use_cache=False).logits[0]
+        masked = model(torch.tensor([row.input_ids]), attention_mask=ones,
+                       position_ids=torch.tensor([row.position_ids]), use_cache=False).logits[0]
     assert torch.allclose(free[len(a):], alone, atol=1e-5)  # b sees only b
     assert not torch.allclose(mixed[len(a):], alone, atol=1e-3)  # b attends to a
     assert not torch.allclose(masked[len(a):], alone, atol=1e-3)  # still: the mask is causal over the whole row
