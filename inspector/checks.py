@@ -24,6 +24,14 @@ findings. What the checks cover (numbers are the issue's):
     low-trainable-share         warning  (12) 0 < trained tokens / tokens < ``Thresholds.min_trainable_share``
     label-out-of-vocab          error    (12) a label outside [0, len(tokenizer))
     record-rejected             error    the loader could not read the record (reasons from ``Rejected``)
+    (packing, run by ``packing.check_packing`` / ``pack``: ``PACKING_CODES``)
+    cross-sample-prediction     error    a labeled token right after another sample's token in a packed row
+    cross-sample-attention      warning  the layout lets a sample's tokens attend to another sample
+    packing-truncates           warning  bfd cut a sample longer than max_length (tokens lost) or dropped it
+    packing-splits-sample       warning  bfd_split / wrapped cut a sample across packed sequences
+    packing-label-masked        info     the padding-free collator set labels to IGNORE_INDEX at position id 0
+    packing-padding             info     the collated rows are more than ``max_padding_share`` padding
+    packing-attention           info     which attention implementations keep packed samples apart here
 
 Example: a conversation whose only assistant turn has ``loss_weight: 0`` ->
 ``Finding("no-trainable-tokens", "error", "0 of 23 tokens are trained ...", sample_id="demo-4", ...)``.
@@ -168,6 +176,39 @@ _CHECK_LIST = [
           "or a call-only message given content None) because the template expects that shape.",
           "Nothing to fix; the note on the sample says what was changed."),
 ]
+_PACKING_CHECKS = [
+    Check("cross-sample-prediction", "error", "Labeled token predicted from another sample",
+          "In a packed row, a labeled token comes right after a token of another sample: labels are unshifted, so "
+          "the loss trains the model to continue that sample with this token, whatever the attention does.",
+          "Use the padding-free layout (its collator sets the label at every position id 0 to -100), mask each "
+          "sample's first token, or do not pack."),
+    Check("cross-sample-attention", "warning", "Packed samples attend to each other",
+          "The layout gives the model no boundary between samples of one row (the padded layout's attention_mask "
+          "marks only padding; wrapped writes no seq_lengths): a sample's tokens attend to the samples before it.",
+          "Pack with bfd or bfd_split in the padding-free layout and an attention implementation that reads "
+          "position_ids (flash_attention_2/3, sdpa, eager, flex_attention); TRL's SFTTrainer does so for bfd."),
+    Check("packing-truncates", "warning", "Packing truncates a sample",
+          "bfd keeps the first max_length tokens of a longer sample and drops the rest (answers lose their end), "
+          "and drops empty samples.",
+          "Raise --max-length, use bfd_split (keeps every token, in pieces), or split long conversations."),
+    Check("packing-splits-sample", "warning", "Packing cuts a sample across sequences",
+          "bfd_split or wrapped put one sample's tokens in several packed sequences: a later piece is trained "
+          "without what precedes it (an answer without its question).",
+          "Use bfd (truncates instead) with a larger --max-length, or split long conversations before packing."),
+    Check("packing-label-masked", "info", "Packing masks labels at sample starts",
+          "The padding-free collator sets the label of every token at position id 0 to -100: a sample's first "
+          "token (never a loss term anyway) or the first token of a later piece of a split sample.",
+          "Nothing to fix for whole samples; for split samples, the piece's first token is no longer trained."),
+    Check("packing-padding", "info", "Packed rows carry much padding",
+          "The share of padding in the collated rows (packing efficiency) is above the threshold.",
+          "Use the padding-free layout, a smaller batch, or bfd (fills sequences tighter than wrapped's last row)."),
+    Check("packing-attention", "info", "Attention and packed boundaries",
+          "Which attention implementations keep the samples of a packed row apart with the inputs this layout "
+          "gives the model, as read in transformers' source.",
+          "Train with an implementation listed as keeping samples apart."),
+]
+_CHECK_LIST += _PACKING_CHECKS
+PACKING_CODES = frozenset(c.code for c in _PACKING_CHECKS)
 CHECKS: "OrderedDict[str, Check]" = OrderedDict((c.code, c) for c in _CHECK_LIST)
 
 

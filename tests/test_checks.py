@@ -216,7 +216,27 @@ CASES = {
     "reasoning-dropped": (lambda e: run(e.setup(), [REASONING]), lambda e: run(e.setup(WITH_THINK), [REASONING])),
     "tool-call-adapted": (lambda e: run(e.setup(ITEMS), [_call_conv('{"fruit": "plums"}')]),
                           lambda e: run(e.setup(ITEMS), [_call_conv({"fruit": "plums"})])),
+    # packing (inspector.packing.check_packing), on real samples of the tiny tokenizer
+    "cross-sample-prediction": (lambda e: _packed(e, "all-tokens"), lambda e: _packed(e, "all-tokens", True)),
+    "cross-sample-attention": (lambda e: _packed(e), lambda e: _packed(e, padding_free=True)),
+    "packing-truncates": (lambda e: _packed(e, max_length=10), lambda e: _packed(e, max_length=10,
+                                                                                 strategy="bfd_split")),
+    "packing-splits-sample": (lambda e: _packed(e, max_length=10, strategy="bfd_split"),
+                              lambda e: _packed(e, max_length=10)),
+    "packing-label-masked": (lambda e: _packed(e, "all-tokens", True), lambda e: _packed(e, padding_free=True)),
+    "packing-padding": (lambda e: _packed(e, max_length=30), lambda e: _packed(e, max_length=30, padding_free=True)),
+    "packing-attention": (lambda e: _packed(e), lambda e: _packed(e, max_length=5)),
 }
+
+
+def _packed(env: Env, labels: str = "assistant-only", padding_free: bool = False, **pack_opts) -> list[Finding]:
+    from inspector.packing import PackOptions, check_packing, pack
+
+    convs = [TWO_TURNS, conv(("user", "Hello! How can I help"), ("assistant", "quick brown fox."), id="d")]
+    samples, errors = LabelEngine(env.setup()).build(convs, LabelOptions(strategy=labels))
+    assert not errors
+    return check_packing(pack(samples, PackOptions(**{"max_length": 200, "padding_free": padding_free,
+                                                      **pack_opts})))
 
 
 def test_every_check_has_a_case_both_ways():
