@@ -572,36 +572,60 @@ def _convert(record: Any, fmt: str | None, source: Source, index: int) -> Conver
 # containers
 
 
+def _jsonl_text(raw: bytes | str, lineno: int) -> str:
+    """A JSONL line as the text to parse: decoded (UnicodeDecodeError when it is not UTF-8), a BOM dropped on line 1,
+    and only the line end stripped, so columns in reasons match the file."""
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    if lineno == 1:
+        text = text.lstrip("\ufeff")
+    return text.rstrip("\r\n")
+
+
+def is_blank_line(raw: bytes | str, lineno: int) -> bool:
+    """True when a JSONL line holds no record (whitespace only): it is skipped and takes no record number.
+
+    >>> is_blank_line(b"  \\r\\n", 3), is_blank_line(b"\\xff\\n", 3), is_blank_line("{}", 1)
+    (True, False, False)
+    """
+    try:
+        return not _jsonl_text(raw, lineno).strip()
+    except UnicodeDecodeError:
+        return False  # a record, rejected as not UTF-8
+
+
+def jsonl_item(raw: bytes | str, file: str, lineno: int, index: int,
+               fmt: str | None) -> Conversation | Rejected | None:
+    """One JSONL line (1-based ``lineno``) -> its Conversation or Rejected (``index``: the record's number in the
+    file, for fallback ids), or None for a blank line. ``_iter_jsonl`` and the Ray engine both read lines with it.
+
+    >>> jsonl_item(b'{"prompt": 1\\n', "data/chat.jsonl", 2, 1, None).reasons
+    ["line 2: invalid JSON (Expecting ',' delimiter: column 13)"]
+    """
+    source = Source(file, line=lineno)
+    try:
+        text = _jsonl_text(raw, lineno)
+    except UnicodeDecodeError as e:
+        shown = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        reason = f"line {lineno}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
+        return Rejected(f"{_stem(Source(file))}-{index}", source, [reason], shown)
+    if not text.strip():
+        return None
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as e:
+        reason = f"line {lineno}: invalid JSON ({e.msg}: column {e.colno})"
+        return Rejected(f"{_stem(Source(file))}-{index}", source, [reason], text)
+    return _convert(record, fmt, source, index)
+
+
 def _iter_jsonl(lines: Iterable[bytes | str], file: str, fmt: str | None) -> Iterator[Conversation | Rejected]:
     """One item per non-blank line. Bytes are decoded line by line, so one bad line does not sink the others."""
-    stem = _stem(Source(file))
     index = 0
     for lineno, raw in enumerate(lines, 1):
-        source = Source(file, line=lineno)
-        if isinstance(raw, bytes):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                shown = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-                reason = f"line {lineno}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
-                yield Rejected(f"{stem}-{index}", source, [reason], shown)
-                index += 1
-                continue
-        else:
-            text = raw
-        if lineno == 1:
-            text = text.lstrip("\ufeff")
-        text = text.rstrip("\r\n")  # only the line end, so columns in reasons match the file
-        if not text.strip():
-            continue
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as e:
-            reason = f"line {lineno}: invalid JSON ({e.msg}: column {e.colno})"
-            yield Rejected(f"{stem}-{index}", source, [reason], text)
-        else:
-            yield _convert(record, fmt, source, index)
-        index += 1
+        item = jsonl_item(raw, file, lineno, index, fmt)
+        if item is not None:
+            yield item
+            index += 1
 
 
 def _iter_jsonl_file(path: Path, fmt: str | None) -> Iterator[Conversation | Rejected]:
