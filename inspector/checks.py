@@ -1156,6 +1156,25 @@ class Report:
             self.add(oc)
         return self
 
+    def merge(self, other: "Report") -> "Report":
+        """Add ``other``, the report of the records that follow this report's in input order: counts add up, and
+        examples and first findings are this report's, then ``other``'s, cut to ``max_examples``. Merging the reports
+        of consecutive parts in order gives the report of the whole (the Ray engine merges one per shard).
+
+        Example: examples ["a", "b"] merged with ["c", "d", "e", "f"] (max 5) -> ["a", "b", "c", "d", "e"].
+        """
+        for name in ("records", "conversations", "rejected_by_loader", "samples", "tokens", "trainable_tokens",
+                     "accepted_records"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for code, theirs in other.checks.items():
+            mine = self.checks[code]
+            mine.findings += theirs.findings
+            mine.records += theirs.records
+            mine.samples += theirs.samples
+            mine.examples.extend(theirs.examples[:max(0, self.max_examples - len(mine.examples))])
+            mine.first.extend(theirs.first[:max(0, self.max_examples - len(mine.first))])
+        return self
+
     def share(self, code: str) -> float:
         return self.checks[code].records / self.records if self.records else 0.0
 

@@ -244,6 +244,27 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-progress", action="store_true", help="never show the progress bar")
 
 
+def _add_engine_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("engine (inspector.distributed)")
+    g.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process (or --num-proc workers); ray: a Ray Data pipeline, same results "
+                        "(needs the ray extra: pip install 'sft-inspector[ray]')")
+    g.add_argument("--ray-address", metavar="ADDRESS",
+                   help="an existing Ray cluster (auto, HOST:PORT, ray://HOST:10001); default: start a local Ray with "
+                        "this machine's cores")
+    g.add_argument("--ray-workers", type=_positive_int, metavar="N",
+                   help="Ray actors, one tokenizer each (default: one per CPU of the cluster)")
+    g.add_argument("--ray-batch-size", type=_positive_int, default=1024, metavar="N",
+                   help="records per Ray batch and per output shard (default: 1024)")
+
+
+def _ray_options(args: argparse.Namespace, quiet: bool):
+    from .distributed import RayOptions
+
+    return RayOptions(address=args.ray_address, workers=args.ray_workers, batch_size=args.ray_batch_size,
+                      progress=not (quiet or args.no_progress or not sys.stderr.isatty()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m inspector",
@@ -256,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "--fail-on fired, 1 when something did, 2 on a usage or loading error.")
     _add_setup_options(p)
     _add_run_options(p)
+    _add_engine_options(p)
     p.add_argument("--json", action="store_true", help="print one machine-readable report (JSON) to stdout, "
                                                        "nothing else")
     p.add_argument("--fail-on", choices=FAIL_ON, default="error",
@@ -271,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "lands in exactly one of the two.")
     _add_setup_options(p)
     _add_run_options(p)
+    _add_engine_options(p)
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl", dest="out_format",
                    help="format of the accepted samples (default: jsonl)")
@@ -375,11 +398,16 @@ def _prepare(args: argparse.Namespace) -> tuple[SetupSpec, CheckContext, Report]
 
 def cmd_check(args: argparse.Namespace) -> int:
     spec, ctx, report = _prepare(args)
-    items = _items(args)
-    with _progress(args, quiet=args.json) as bar:
-        for oc in run_outcomes(items, ctx, spec, chunk_size=args.chunk_size, num_proc=args.num_proc):
-            report.add(oc)
-            bar.update(1)
+    if args.engine == "ray":
+        from .distributed import run_check
+
+        run_check(args.data, ctx, report, fmt=args.data_format, limit=args.limit, chunk_size=args.chunk_size,
+                  options=_ray_options(args, quiet=args.json))
+    else:
+        with _progress(args, quiet=args.json) as bar:
+            for oc in run_outcomes(_items(args), ctx, spec, chunk_size=args.chunk_size, num_proc=args.num_proc):
+                report.add(oc)
+                bar.update(1)
     if args.json:
         data = report.to_dict()
         data["result"] = {"fail_on": args.fail_on, "failed": report.fails(args.fail_on)}
@@ -394,6 +422,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import ExportWriter
 
     spec, ctx, report = _prepare(args)
+    if args.engine == "ray":
+        from .distributed import run_export
+
+        summary = run_export(args.data, ctx, report, args.out, out_format=args.out_format, force=args.force,
+                             fmt=args.data_format, limit=args.limit, chunk_size=args.chunk_size,
+                             options=_ray_options(args, quiet=False))
+        return _export_done(args, report, summary)
     items = _items(args)
     with ExportWriter(args.out, args.out_format, force=args.force) as writer, _progress(args, quiet=False) as bar:
         for oc in run_outcomes(items, ctx, spec, chunk_size=args.chunk_size, num_proc=args.num_proc,
@@ -402,6 +437,10 @@ def cmd_export(args: argparse.Namespace) -> int:
             report.add(oc)
             bar.update(1)
         summary = writer.finish(report)
+    return _export_done(args, report, summary)
+
+
+def _export_done(args: argparse.Namespace, report: Report, summary: dict[str, Any]) -> int:
     out = Path(args.out)  # as the user wrote it (the writer resolved it to check every path stays inside)
     print(format_report(report, examples=0))
     print()

@@ -54,6 +54,15 @@ def accepted_file(fmt: str) -> str:
     return f"accepted.{fmt}"
 
 
+def accepted_schema():
+    """The Arrow schema of accepted.parquet: id, input_ids, attention_mask, labels, assistant_masks."""
+    import pyarrow as pa
+
+    return pa.schema([("id", pa.string()), ("input_ids", pa.list_(pa.int32())),
+                      ("attention_mask", pa.list_(pa.int8())), ("labels", pa.list_(pa.int32())),
+                      ("assistant_masks", pa.list_(pa.int8()))])
+
+
 def conversation_to_dict(conv: Conversation) -> dict[str, Any]:
     """A conversation as a ``messages`` record the loaders read back (training flags kept).
 
@@ -168,9 +177,7 @@ class ExportWriter:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        schema = pa.schema([("id", pa.string()), ("input_ids", pa.list_(pa.int32())),
-                            ("attention_mask", pa.list_(pa.int8())), ("labels", pa.list_(pa.int32())),
-                            ("assistant_masks", pa.list_(pa.int8()))])
+        schema = accepted_schema()
         if self._parquet is None:
             self._parquet = pq.ParquetWriter(str(self.tmp["accepted"]), schema)
         if self._rows:

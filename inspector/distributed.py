@@ -1,0 +1,607 @@
+"""Run ``check`` and ``export`` as a Ray Data pipeline, for data that outgrows one machine (``--engine ray``).
+
+The per-record work is the local engine's, unchanged: ``checks.evaluate`` over chunks of loaded records. Ray Data
+only moves the records:
+
+    read (one task per file)  ->  map_batches (an actor pool: one CheckContext, i.e. one tokenizer, per worker)
+      -> one small row per batch back to the driver: the batch's partial Report (and, for export, its shard names)
+
+1. **Read.** ``_RecordSource`` is a Ray Data file-based datasource (paths on any filesystem pyarrow understands:
+   local, ``s3://``, ``gs://``, ...). It emits one row per input record with the record's global position: raw
+   JSONL lines (blank lines skipped exactly as ``loaders.iter_records`` skips them), Parquet rows, or the records of
+   a ``.json`` file (parsed whole, as the loader does). Parsing happens in the workers, with the loader's own
+   per-record functions (``loaders.jsonl_item``, ``normalize_record`` via ``_convert``), so every record becomes the
+   same ``Conversation`` or ``Rejected`` (same id, file, line or row, reasons) as locally. When there are several
+   files, a first, cheap pass counts the records of each (Parquet: its metadata) to know where each file starts.
+2. **Evaluate.** ``_Evaluator`` (an actor; Ray Data keeps a pool of them) sorts a batch by position, splits it into
+   runs of consecutive positions and calls ``evaluate(chunk, ctx, start=POSITION)`` chunk by chunk, so the verifier's
+   ``sample`` mode picks the same records as locally. A bad record is a ``Rejected`` or a finding, never an exception.
+   For export, the actor writes the run's accepted rows and rejected rows as one shard each, named after the run's
+   first position (``accepted/part-000000001024.jsonl``), first under a temporary name, then moved into place.
+3. **Aggregate.** The driver orders the partial reports by position, checks that they cover every position exactly
+   once, merges them (``Report.merge``) and, for export, deletes any file a dead attempt left behind and writes
+   ``report.json`` last.
+
+Guarantees (tested in ``tests/test_distributed.py``): the report equals the local engine's (counts, codes,
+examples); the accepted shards, read in name order, are the local ``accepted.jsonl``, row for row; a worker that
+dies is restarted by Ray and its batch runs again, writing the same shard names, so nothing is lost or duplicated.
+
+Left out: a ``datasets`` ``save_to_disk`` folder (convert it to Parquet, or use the local engine), progress per
+record (Ray Data shows its own progress bars), and ``pack`` (packing needs every sample in one place).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from .checks import DEFAULT_CHUNK_SIZE, CheckContext, Report, evaluate
+from .conversations import Source
+from .errors import DataError, InspectorError
+from .export import ACCEPT_RULE, EXPORT_FORMATS, ExportError, _dumps, accepted_file, accepted_schema, rejected_row
+from .loaders import SUPPORTED_EXTENSIONS, _check_fmt, _convert, _parse_json_text, is_blank_line, jsonl_item
+
+RAY_EXTRA = "ray"
+RAY_INSTALL_HINT = "pip install 'sft-inspector[ray]' (from a checkout: pip install -r requirements-ray.txt)"
+DEFAULT_BATCH_SIZE = 1024  # records per Ray batch, and so per output shard
+SHARD_DIGITS = 12  # part-000000001024: names sort in input order up to 10^12 records
+ACCEPTED_DIR, REJECTED_DIR = "accepted", "rejected"
+REPORT_FILE = "report.json"
+
+# what a read row carries in ``payload``
+LINE, ROW, ITEM = 0, 1, 2  # a raw JSONL line, a pickled Parquet row (a dict), a pickled Conversation / Rejected
+
+
+def require_ray():
+    """Import Ray Data, or raise an InspectorError naming the extra to install."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise InspectorError(f"--engine ray needs Ray Data, which is not installed ({exc.name} is missing): "
+                             f"{RAY_INSTALL_HINT}") from None
+    return ray
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How to run on Ray. ``address``: an existing cluster (``auto``, ``HOST:PORT``, ``ray://HOST:10001``); None
+    starts a local Ray with this machine's cores. ``workers``: actors in the pool (default: the cluster's CPUs).
+    ``batch_size``: records per batch, and per output shard."""
+
+    address: str | None = None
+    workers: int | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    progress: bool = False
+
+
+# --- input: the files to read, named as the local loader names them -----------------------------------------------
+
+@dataclass(frozen=True)
+class InputFile:
+    """One data file: ``path`` for the filesystem (absolute, or the URI's path), ``name`` as records cite it (what
+    ``loaders.iter_records`` would print: the path as given, or the URI), ``kind`` its extension."""
+
+    path: str
+    name: str
+    kind: str  # "jsonl", "json" or "parquet"
+
+
+def _is_uri(data: str) -> bool:
+    return "://" in data and not Path(data).exists()
+
+
+def _kind(name: str) -> str | None:
+    ext = os.path.splitext(name)[1].lower()
+    return {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}.get(ext)
+
+
+def list_inputs(data: str):
+    """The filesystem and the files of ``data`` (a file, or a folder's supported files in sorted order, as
+    ``loaders.iter_records`` reads them). Raises DataError like the loader for a missing path, an unsupported file
+    type or a folder without data files; a ``datasets`` ``save_to_disk`` folder is refused with a way out."""
+    import pyarrow.fs as pafs
+
+    if _is_uri(data):
+        try:
+            fs, root = pafs.FileSystem.from_uri(data)
+        except Exception as exc:  # pyarrow: unknown scheme, missing credentials, bad bucket name
+            raise DataError(f"cannot open {data}: {exc}") from None
+        display = data.rstrip("/")
+
+        def name_of(path: str) -> str:
+            return display + path[len(root.rstrip("/")):] if path != root else display
+    else:
+        fs, root = pafs.LocalFileSystem(), str(Path(data).expanduser().resolve())
+        base = Path(data)
+
+        def name_of(path: str) -> str:
+            return str(base) if path == root else str(base / os.path.basename(path))
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.NotFound:
+        raise DataError(f"data file not found: {data}")
+    if info.type == pafs.FileType.Directory:
+        entries = fs.get_file_info(pafs.FileSelector(root, recursive=False))
+        names = {os.path.basename(e.path) for e in entries}
+        if "state.json" in names or "dataset_dict.json" in names:
+            raise DataError(f"{data} is a dataset saved with datasets' save_to_disk, which --engine ray does not "
+                            "read: save it as Parquet (ds.to_parquet(...)) or use the local engine")
+        files = sorted((e for e in entries if e.type == pafs.FileType.File and _kind(e.path)
+                        and os.path.basename(e.path) != "dataset_info.json"), key=lambda e: os.path.basename(e.path))
+        if not files:
+            raise DataError(f"{data} is a folder with no {', '.join(SUPPORTED_EXTENSIONS)} files and is not a dataset "
+                            "saved with datasets' save_to_disk")
+        return fs, [InputFile(e.path, name_of(e.path), _kind(e.path)) for e in files]
+    kind = _kind(root)
+    if kind is None:
+        ext = os.path.splitext(root)[1].lower()
+        shown = repr(ext) if ext else "(no extension)"
+        raise DataError(f"unsupported file type {shown} for {data}: supported are {', '.join(SUPPORTED_EXTENSIONS)} "
+                        "files, or a folder saved with datasets' save_to_disk")
+    return fs, [InputFile(root, name_of(root), kind)]
+
+
+# --- reading: one row per record, with its global position ---------------------------------------------------------
+
+def _iter_lines(f, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """The lines of a binary stream, each with its b"\\n" (the last one without, when the file does not end in
+    one): what iterating over a file opened with ``open(path, "rb")`` gives."""
+    rest = b""
+    while True:
+        data = f.read(chunk)
+        if not data:
+            break
+        data = rest + data
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            if end < 0:
+                break
+            yield data[start:end + 1]
+            start = end + 1
+        rest = data[start:]
+    if rest:
+        yield rest
+
+
+def _parquet_error(name: str, exc: Exception, row: int | None = None) -> DataError:
+    if row is None:
+        return DataError(f"{name} is not a readable Parquet file ({exc})")
+    return DataError(f"{name}: reading Parquet rows failed after row {row} ({exc})")
+
+
+def _file_records(f, file: InputFile, fmt: str | None) -> Iterator[tuple[int, int, int, bytes]]:
+    """(index in the file, line or 0, kind, payload) for every record of one file, in order."""
+    if file.kind == "jsonl":
+        index = 0
+        for lineno, raw in enumerate(_iter_lines(f), 1):
+            if not is_blank_line(raw, lineno):
+                yield index, lineno, LINE, raw
+                index += 1
+    elif file.kind == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(f)
+        except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for a damaged or non-Parquet file
+            raise _parquet_error(file.name, exc) from None
+        i = 0
+        try:
+            for batch in pf.iter_batches(batch_size=1024):
+                for record in batch.to_pylist():
+                    yield i, 0, ROW, pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
+                    i += 1
+        except (OSError, ValueError) as exc:  # pyarrow.ArrowException subclasses these
+            raise _parquet_error(file.name, exc, i) from None
+    else:  # .json: parsed whole, as the loader does (it may turn out to be JSON Lines)
+        try:
+            text = f.read().decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise DataError(f"{file.name} is not UTF-8 text (bad byte at offset {e.start}); save it as UTF-8") from None
+        for i, item in enumerate(_parse_json_text(text, file.name, fmt)):
+            yield i, 0, ITEM, pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _record_source(files: list[InputFile], fs, *, offsets: list[int] | None, fmt: str | None, block_rows: int,
+                   limit: int | None):
+    """A Ray Data datasource over ``files``. With ``offsets`` (the global position of each file's first record) it
+    reads records: columns position, file, line, index, kind, payload, blocks of ``block_rows`` rows, nothing at or
+    past ``limit``. Without, it counts: one row (file, records) per file."""
+    import pyarrow as pa
+    from ray.data.datasource import FileBasedDatasource
+
+    by_path = {f.path: k for k, f in enumerate(files)}
+
+    class _RecordSource(FileBasedDatasource):
+        def _open_input_source(self, filesystem, path, **open_args):
+            if files[self._file_index(path)].kind == "parquet":
+                return filesystem.open_input_file(path)  # Parquet needs random access
+            return super()._open_input_source(filesystem, path, **open_args)
+
+        def _file_index(self, path: str) -> int:
+            if path in by_path:
+                return by_path[path]
+            return by_path[os.path.normpath(path)]
+
+        def _read_stream(self, f, path: str):
+            k = self._file_index(path)
+            file = files[k]
+            if offsets is None:
+                yield pa.table({"file": [k], "records": [sum(1 for _ in _file_records(f, file, fmt))]})
+                return
+            cols: dict[str, list] = {"position": [], "line": [], "index": [], "kind": [], "payload": []}
+            for index, line, kind, payload in _file_records(f, file, fmt):
+                position = offsets[k] + index
+                if limit is not None and position >= limit:
+                    break
+                for key, value in zip(cols, (position, line, index, kind, payload)):
+                    cols[key].append(value)
+                if len(cols["position"]) >= block_rows:
+                    yield _block(k, cols)
+                    cols = {key: [] for key in cols}
+            if cols["position"]:
+                yield _block(k, cols)
+
+    def _block(k: int, cols: dict[str, list]):
+        n = len(cols["position"])
+        return pa.table({"position": pa.array(cols["position"], pa.int64()), "file": pa.array([k] * n, pa.int32()),
+                         "line": pa.array(cols["line"], pa.int64()), "index": pa.array(cols["index"], pa.int64()),
+                         "kind": pa.array(cols["kind"], pa.int8()),
+                         "payload": pa.array(cols["payload"], pa.large_binary())})
+
+    return _RecordSource([f.path for f in files], filesystem=fs)
+
+
+def _to_item(file: InputFile, line: int, index: int, kind: int, payload: bytes, fmt: str | None):
+    """A read row -> the Conversation or Rejected the local loader makes of that record."""
+    if kind == LINE:
+        return jsonl_item(payload, file.name, line, index, fmt)
+    if kind == ROW:
+        return _convert(pickle.loads(payload), fmt, Source(file.name, row=index), index)
+    return pickle.loads(payload)
+
+
+# --- the workers ----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Job:
+    """What every worker needs besides the tokenizer (which travels once through the object store)."""
+
+    files: tuple[InputFile, ...]
+    fmt: str | None
+    opts: Any
+    thresholds: Any
+    skip: tuple[str, ...]
+    verify: str
+    chunk_size: int
+    out: str | None = None  # export: the output folder (a local path or a URI)
+    out_format: str = "jsonl"
+    run_id: str = ""
+
+
+def _runs(positions: list[int]) -> list[tuple[int, int]]:
+    """(first, last + 1) indices into a sorted list of positions, one per run of consecutive positions.
+
+    Example: [0, 1, 2, 7, 8] -> [(0, 3), (3, 5)].
+    """
+    out, begin = [], 0
+    for i in range(1, len(positions) + 1):
+        if i == len(positions) or positions[i] != positions[i - 1] + 1:
+            out.append((begin, i))
+            begin = i
+    return out
+
+
+def shard_name(start: int, ext: str) -> str:
+    """Example: shard_name(1024, "jsonl") -> "part-000000001024.jsonl"."""
+    return f"part-{start:0{SHARD_DIGITS}d}.{ext}"
+
+
+class _ShardWriter:
+    """The accepted and rejected shards of one run, written under temporary names and moved into place at close."""
+
+    def __init__(self, job: _Job, start: int):
+        import pyarrow.fs as pafs
+
+        self.job = job
+        self.fs, self.root = _out_fs(job.out)
+        self.names = {ACCEPTED_DIR: shard_name(start, job.out_format), REJECTED_DIR: shard_name(start, "jsonl")}
+        self.tmp: dict[str, str] = {}
+        self.streams: dict[str, Any] = {}
+        self.parquet = None
+        self.counts = {"accepted_records": 0, "accepted_samples": 0, "rejected_records": 0}
+        self._pafs = pafs
+
+    def _stream(self, part: str):
+        if part not in self.streams:
+            tmp = f"{self.root}/{part}/.{self.names[part]}.{self.job.run_id}.{secrets.token_hex(4)}.partial"
+            self.tmp[part] = tmp
+            self.streams[part] = self.fs.open_output_stream(tmp)
+        return self.streams[part]
+
+    def write(self, outcomes) -> None:
+        accepted: list[dict[str, Any]] = []
+        rejected: list[str] = []
+        for oc in outcomes:
+            if oc.accepted:
+                self.counts["accepted_records"] += 1
+                self.counts["accepted_samples"] += len(oc.rows)
+                accepted.extend(oc.rows)
+            else:
+                self.counts["rejected_records"] += 1
+                rejected.append(_dumps(rejected_row(oc)) + "\n")
+        if rejected:
+            self._stream(REJECTED_DIR).write("".join(rejected).encode("utf-8"))
+        if not accepted:
+            return
+        if self.job.out_format == "jsonl":
+            self._stream(ACCEPTED_DIR).write("".join(_dumps(r) + "\n" for r in accepted).encode("utf-8"))
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            if self.parquet is None:
+                self.parquet = pq.ParquetWriter(self._stream(ACCEPTED_DIR), accepted_schema())
+            self.parquet.write_table(pa.Table.from_pylist(accepted, schema=accepted_schema()))
+
+    def close(self) -> dict[str, str]:
+        """Move the shards into place; returns {"accepted": name or "", "rejected": name or ""}."""
+        if self.parquet is not None:
+            self.parquet.close()
+        for stream in self.streams.values():
+            stream.close()
+        done = {}
+        for part in (ACCEPTED_DIR, REJECTED_DIR):
+            if part in self.tmp:
+                self.fs.move(self.tmp[part], f"{self.root}/{part}/{self.names[part]}")
+            done[part] = self.names[part] if part in self.tmp else ""
+        return done
+
+
+class _Evaluator:
+    """A Ray Data actor: loads the tokenizer once (from the object store), then evaluates batch after batch."""
+
+    def __init__(self, setup_ref, job: _Job):
+        import ray
+
+        setup = ray.get(setup_ref[0]) if isinstance(setup_ref, list) else setup_ref
+        self.job = job
+        self.ctx = CheckContext(setup, job.opts, job.thresholds, job.skip, verify=job.verify)
+
+    def __call__(self, batch) -> dict[str, list]:
+        job = self.job
+        cols = {name: batch.column(name).to_pylist() for name in batch.column_names}
+        order = sorted(range(len(cols["position"])), key=cols["position"].__getitem__)
+        positions = [cols["position"][i] for i in order]
+        out: dict[str, list] = {"start": [], "count": [], "partial": [], "accepted": [], "rejected": [],
+                                "accepted_records": [], "accepted_samples": [], "rejected_records": []}
+        for a, b in _runs(positions):
+            start = positions[a]
+            items = [_to_item(job.files[cols["file"][i]], cols["line"][i], cols["index"][i], cols["kind"][i],
+                              cols["payload"][i], job.fmt) for i in order[a:b]]
+            report = Report()
+            writer = _ShardWriter(job, start) if job.out is not None else None
+            for c in range(0, len(items), job.chunk_size):
+                outcomes = evaluate(items[c:c + job.chunk_size], self.ctx, keep_rows=writer is not None,
+                                    start=start + c)
+                report.add_all(outcomes)
+                if writer is not None:
+                    writer.write(outcomes)
+            names = writer.close() if writer is not None else {ACCEPTED_DIR: "", REJECTED_DIR: ""}
+            counts = writer.counts if writer is not None else {}
+            out["start"].append(start)
+            out["count"].append(b - a)
+            out["partial"].append(pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL))
+            out["accepted"].append(names[ACCEPTED_DIR])
+            out["rejected"].append(names[REJECTED_DIR])
+            for key in ("accepted_records", "accepted_samples", "rejected_records"):
+                out[key].append(counts.get(key, 0))
+        return out
+
+
+# --- the driver -----------------------------------------------------------------------------------------------------
+
+def _out_fs(out: str):
+    import pyarrow.fs as pafs
+
+    if _is_uri(out):
+        fs, root = pafs.FileSystem.from_uri(out)
+        return fs, root.rstrip("/")
+    return pafs.LocalFileSystem(), str(Path(out).expanduser().resolve())
+
+
+def _init_ray(options: RayOptions) -> bool:
+    """Connect to ``options.address`` or start a local Ray with this machine's cores; True if we started it.
+    An already initialized Ray (a test's ``ray.init(num_cpus=2)``, a ``ray job submit`` driver) is used as it is."""
+    import logging
+
+    ray = require_ray()
+    if ray.is_initialized():
+        return False
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
+    if options.address:
+        # the cluster's workers may not have this checkout: ship the package with the job
+        ray.init(address=options.address, runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]},
+                 **kwargs)
+    else:
+        ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
+    return True
+
+
+def _inspector_error(exc: BaseException) -> InspectorError | None:
+    """The InspectorError (e.g. a DataError from a read task) inside an exception Ray wrapped, as a plain one."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        cause = getattr(e, "cause", None)
+        if isinstance(e, InspectorError) and not isinstance(cause, BaseException):
+            return e
+        stack.extend([cause if isinstance(cause, BaseException) else None, e.__cause__, e.__context__])
+    return None
+
+
+def _offsets(files: list[InputFile], fs, fmt: str | None, limit: int | None) -> list[int]:
+    """The global position of each file's first record: a counting pass over every file but the last."""
+    import ray.data
+
+    if len(files) == 1:
+        return [0]
+    head = files[:-1]
+    src = _record_source(head, fs, offsets=None, fmt=fmt, block_rows=1, limit=limit)
+    counts = {row["file"]: row["records"]
+              for row in ray.data.read_datasource(src, override_num_blocks=len(head), num_cpus=0).take_all()}
+    offsets, total = [], 0
+    for k in range(len(files)):
+        offsets.append(total)
+        total += counts.get(k, 0)
+    return offsets
+
+
+def _workers(options: RayOptions) -> int:
+    import ray
+
+    if options.workers:
+        return options.workers
+    return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+def _run(data: str, ctx: CheckContext, report: Report, *, fmt: str | None, limit: int | None, chunk_size: int,
+         options: RayOptions, out: str | None = None, out_format: str = "jsonl") -> list[dict[str, Any]]:
+    """Read, evaluate and merge; returns the per-run rows (start, count, shard names, counts) in input order."""
+    import logging
+    import warnings
+
+    ray = require_ray()
+    fmt = _check_fmt(fmt)
+    fs, files = list_inputs(data)
+    started = _init_ray(options)
+    data_logger = logging.getLogger("ray.data")
+    level = data_logger.level
+    try:
+        import ray.data
+
+        if not options.progress:  # no progress bars, and none of Ray Data's progress logging in their place
+            data_logger.setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", message=".*minimum number of concurrent actors", category=UserWarning)
+        dctx = ray.data.DataContext.get_current()
+        dctx.enable_progress_bars = options.progress
+        dctx.print_on_execution_start = False
+        dctx.verbose_stats_logs = False
+        offsets = _offsets(files, fs, fmt, limit)
+        job = _Job(tuple(files), fmt, ctx.opts, ctx.thresholds, tuple(sorted(ctx.skip)), ctx.verify, chunk_size,
+                   out=out, out_format=out_format, run_id=secrets.token_hex(4))
+        setup_ref = [ray.put(ctx.setup)]  # in a list: Ray passes a bare ObjectRef argument resolved
+        src = _record_source(files, fs, offsets=offsets, fmt=fmt, block_rows=options.batch_size, limit=limit)
+        ds = ray.data.read_datasource(src, override_num_blocks=len(files), num_cpus=0)
+        ds = ds.map_batches(_Evaluator, fn_constructor_kwargs={"setup_ref": setup_ref, "job": job},
+                            batch_size=options.batch_size, batch_format="pyarrow",
+                            compute=ray.data.ActorPoolStrategy(size=_workers(options)), num_cpus=1)
+        rows = sorted(ds.take_all(), key=lambda r: r["start"])
+    except Exception as exc:
+        found = _inspector_error(exc)
+        if found is not None:
+            raise type(found)(str(found)) from None
+        raise
+    finally:
+        data_logger.setLevel(level)
+        if started:
+            ray.shutdown()
+    expected = 0
+    for row in rows:  # every position exactly once: a retried batch must not count twice, nor a lost one be missing
+        if row["start"] != expected:
+            raise InspectorError(f"Ray run incomplete: records {expected}..{row['start'] - 1} missing or repeated "
+                                 f"(a batch started at {row['start']})")
+        expected += row["count"]
+        report.merge(pickle.loads(row["partial"]))
+    return rows
+
+
+def run_check(data: str, ctx: CheckContext, report: Report, *, fmt: str | None = None, limit: int | None = None,
+              chunk_size: int = DEFAULT_CHUNK_SIZE, options: RayOptions = RayOptions()) -> Report:
+    """``check --engine ray``: fill ``report`` (settings already set by the caller) with every record of ``data``.
+
+    >>> run_check("inspector/demo/demo.jsonl", ctx, Report())   # doctest: +SKIP
+    """
+    _run(data, ctx, report, fmt=fmt, limit=limit, chunk_size=chunk_size, options=options)
+    return report
+
+
+def _prepare_out(out: str, out_format: str, force: bool):
+    """Refuse to mix with an earlier export unless ``force``; with it, remove what an earlier export wrote."""
+    import pyarrow.fs as pafs
+
+    if out_format not in EXPORT_FORMATS:
+        raise ExportError(f"Unknown export format {out_format!r}: choose one of {', '.join(EXPORT_FORMATS)}")
+    fs, root = _out_fs(out)
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.File:
+        raise ExportError(f"--out {out} is a file, not a folder")
+    ours = [REPORT_FILE, *(accepted_file(f) for f in EXPORT_FORMATS), "rejected.jsonl"]
+    existing: list[str] = []
+    if info.type == pafs.FileType.Directory:
+        for e in fs.get_file_info(pafs.FileSelector(root, recursive=False)):
+            name = os.path.basename(e.path)
+            if name in ours or (name in (ACCEPTED_DIR, REJECTED_DIR) and e.type == pafs.FileType.Directory
+                                and fs.get_file_info(pafs.FileSelector(e.path, recursive=False))):
+                existing.append(name + ("/" if e.type == pafs.FileType.Directory else ""))
+    if existing and not force:
+        raise ExportError(f"{out} already holds {', '.join(sorted(existing))}: pass --force (force=True) to "
+                          "overwrite, or choose another --out folder")
+    for name in existing:
+        path = f"{root}/{name.rstrip('/')}"
+        fs.delete_dir_contents(path) if name.endswith("/") else fs.delete_file(path)
+    for part in (ACCEPTED_DIR, REJECTED_DIR):
+        fs.create_dir(f"{root}/{part}", recursive=True)
+    return fs, root
+
+
+def run_export(data: str, ctx: CheckContext, report: Report, out: str, *, out_format: str = "jsonl",
+               force: bool = False, fmt: str | None = None, limit: int | None = None,
+               chunk_size: int = DEFAULT_CHUNK_SIZE, options: RayOptions = RayOptions()) -> dict[str, Any]:
+    """``export --engine ray``: write ``out/accepted/part-*.{jsonl,parquet}``, ``out/rejected/part-*.jsonl`` and,
+    last, ``out/report.json`` (the report plus an ``export`` section). Returns the export summary."""
+    import pyarrow.fs as pafs
+
+    fs, root = _prepare_out(out, out_format, force)
+    try:
+        rows = _run(data, ctx, report, fmt=fmt, limit=limit, chunk_size=chunk_size, options=options, out=out,
+                    out_format=out_format)
+    except BaseException:
+        for part in (ACCEPTED_DIR, REJECTED_DIR):  # both were empty before this run: nothing here is complete
+            fs.delete_dir_contents(f"{root}/{part}", missing_dir_ok=True)
+        raise
+    shards = {part: [r[part] for r in rows if r[part]] for part in (ACCEPTED_DIR, REJECTED_DIR)}
+    for part, names in shards.items():  # what a dead attempt left behind (a .partial file, or a shard of a batch
+        keep = set(names)                # that ran again elsewhere under the same name: kept, being identical)
+        for e in fs.get_file_info(pafs.FileSelector(f"{root}/{part}", recursive=False)):
+            if os.path.basename(e.path) not in keep:
+                fs.delete_file(e.path)
+    if out_format == "parquet" and not shards[ACCEPTED_DIR]:  # an empty shard keeps the schema, as locally
+        import pyarrow.parquet as pq
+
+        name = shard_name(0, "parquet")
+        with fs.open_output_stream(f"{root}/{ACCEPTED_DIR}/{name}") as stream:
+            pq.write_table(accepted_schema().empty_table(), stream)
+        shards[ACCEPTED_DIR] = [name]
+    summary = {"format": out_format, "accepted_file": f"{ACCEPTED_DIR}/", "rejected_file": f"{REJECTED_DIR}/",
+               "accepted_records": sum(r["accepted_records"] for r in rows),
+               "accepted_samples": sum(r["accepted_samples"] for r in rows),
+               "rejected_records": sum(r["rejected_records"] for r in rows),
+               "accepted_shards": len(shards[ACCEPTED_DIR]), "rejected_shards": len(shards[REJECTED_DIR]),
+               "engine": "ray", "rule": ACCEPT_RULE}
+    report.extra["export"] = summary
+    tmp = f"{root}/.{REPORT_FILE}.{secrets.token_hex(4)}.partial"
+    with fs.open_output_stream(tmp) as stream:
+        stream.write((json.dumps(report.to_dict(), ensure_ascii=False, indent=2, default=str) + "\n").encode("utf-8"))
+    fs.move(tmp, f"{root}/{REPORT_FILE}")
+    return summary
+
