@@ -72,12 +72,13 @@ def require_ray():
 class RayOptions:
     """How to run on Ray. ``address``: an existing cluster (``auto``, ``HOST:PORT``, ``ray://HOST:10001``); None
     starts a local Ray with this machine's cores. ``workers``: actors in the pool (default: the cluster's CPUs).
-    ``batch_size``: records per batch, and per output shard."""
+    ``batch_size``: records per batch, and per output shard. ``split_bytes``: bytes of JSONL per read task."""
 
     address: str | None = None
     workers: int | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
     progress: bool = False
+    split_bytes: int | None = None  # bytes per JSONL read task (default: ``split_bytes(total, workers)``)
 
 
 # --- input: the files to read, named as the local loader names them -----------------------------------------------
@@ -146,11 +147,70 @@ def list_inputs(data: str):
     return fs, [InputFile(root, name_of(root), kind)]
 
 
-# --- reading: one row per record, with its global position ---------------------------------------------------------
+# --- reading: byte ranges of files, one row per record with its global position ------------------------------------
+
+@dataclass(frozen=True)
+class _Range:
+    """A piece of one file that one read task reads. JSONL: the lines that start in bytes [begin, end); Parquet:
+    row groups [begin, end) holding ``rows`` rows; JSON: the whole file (parsed whole, as the loader does)."""
+
+    file: int
+    begin: int
+    end: int
+    size: int  # bytes, for Ray's estimates
+    rows: int | None = None  # known without reading (Parquet metadata)
+
+
+@dataclass(frozen=True)
+class _Start:
+    """Where a range starts: its first line number (JSONL), record number in its file, and global position."""
+
+    line: int
+    index: int
+    position: int
+
+
+def split_bytes(total: int, workers: int) -> int:
+    """Bytes per JSONL read task: about four ranges per worker, between 64 KiB and 128 MiB.
+
+    Example: split_bytes(236 << 20, 2) -> 30932992 (29.5 MiB: 8 ranges for 2 workers).
+    """
+    return int(min(128 << 20, max(64 << 10, total // max(1, 4 * workers))))
+
+
+def plan_ranges(files: list[InputFile], fs, split: int) -> list[_Range]:
+    """Cut the files into read ranges of about ``split`` bytes (Parquet: whole row groups)."""
+    import pyarrow.parquet as pq
+
+    ranges: list[_Range] = []
+    for k, file in enumerate(files):
+        size = fs.get_file_info(file.path).size or 0
+        if file.kind == "jsonl":
+            cuts = list(range(0, size, split)) or [0]
+            ranges += [_Range(k, a, min(a + split, size), min(a + split, size) - a) for a in cuts]
+        elif file.kind == "parquet":
+            try:
+                with fs.open_input_file(file.path) as f:
+                    meta = pq.ParquetFile(f).metadata
+            except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for a damaged or non-Parquet file
+                raise _parquet_error(file.name, exc) from None
+            begin, rows, nbytes = 0, 0, 0
+            for g in range(meta.num_row_groups):
+                rows += meta.row_group(g).num_rows
+                nbytes += meta.row_group(g).total_byte_size
+                if nbytes >= split or g == meta.num_row_groups - 1:
+                    ranges.append(_Range(k, begin, g + 1, nbytes, rows))
+                    begin, rows, nbytes = g + 1, 0, 0
+            if meta.num_row_groups == 0:
+                ranges.append(_Range(k, 0, 0, 0, 0))
+        else:
+            ranges.append(_Range(k, 0, 0, size))
+    return ranges
+
 
 def _iter_lines(f, chunk: int = 1 << 20) -> Iterator[bytes]:
-    """The lines of a binary stream, each with its b"\\n" (the last one without, when the file does not end in
-    one): what iterating over a file opened with ``open(path, "rb")`` gives."""
+    """The lines of a binary stream from where it stands, each with its b"\\n" (the last one without, when the file
+    does not end in one): what iterating over a file opened with ``open(path, "rb")`` gives."""
     rest = b""
     while True:
         data = f.read(chunk)
@@ -169,92 +229,155 @@ def _iter_lines(f, chunk: int = 1 << 20) -> Iterator[bytes]:
         yield rest
 
 
+def range_lines(f, begin: int, end: int) -> Iterator[bytes]:
+    """The lines of a seekable binary file that start at a byte in [begin, end). Consecutive ranges give every line
+    of the file exactly once: a range skips the line it starts inside of, and reads past ``end`` to finish its last.
+
+    Example: b"ab\\ncd\\nef" with ranges [0, 4) and [4, 8) -> [b"ab\\n", b"cd\\n"] and [b"ef"].
+    """
+    pos = 0
+    if begin > 0:
+        f.seek(begin - 1)
+        lines = _iter_lines(f)
+        pos = begin - 1 + len(next(lines, b""))  # the rest of the line holding byte begin - 1 (maybe just its \\n)
+    else:
+        lines = _iter_lines(f)
+    for line in lines:
+        if pos >= end:
+            break
+        yield line
+        pos += len(line)
+
+
+def _is_blank(raw: bytes, lineno: int) -> bool:
+    """``loaders.is_blank_line`` with a fast answer for the usual line (its first byte printable ASCII)."""
+    return not (raw and 0x21 <= raw[0] <= 0x7E) and is_blank_line(raw, lineno)
+
+
 def _parquet_error(name: str, exc: Exception, row: int | None = None) -> DataError:
     if row is None:
         return DataError(f"{name} is not a readable Parquet file ({exc})")
     return DataError(f"{name}: reading Parquet rows failed after row {row} ({exc})")
 
 
-def _file_records(f, file: InputFile, fmt: str | None) -> Iterator[tuple[int, int, int, bytes]]:
-    """(index in the file, line or 0, kind, payload) for every record of one file, in order."""
+def _range_records(fs, file: InputFile, rng: _Range, start: _Start, fmt: str | None
+                   ) -> Iterator[tuple[int, int, int, bytes]]:
+    """(record number in the file, line or 0, kind, payload) for every record of one range, in order."""
+    with fs.open_input_file(file.path) as f:
+        if file.kind == "jsonl":
+            index, lineno = start.index, start.line
+            for raw in range_lines(f, rng.begin, rng.end):
+                if not _is_blank(raw, lineno):
+                    yield index, lineno, LINE, raw
+                    index += 1
+                lineno += 1
+        elif file.kind == "parquet":
+            import pyarrow.parquet as pq
+
+            i = start.index
+            try:
+                pf = pq.ParquetFile(f)
+                for batch in pf.iter_batches(batch_size=1024, row_groups=list(range(rng.begin, rng.end))):
+                    for record in batch.to_pylist():
+                        yield i, 0, ROW, pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
+                        i += 1
+            except (OSError, ValueError) as exc:  # pyarrow.ArrowException subclasses these
+                raise _parquet_error(file.name, exc, i) from None
+        else:  # .json: parsed whole, as the loader does (it may turn out to be JSON Lines)
+            try:
+                text = f.read().decode("utf-8-sig")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{file.name} is not UTF-8 text (bad byte at offset {e.start}); save it as UTF-8"
+                                ) from None
+            for i, item in enumerate(_parse_json_text(text, file.name, fmt)):
+                yield i, 0, ITEM, pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _count_range(fs, file: InputFile, rng: _Range, fmt: str | None) -> tuple[int, int]:
+    """(lines, records) of one range: what the reading pass needs to number the next range."""
+    if rng.rows is not None:
+        return 0, rng.rows
     if file.kind == "jsonl":
-        index = 0
-        for lineno, raw in enumerate(_iter_lines(f), 1):
-            if not is_blank_line(raw, lineno):
-                yield index, lineno, LINE, raw
-                index += 1
-    elif file.kind == "parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            pf = pq.ParquetFile(f)
-        except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for a damaged or non-Parquet file
-            raise _parquet_error(file.name, exc) from None
-        i = 0
-        try:
-            for batch in pf.iter_batches(batch_size=1024):
-                for record in batch.to_pylist():
-                    yield i, 0, ROW, pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
-                    i += 1
-        except (OSError, ValueError) as exc:  # pyarrow.ArrowException subclasses these
-            raise _parquet_error(file.name, exc, i) from None
-    else:  # .json: parsed whole, as the loader does (it may turn out to be JSON Lines)
-        try:
-            text = f.read().decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            raise DataError(f"{file.name} is not UTF-8 text (bad byte at offset {e.start}); save it as UTF-8") from None
-        for i, item in enumerate(_parse_json_text(text, file.name, fmt)):
-            yield i, 0, ITEM, pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+        lines = records = 0
+        with fs.open_input_file(file.path) as f:
+            for raw in range_lines(f, rng.begin, rng.end):
+                lines += 1  # line numbers past line 1 do not change what is blank
+                records += not _is_blank(raw, lines if rng.begin == 0 else 2)
+        return lines, records
+    return 0, sum(1 for _ in _range_records(fs, file, rng, _Start(1, 0, 0), fmt))
 
 
-def _record_source(files: list[InputFile], fs, *, offsets: list[int] | None, fmt: str | None, block_rows: int,
-                   limit: int | None):
-    """A Ray Data datasource over ``files``. With ``offsets`` (the global position of each file's first record) it
-    reads records: columns position, file, line, index, kind, payload, blocks of ``block_rows`` rows, nothing at or
-    past ``limit``. Without, it counts: one row (file, records) per file."""
+def _read_task(fs, files: tuple[InputFile, ...], ranges: tuple[_Range, ...], k: int, starts: tuple[_Start, ...] | None,
+               fmt: str | None, block_rows: int, limit: int | None):
+    """The blocks of range ``k``: counts (``starts`` None) or records with their global positions."""
     import pyarrow as pa
-    from ray.data.datasource import FileBasedDatasource
 
-    by_path = {f.path: k for k, f in enumerate(files)}
+    rng = ranges[k]
+    file = files[rng.file]
+    if starts is None:
+        lines, records = _count_range(fs, file, rng, fmt)
+        yield pa.table({"range": [k], "lines": [lines], "records": [records]})
+        return
+    offset = starts[k].position - starts[k].index  # the global position of the file's first record
+    cols: dict[str, list] = {"position": [], "line": [], "index": [], "kind": [], "payload": []}
 
-    class _RecordSource(FileBasedDatasource):
-        def _open_input_source(self, filesystem, path, **open_args):
-            if files[self._file_index(path)].kind == "parquet":
-                return filesystem.open_input_file(path)  # Parquet needs random access
-            return super()._open_input_source(filesystem, path, **open_args)
-
-        def _file_index(self, path: str) -> int:
-            if path in by_path:
-                return by_path[path]
-            return by_path[os.path.normpath(path)]
-
-        def _read_stream(self, f, path: str):
-            k = self._file_index(path)
-            file = files[k]
-            if offsets is None:
-                yield pa.table({"file": [k], "records": [sum(1 for _ in _file_records(f, file, fmt))]})
-                return
-            cols: dict[str, list] = {"position": [], "line": [], "index": [], "kind": [], "payload": []}
-            for index, line, kind, payload in _file_records(f, file, fmt):
-                position = offsets[k] + index
-                if limit is not None and position >= limit:
-                    break
-                for key, value in zip(cols, (position, line, index, kind, payload)):
-                    cols[key].append(value)
-                if len(cols["position"]) >= block_rows:
-                    yield _block(k, cols)
-                    cols = {key: [] for key in cols}
-            if cols["position"]:
-                yield _block(k, cols)
-
-    def _block(k: int, cols: dict[str, list]):
+    def block():
         n = len(cols["position"])
-        return pa.table({"position": pa.array(cols["position"], pa.int64()), "file": pa.array([k] * n, pa.int32()),
+        return pa.table({"position": pa.array(cols["position"], pa.int64()),
+                         "file": pa.array([rng.file] * n, pa.int32()),
                          "line": pa.array(cols["line"], pa.int64()), "index": pa.array(cols["index"], pa.int64()),
                          "kind": pa.array(cols["kind"], pa.int8()),
                          "payload": pa.array(cols["payload"], pa.large_binary())})
 
-    return _RecordSource([f.path for f in files], filesystem=fs)
+    for index, line, kind, payload in _range_records(fs, file, rng, starts[k], fmt):
+        position = offset + index
+        if limit is not None and position >= limit:
+            break
+        for key, value in zip(cols, (position, line, index, kind, payload)):
+            cols[key].append(value)
+        if len(cols["position"]) >= block_rows:
+            yield block()
+            cols = {key: [] for key in cols}
+    if cols["position"]:
+        yield block()
+
+
+def _datasource(fs, files: list[InputFile], ranges: list[_Range], keep: list[int], starts: list[_Start] | None,
+                fmt: str | None, block_rows: int, limit: int | None):
+    """A Ray Data datasource with one read task per range in ``keep``."""
+    import functools
+
+    from ray.data import Datasource, ReadTask
+    from ray.data.block import BlockMetadata
+
+    files_t, ranges_t = tuple(files), tuple(ranges)
+    starts_t = tuple(starts) if starts is not None else None
+
+    class _RecordSource(Datasource):
+        def estimate_inmemory_data_size(self) -> int:
+            return sum(ranges[k].size for k in keep)
+
+        def get_read_tasks(self, parallelism, per_task_row_limit=None, data_context=None):
+            return [ReadTask(functools.partial(_read_task, fs, files_t, ranges_t, k, starts_t, fmt, block_rows, limit),
+                             BlockMetadata(num_rows=ranges[k].rows if starts is not None else 1,
+                                           size_bytes=ranges[k].size, input_files=[files[ranges[k].file].path],
+                                           exec_stats=None))
+                    for k in keep]
+
+    return _RecordSource()
+
+
+def _starts(files: list[InputFile], ranges: list[_Range], counts: dict[int, tuple[int, int]]) -> list[_Start]:
+    """Where each range starts, from the (lines, records) of every range before it."""
+    out: list[_Start] = []
+    position = 0
+    for k, rng in enumerate(ranges):
+        if k == 0 or ranges[k - 1].file != rng.file:
+            line, index = 1, 0
+        out.append(_Start(line, index, position))
+        lines, records = counts.get(k, (0, 0))
+        line, index, position = line + lines, index + records, position + records
+    return out
 
 
 def _to_item(file: InputFile, line: int, index: int, kind: int, payload: bytes, fmt: str | None):
@@ -424,13 +547,34 @@ def _init_ray(options: RayOptions) -> bool:
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
-    if options.address:
-        # the cluster's workers may not have this checkout: ship the package with the job
-        ray.init(address=options.address, runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]},
-                 **kwargs)
-    else:
-        ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
+    try:
+        if not options.address and os.environ.get("RAY_ADDRESS"):  # a `ray job submit` driver: its cluster and env
+            ray.init(**kwargs)
+        elif options.address:
+            _check_reachable(options.address)
+            # the cluster's workers may not have this checkout: ship the package with the job
+            ray.init(address=options.address, runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]},
+                     **kwargs)
+        else:
+            ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = options.address or os.environ.get("RAY_ADDRESS") or "a local Ray"
+        raise InspectorError(f"cannot start or reach Ray ({where}): {str(exc).splitlines()[0]}") from None
     return True
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a HOST:PORT (or ray://HOST:PORT) nothing listens on: Ray itself retries for minutes."""
+    import socket
+
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return  # "auto" and the like: Ray resolves them
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise InspectorError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}): is it running? "
+                             "(`ray status` on the head node)") from None
 
 
 def _inspector_error(exc: BaseException) -> InspectorError | None:
@@ -449,21 +593,18 @@ def _inspector_error(exc: BaseException) -> InspectorError | None:
     return None
 
 
-def _offsets(files: list[InputFile], fs, fmt: str | None, limit: int | None) -> list[int]:
-    """The global position of each file's first record: a counting pass over every file but the last."""
+def _plan(fs, files: list[InputFile], fmt: str | None, split: int) -> tuple[list[_Range], list[_Start]]:
+    """The read ranges and where each starts: a counting pass (in Ray tasks) over every range but the last."""
     import ray.data
 
-    if len(files) == 1:
-        return [0]
-    head = files[:-1]
-    src = _record_source(head, fs, offsets=None, fmt=fmt, block_rows=1, limit=limit)
-    counts = {row["file"]: row["records"]
-              for row in ray.data.read_datasource(src, override_num_blocks=len(head), num_cpus=0).take_all()}
-    offsets, total = [], 0
-    for k in range(len(files)):
-        offsets.append(total)
-        total += counts.get(k, 0)
-    return offsets
+    ranges = plan_ranges(files, fs, split)
+    head = [k for k in range(len(ranges) - 1) if ranges[k].rows is None]
+    counts = {k: (0, r.rows) for k, r in enumerate(ranges) if r.rows is not None}
+    if head:
+        src = _datasource(fs, files, ranges, head, None, fmt, 1, None)
+        for row in ray.data.read_datasource(src, override_num_blocks=len(head), num_cpus=0).take_all():
+            counts[row["range"]] = (row["lines"], row["records"])
+    return ranges, _starts(files, ranges, counts)
 
 
 def _workers(options: RayOptions) -> int:
@@ -496,15 +637,18 @@ def _run(data: str, ctx: CheckContext, report: Report, *, fmt: str | None, limit
         dctx.enable_progress_bars = options.progress
         dctx.print_on_execution_start = False
         dctx.verbose_stats_logs = False
-        offsets = _offsets(files, fs, fmt, limit)
+        workers = _workers(options)
+        total = sum(fs.get_file_info(f.path).size or 0 for f in files)
+        ranges, starts = _plan(fs, files, fmt, options.split_bytes or split_bytes(total, workers))
+        keep = [k for k in range(len(ranges)) if limit is None or starts[k].position < limit]
         job = _Job(tuple(files), fmt, ctx.opts, ctx.thresholds, tuple(sorted(ctx.skip)), ctx.verify, chunk_size,
                    out=out, out_format=out_format, run_id=secrets.token_hex(4))
-        setup_ref = [ray.put(ctx.setup)]  # in a list: Ray passes a bare ObjectRef argument resolved
-        src = _record_source(files, fs, offsets=offsets, fmt=fmt, block_rows=options.batch_size, limit=limit)
-        ds = ray.data.read_datasource(src, override_num_blocks=len(files), num_cpus=0)
+        setup_ref = [ray.put(ctx.setup)]  # in a list: Ray would pass a bare ObjectRef argument resolved
+        ds = ray.data.read_datasource(_datasource(fs, files, ranges, keep, starts, fmt, options.batch_size, limit),
+                                      override_num_blocks=max(1, len(keep)), num_cpus=0)
         ds = ds.map_batches(_Evaluator, fn_constructor_kwargs={"setup_ref": setup_ref, "job": job},
-                            batch_size=options.batch_size, batch_format="pyarrow",
-                            compute=ray.data.ActorPoolStrategy(size=_workers(options)), num_cpus=1)
+                            batch_size=options.batch_size, batch_format="pyarrow", num_cpus=1,
+                            compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1))
         rows = sorted(ds.take_all(), key=lambda r: r["start"])
     except Exception as exc:
         found = _inspector_error(exc)

@@ -89,6 +89,14 @@ def test_missing_ray_names_the_extra(monkeypatch, capsys):
     assert err.startswith("Error: --engine ray needs Ray Data") and "pip install 'sft-inspector[ray]'" in err
 
 
+def test_an_unreachable_cluster_fails_fast():
+    from inspector.distributed import _check_reachable
+
+    with pytest.raises(InspectorError, match=r"cannot reach the Ray cluster at 127.0.0.1:1 .*is it running"):
+        _check_reachable("127.0.0.1:1")
+    _check_reachable("auto")  # left to Ray
+
+
 def test_merged_part_reports_equal_the_whole(deepseek_setup, tmp_path):
     """Report.merge: the reports of consecutive parts, merged in order, are the report of the whole."""
     items = list(iter_records(write_mixed(tmp_path / "mixed", generated=40)))
@@ -238,7 +246,7 @@ def _descendant_evaluators() -> list:
 
 def test_a_killed_worker_is_retried_and_nothing_is_lost_or_duplicated(ray_cluster, tmp_path):
     """SIGKILL one of the two actors once the first shards are written: Ray restarts it, its batch runs again, and
-    the export is the local one, row for row, with one shard per batch."""
+    the export is the local one, row for row, with nothing a dead attempt wrote left behind."""
     from inspector.distributed import RayOptions, run_export
     from inspector.tokenizer import load_setup
 
@@ -272,10 +280,43 @@ def test_a_killed_worker_is_retried_and_nothing_is_lost_or_duplicated(ray_cluste
     shards_at_kill = len(glob.glob(str(out / "accepted" / "part-*.jsonl")))
     thread.join(timeout=300)
     assert "error" not in result, result.get("error")
-    assert shards_at_kill < 24  # it died mid-run (24 batches of 50)
+    assert shards_at_kill < 24  # it died mid-run (at least 24 batches of up to 50)
     assert not killed.is_running() or killed.status() == "zombie"
     assert lines_of(str(out / "accepted" / "part-*.jsonl")) == lines_of(str(local / "accepted.jsonl"))
     assert lines_of(str(out / "rejected" / "part-*.jsonl")) == lines_of(str(local / "rejected.jsonl"))
-    assert sorted(os.listdir(out / "accepted")) == [f"part-{k * 50:012d}.jsonl" for k in range(24)]
+    names = sorted(os.listdir(out / "accepted"))  # no .partial file of the dead attempt left
+    assert len(names) == result["summary"]["accepted_shards"] and all(n.startswith("part-") for n in names)
     a, b = (json.loads((d / "report.json").read_text()) for d in (local, out))
     assert (a["totals"], a["checks"]) == (b["totals"], b["checks"])  # settings: run_export got a bare Report
+
+
+def test_byte_ranges_give_every_line_once_with_its_number(tmp_path):
+    """Read tasks cut JSONL files at byte offsets: any cut points give every line exactly once, and the counting pass
+    numbers lines and records as the loader does (blank lines take a line number, not a record number)."""
+    import random
+
+    import pyarrow.fs as pafs
+
+    from inspector import distributed as d
+
+    path = tmp_path / "x.jsonl"
+    data = (b"\xef\xbb\xbf{}\n\n  \n" + b"".join(b'{"a": %d}\n' % i if i % 5 else b"\n" for i in range(60))
+            + b"\r\n\xc2\xa0\n\xff\n{}")
+    path.write_bytes(data)
+    expected = data.split(b"\n")
+    expected = [x + b"\n" for x in expected[:-1]] + ([expected[-1]] if expected[-1] else [])
+    fs = pafs.LocalFileSystem()
+    files = [d.InputFile(str(path), "x.jsonl", "jsonl")]
+    local = [(x.source.line, x.id) for x in iter_records(path)]
+    rng = random.Random(0)
+    for cuts in ([], [1], [3, 4, 5], sorted(rng.sample(range(1, len(data)), 12)), list(range(1, len(data)))):
+        bounds = [0, *cuts, len(data)]
+        ranges = [d._Range(0, a, b, b - a) for a, b in zip(bounds, bounds[1:])]
+        with open(path, "rb") as f:
+            assert [line for r in ranges for line in d.range_lines(f, r.begin, r.end)] == expected
+        counts = {k: d._count_range(fs, files[0], r, None) for k, r in enumerate(ranges)}
+        starts = d._starts(files, ranges, counts)
+        got = [(line, index) for k, r in enumerate(ranges)
+               for index, line, _, _ in d._range_records(fs, files[0], r, starts[k], None)]
+        assert [(line, f"x-{index}") for line, index in got] == [(line, f"x-{i}") for i, (line, _) in enumerate(local)]
+    assert d.split_bytes(236 << 20, 2) == 30932992 and d.split_bytes(1000, 2) == 64 << 10
