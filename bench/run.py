@@ -63,6 +63,12 @@ RATIOS = (("3/2", 3, 2, 2.0, "labels vs apply_chat_template"),
           ("3/1", 3, 1, 0.5, "labels vs floor"),
           ("4/1", 4, 1, 0.25, "full check vs floor"))
 NOTES_BEGIN, NOTES_END = "<!-- notes:begin -->", "<!-- notes:end -->"
+# the peer: TRL's own data path, reported every run (no target)
+TRL_LABEL = "TRL SFTTrainer dataset preparation (assistant_only_loss)"
+PEER_RATIOS = (("3/5", 3, 5, "labels vs TRL's SFTTrainer data preparation"),
+               ("4/5", 4, 5, "full check vs TRL's SFTTrainer data preparation"))
+# scaling of the streamed check over processes (1 process = 1.0)
+SCALING_TARGET = 1.7
 
 # --- templates: the plain one our engine reads, and our {% generation %}-tagged equivalent for transformers -------
 
@@ -267,7 +273,7 @@ class TokenizerRun:
         sa, sb = self.steps.get(a), self.steps.get(b)
         if not sa or not sb or not sa.seconds or not sb.seconds:
             return None
-        return sb.seconds / sa.seconds  # speed(a) / speed(b) on the same conversations
+        return sa.conv_per_s / sb.conv_per_s  # speed(a) / speed(b); steps 1-4 run on the same conversations
 
 
 # --- setup -----------------------------------------------------------------------------------------------------
@@ -370,6 +376,7 @@ def bench_tokenizer(bt: BenchTokenizer, convs: list, n_demo: int, corpus: Path) 
         return out
 
     runner, how = check_runner(setup)
+    trl_prepare, trl_why = trl_runner(bt, setup, [c for c in convs[:n - n_demo]], messages[:n - n_demo])
     steps: list[tuple[int, str, Callable[[], Any]]] = [
         (1, "floor: tokenizer(texts) batched", lambda: tok(texts, add_special_tokens=False)),
         (2, "transformers apply_chat_template (generation mask), per sample", per_sample),
@@ -377,6 +384,8 @@ def bench_tokenizer(bt: BenchTokenizer, convs: list, n_demo: int, corpus: Path) 
     ]
     if runner is not None:
         steps.append((4, "inspector full pre-flight check", lambda: runner(convs)))
+    if trl_prepare is not None:
+        steps.append((5, TRL_LABEL, trl_prepare))
     # Rounds run the steps in turn (1, 2, 3, 4, 1, 2, ...), so a burst of load from elsewhere does not land on
     # every run of one step; the fastest run of each step counts.
     for rnd in range(max(REPEAT, 1)):
@@ -397,21 +406,88 @@ def bench_tokenizer(bt: BenchTokenizer, convs: list, n_demo: int, corpus: Path) 
                 del samples, errors
             elif step == 4:
                 r.detail = how + _report_summary(out)
+            elif step == 5:
+                r.conversations = n - n_demo
+                r.tokens = sum(len(x) for x in out["input_ids"])
+                r.detail = "the generated conversations only (TRL raises on a demo record with no answer)"
+                if rnd == 0:
+                    run.validation.append(validate_trl(out, engine, convs[:min(VALIDATE_N, n - n_demo)]))
             del out
             run.steps[step] = fastest(run.steps.get(step), r)
         if REPEAT > 1:
             print(f"   round {rnd + 1}/{REPEAT}: " + ", ".join(this_round))
     if runner is None:
         run.steps[4] = StepResult(4, "inspector full pre-flight check", skipped=how)
+    if trl_prepare is None:
+        run.steps[5] = StepResult(5, TRL_LABEL, skipped=trl_why)
     print(f"   {run.tokens:,} tokens")
-    for k in (1, 2, 3, 4):
+    for k in (1, 2, 3, 4, 5):
         _print_step(run.steps[k])
     for line in run.validation:
         print(f"   check: {line}")
     for name, a, b, target, what in RATIOS:
         print("   " + ratio_line(run, name, a, b, target, what))
+    for name, a, b, what in PEER_RATIOS:
+        print("   " + peer_line(run, name, a, b, what))
     gc.collect()
     return run
+
+
+def trl_runner(bt: BenchTokenizer, setup, convs: list, messages: list) -> tuple[Callable[[], Any] | None, str]:
+    """TRL's real data path as a callable: ``SFTTrainer._prepare_dataset`` (ChatML conversion check, tokenization
+    with ``apply_chat_template(..., return_assistant_tokens_mask=True)`` through ``datasets.map``, the labels
+    column) with ``SFTConfig(assistant_only_loss=True, max_length=None)`` on a fresh ``Dataset`` of the same
+    messages, the tokenizer carrying our ``{% generation %}`` copy of the template (what TRL requires). The trainer
+    is built once around a one-layer Llama (TRL needs a model; its size does not enter the data path)."""
+    try:
+        import copy
+
+        import datasets
+        from transformers import LlamaConfig, LlamaForCausalLM
+        from trl import SFTConfig, SFTTrainer
+    except Exception as exc:  # trl / torch not installed: pip install -r requirements-trl.txt
+        return None, f"trl is not importable ({type(exc).__name__}: {exc}); pip install -r requirements-trl.txt"
+    import logging
+
+    datasets.disable_progress_bars()
+    logging.getLogger("trl").setLevel(logging.ERROR)
+    tok = copy.deepcopy(setup.tokenizer)  # never change the setup's tokenizer
+    tok.chat_template = bt.gen_template
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1)
+    out_dir = tempfile.mkdtemp(prefix="sft-bench-trl-")
+    args = SFTConfig(output_dir=out_dir, assistant_only_loss=True, max_length=None, report_to=[], use_cpu=True,
+                     bf16=False, dataset_num_proc=None)
+    rows = [{"messages": m} for m in messages]
+    try:
+        trainer = SFTTrainer(model=LlamaForCausalLM(cfg), args=args, processing_class=tok,
+                             train_dataset=datasets.Dataset.from_list(rows[:8]))
+    except Exception as exc:
+        return None, f"SFTTrainer could not be built ({type(exc).__name__}: {exc})"
+
+    def prepare():
+        return trainer._prepare_dataset(datasets.Dataset.from_list(rows), tok, args, False, None, "train")
+
+    return prepare, ""
+
+
+def validate_trl(prepared: Any, engine: Any, convs: list) -> str:
+    """TRL's labels column == our assistant-only labels, on the first conversations."""
+    from inspector.labels import LabelOptions
+
+    samples, _ = engine.build(convs, LabelOptions())
+    by_id = {s.conversation_id: s for s in samples}
+    labels = prepared["labels"][:len(convs)]
+    same = sum(1 for c, lab in zip(convs, labels) if c.id in by_id and list(lab) == by_id[c.id].labels)
+    return f"TRL's labels (SFTTrainer, assistant_only_loss) == ours: {same}/{len(convs)}"
+
+
+def peer_line(run: "TokenizerRun", name: str, a: int, b: int, what: str) -> str:
+    r = run.ratio(a, b)
+    if r is None:
+        why = (run.steps.get(b) or StepResult(b, "")).skipped or "not measured"
+        return f"ratio {name} ({what}) = n/a ({why})"
+    return f"ratio {name} ({what}) = {r:.2f} (conversations/s over conversations/s)"
 
 
 def validate(bt: BenchTokenizer, tok: Any, convs: list, messages: list, tools: list, texts: list[str],
@@ -522,7 +598,90 @@ def has_cli() -> bool:
     return (Path(ENGINE_PATH or REPO) / "inspector" / "__main__.py").is_file()
 
 
-def stream_check(n: int, bt: BenchTokenizer, corpus: Path, via: str, chunk_size: int | None) -> StreamResult:
+@dataclass
+class ScalingRun:
+    """One way of running the streamed check through the CLI: its fastest run, the peak memory of its process tree
+    (the highest summed RSS polled, and the summed kernel high-water marks), and its report."""
+
+    name: str
+    args: list[str]
+    seconds: float | None = None
+    peak_tree: int = 0
+    peak_hwm: int = 0
+    report: dict | None = None
+    error: str | None = None
+
+    def conv_per_s(self, n: int) -> float | None:
+        return n / self.seconds if self.seconds else None
+
+
+def scaling_variants(workers: int = 2) -> list[ScalingRun]:
+    """1 process, ``--num-proc N`` and ``--engine ray`` with N workers (skipped with a reason without Ray)."""
+    runs = [ScalingRun("1 process", []), ScalingRun(f"--num-proc {workers}", ["--num-proc", str(workers)])]
+    on_ray = ScalingRun(f"--engine ray, {workers} workers", ["--engine", "ray", "--ray-workers", str(workers)])
+    try:
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise ImportError("ray")
+    except (ImportError, ValueError):
+        on_ray.error = "Ray is not installed (pip install -r requirements-ray.txt)"
+    runs.append(on_ray)
+    return runs
+
+
+def run_scaling(cmd: list[str], env: dict[str, str], variants: list[ScalingRun], repeat: int) -> None:
+    """Run every variant ``repeat`` times in turn (1, 2, ray, 1, ...); keep each one's fastest run."""
+    for rnd in range(max(repeat, 1)):
+        for v in variants:
+            if v.error and v.seconds is None:
+                continue
+            t0 = time.perf_counter()
+            with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+                proc = subprocess.Popen(cmd + v.args, stdout=out, stderr=err, cwd=ENGINE_PATH or str(REPO), env=env)
+                tree, hwm = _poll_tree(proc)
+                code = proc.wait()
+                dt = time.perf_counter() - t0
+                out.seek(0)
+                err.seek(0)
+                stdout, stderr = out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace")
+            report = _parse_child_output(stdout)
+            if code not in (0, 1) or report is None:
+                v.error = f"exit code {code}: {stderr.strip()[-600:]}"
+                continue
+            v.error = None
+            v.peak_tree, v.peak_hwm = max(v.peak_tree, tree), max(v.peak_hwm, hwm)
+            if v.seconds is None or dt < v.seconds:
+                v.seconds = dt
+            v.report = {k: report.get(k) for k in ("totals", "checks")}
+            print(f"   round {rnd + 1}: {v.name}: {dt:.1f} s, peak RSS {_fmt_mb(max(tree, hwm))} (process tree)")
+
+
+def scaling_lines(variants: list[ScalingRun], n: int) -> list[str]:
+    """One line per variant: conv/s, ratio to 1 process against the target, peak memory; and whether the reports
+    are identical."""
+    base = variants[0].conv_per_s(n) if variants and variants[0].seconds else None
+    out = []
+    for k, v in enumerate(variants):
+        if v.seconds is None:
+            out.append(f"{v.name}: not measured ({v.error})")
+            continue
+        speed = v.conv_per_s(n)
+        text = f"{v.name}: {v.seconds:.1f} s, {speed:,.0f} conv/s, peak RSS {_fmt_mb(max(v.peak_tree, v.peak_hwm))}"
+        if k and base:
+            r = speed / base
+            text += (f"; ratio to 1 process = {r:.2f}  target >= {SCALING_TARGET:.2f}  "
+                     f"{'MET' if r >= SCALING_TARGET else 'MISSED'}")
+        out.append(text)
+    reports = [v.report for v in variants if v.report is not None]
+    if len(reports) > 1:
+        same = all(r == reports[0] for r in reports[1:])
+        out.append(f"reports (totals, checks) identical across the {len(reports)} runs: {'yes' if same else 'NO'}")
+    return out
+
+
+def stream_check(n: int, bt: BenchTokenizer, corpus: Path, via: str, chunk_size: int | None,
+                 scaling: list[ScalingRun] | None = None, repeat: int = 1) -> StreamResult:
     if via == "auto":
         via = "cli" if has_cli() else "core"
     res = StreamResult(n, bt.name, via)
@@ -562,6 +721,11 @@ def stream_check(n: int, bt: BenchTokenizer, corpus: Path, via: str, chunk_size:
             out.seek(0)
             err.seek(0)
             stdout, stderr = out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace")
+        if scaling and via == "cli":
+            print(f"\n== scaling: the same {n:,}-conversation check, {len(scaling)} ways, {max(repeat, 1)} round(s)")
+            run_scaling(cmd, env, scaling, repeat)
+            for line in scaling_lines(scaling, n):
+                print("   " + line)
     ok = res.returncode == 0 or (via == "cli" and res.returncode == 1)  # 1: findings at --fail-on (never here)
     parsed = _parse_child_output(stdout) or {}
     res.records = parsed.get("records") if via == "core" else (parsed.get("totals") or {}).get("records")
@@ -711,7 +875,8 @@ def _cell(x: float | None, fmt: str) -> str:
 
 
 def results_markdown(runs: list[TokenizerRun], stream: StreamResult | None, args: argparse.Namespace,
-                     command: str, mach: dict[str, str], data_desc: dict[str, Any], notes: str) -> str:
+                     command: str, mach: dict[str, str], data_desc: dict[str, Any], notes: str,
+                     scaling: list[ScalingRun] | None = None) -> str:
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = ["# Benchmark results", "",
              "Written by `bench/run.py` (the tables and the ratios at the end are regenerated on every run; the "
@@ -739,7 +904,7 @@ def results_markdown(runs: list[TokenizerRun], stream: StreamResult | None, args
         lines += [f"## {run.name}", "", f"{run.describe}; {run.conversations:,} conversations, {run.tokens:,} tokens.",
                   "", "| step | seconds | conversations/s | tokens/s | peak RSS | RSS growth | notes |",
                   "|---|---:|---:|---:|---:|---:|---|"]
-        for k in (1, 2, 3, 4):
+        for k in (1, 2, 3, 4, 5):
             r = run.steps.get(k)
             if r is None:
                 continue
@@ -749,7 +914,8 @@ def results_markdown(runs: list[TokenizerRun], stream: StreamResult | None, args
             lines.append(f"| {k}. {r.label} | {r.seconds:.2f} | {_cell(r.conv_per_s, ',.0f')} | "
                          f"{_cell(r.tokens_per_s, ',.0f')} | {_fmt_mb(r.peak_rss)} | "
                          f"+{_fmt_mb(max(r.rss_growth, 0))} | {r.detail} |")
-        lines += [""] + [f"- {v}" for v in run.validation] + [""]
+        lines += [""] + [f"- {v}" for v in run.validation]
+        lines += [f"- {peer_line(run, name, a, b, what)}" for name, a, b, what in PEER_RATIOS] + [""]
     if stream is not None:
         lines += ["## Streamed check", ""]
         if stream.error:
@@ -761,8 +927,16 @@ def results_markdown(runs: list[TokenizerRun], stream: StreamResult | None, args
                       f"{stream.seconds:.1f} s ({stream.n / stream.seconds:,.0f} conv/s including start-up), peak RSS "
                       f"{_fmt_mb(stream.peak)} (kernel high-water mark VmHWM: {_fmt_mb(stream.peak_hwm)}; highest "
                       f"RSS seen polling every 50 ms: {_fmt_mb(stream.peak_tree)}).", ""]
+    if scaling and stream is not None:
+        lines += ["## Scaling over processes", "",
+                  f"The same {stream.n:,}-conversation streamed check through the CLI (`check FILE --json`), "
+                  f"tokenizer {stream.tokenizer}, each way timed {max(REPEAT, 1)} time(s) in turn, fastest kept; "
+                  "wall time includes start-up (Python imports, the tokenizer, and for Ray starting a local "
+                  "cluster); peak RSS is the summed RSS of the whole process tree (for Ray: driver, raylet, GCS, "
+                  "workers, and the object store pages they map).", ""]
+        lines += [f"- {line}" for line in scaling_lines(scaling, stream.n)] + [""]
     lines += [NOTES_BEGIN, notes.strip("\n"), NOTES_END, "", "## Targets", ""]
-    lines += target_lines(runs, stream)
+    lines += target_lines(runs, stream, scaling)
     lines += ["", "## Ratios", ""]
     for run in runs:
         if run.skipped:
@@ -772,7 +946,8 @@ def results_markdown(runs: list[TokenizerRun], stream: StreamResult | None, args
     return "\n".join(lines) + "\n"
 
 
-def target_lines(runs: list[TokenizerRun], stream: StreamResult | None) -> list[str]:
+def target_lines(runs: list[TokenizerRun], stream: StreamResult | None,
+                 scaling: list[ScalingRun] | None = None) -> list[str]:
     out = []
     for run in runs:
         if run.skipped:
@@ -789,6 +964,12 @@ def target_lines(runs: list[TokenizerRun], stream: StreamResult | None) -> list[
             full = "" if stream.n >= DEFAULT_STREAM_N else f" (only {stream.n:,} streamed: not the 100,000 of the target)"
             out.append(f"- streamed {stream.n:,}-conversation check peak RSS {_fmt_mb(stream.peak)} < 1.5 GB: "
                        f"{'MET' if met else 'MISSED'}{full}")
+    if scaling and stream is not None and scaling[0].seconds:
+        for v in scaling[1:]:
+            r = v.conv_per_s(stream.n) / scaling[0].conv_per_s(stream.n) if v.seconds else None
+            status = "not measured" if r is None else ("MET" if r >= SCALING_TARGET else "MISSED")
+            out.append(f"- streamed check {v.name} / 1 process >= {SCALING_TARGET:g}: {status}"
+                       + ("" if r is None else f" ({r:.2f})"))
     return out
 
 
@@ -820,6 +1001,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="stream through `python -m inspector check` (cli) or the checks core in a child process "
                         "(core); auto: the CLI when it exists")
     p.add_argument("--chunk-size", type=int, default=None, help="conversations per chunk in the core stream")
+    p.add_argument("--scaling", choices=("on", "off"), default=None,
+                   help="also stream the check with --num-proc 2 and --engine ray (2 workers) and report conv/s as "
+                        "ratios to 1 process (default: on, off with --quick)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-demo", action="store_true", help="leave out inspector/demo/demo.jsonl")
     p.add_argument("--results", default=None,
@@ -874,9 +1058,12 @@ def main(argv: list[str] | None = None) -> int:
     gc.collect()
 
     stream = None
+    scaling = None
     if stream_n > 0:
         sname = args.stream_tokenizer or next((r.name for r in runs if not r.skipped), names[0])
-        stream = stream_check(stream_n, TOKENIZERS[sname], corpus, args.stream_via, args.chunk_size)
+        scaling = scaling_variants() if (args.scaling or ("off" if args.quick else "on")) == "on" else None
+        stream = stream_check(stream_n, TOKENIZERS[sname], corpus, args.stream_via, args.chunk_size, scaling,
+                              REPEAT)
         if stream.error:
             print(f"   FAILED: {stream.error}")
         else:
@@ -887,7 +1074,7 @@ def main(argv: list[str] | None = None) -> int:
     mach["load_end"] = load_average()
     print(f"\n== load average at the end {mach['load_end']} (other processes on this machine skew the timings)")
     print("\n== targets")
-    lines = target_lines(runs, stream)
+    lines = target_lines(runs, stream, scaling)
     for line in lines:
         print("   " + line[2:])
     print(f"   this process: peak RSS {_fmt_mb(max_rss_self())}")
@@ -896,7 +1083,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                                        RESULTS_FILE))
     if results is not None:
         notes = read_notes(results if results.is_file() else RESULTS_FILE)
-        results.write_text(results_markdown(runs, stream, args, command, mach, data_desc, notes), encoding="utf-8")
+        results.write_text(results_markdown(runs, stream, args, command, mach, data_desc, notes, scaling),
+                           encoding="utf-8")
         print(f"wrote {results}")
     missed = any("MISSED" in line for line in lines)
     return 1 if (args.strict and missed) else 0

@@ -50,10 +50,11 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .constants import IGNORE_INDEX, ROLES
+from .constants import IGNORE_INDEX, ROLES, SEGMENTS
 from .conversations import Conversation, Rejected
 from .errors import RenderError
 from .labels import STRATEGIES, LabelEngine, LabelOptions, Sample, SampleError, chunked, tokenize_batch  # noqa: F401
+from .labels import SEG_CODE, _stored
 from .tokenizer import ChatSetup
 from .verify import VERIFY_MODES, should_verify, verify_sample
 
@@ -320,7 +321,15 @@ def tokenizer_adds_bos(tokenizer: Any) -> bool:
 # --- helpers over token arrays -----------------------------------------------------------------------------------
 
 def _labeled(sample: Sample) -> np.ndarray:
-    return np.asarray(sample.labels, dtype=np.int64) != IGNORE_INDEX
+    return sample.labels_array() != IGNORE_INDEX
+
+
+def _segment_codes(sample: Sample) -> np.ndarray:
+    """The per-token segments as codes into ``SEGMENTS`` (what the engine stores), without making the name list."""
+    stored = _stored(sample, "segments")
+    if isinstance(stored, np.ndarray):
+        return stored
+    return np.asarray([SEG_CODE[x] for x in stored], dtype=np.int8)
 
 
 def _overlapping(offsets: np.ndarray, a: int, b: int) -> np.ndarray:
@@ -450,7 +459,7 @@ def _check_no_trainable(sample, conv, ctx, labeled):
     """(1) ``labels`` all IGNORE_INDEX. Example: labels [-100, -100, -100] -> fires, naming the likely cause."""
     if not ctx.enabled("no-trainable-tokens") or labeled.any():
         return []
-    n = len(sample.input_ids)
+    n = sample.num_tokens
     why = ""
     if sample.truncation is not None and sample.truncation.labeled_cut:
         why = f": truncation at max_length={sample.truncation.max_length} removed all " \
@@ -471,7 +480,7 @@ def _check_truncation(sample, conv, ctx, labeled):
     tr = sample.truncation
     if tr is None:
         return []
-    n = len(sample.input_ids)
+    n = sample.num_tokens
     pos = [n - 1] if tr.side == "right" else [0]
     msgs = f" (messages {', '.join(map(str, tr.cut_messages))})" if tr.cut_messages else ""
     if tr.labeled_cut and not labeled.any():
@@ -501,7 +510,7 @@ def _check_eot(sample, conv, ctx, labeled):
     if not ctx.enabled("eot-not-labeled"):
         return []
     offs = np.asarray(sample.offsets)
-    ids = sample.input_ids
+    ids = sample.ids_array()
     kept_start, kept_end = _kept_chars(sample)
     out = []
     for t in _trained_turns(sample, labeled):
@@ -544,7 +553,7 @@ def _check_pad_eos(sample, conv, ctx, labeled):
     """(4) pad id == EOS id and EOS is labeled. Example: labels [..., 9, 2] with pad=eos=2 -> position of the 2."""
     if not ctx.enabled("pad-equals-eos") or ctx.pad_id is None or ctx.pad_id != ctx.eos_id:
         return []
-    labels = np.asarray(sample.labels)
+    labels = sample.labels_array()
     hits = np.nonzero(labels == ctx.eos_id)[0]
     if not len(hits):
         return []
@@ -560,9 +569,9 @@ def _check_pad_eos(sample, conv, ctx, labeled):
 def _check_double_bos(sample, conv, ctx, labeled):
     """(5) Two BOS at the start, or one from the template that ``tokenizer(text)`` would double.
     Example: template "<s>[INST] ..." with Llama 2's tokenizer -> tokenizer(text) gives [1, 1, ...]."""
-    if not ctx.enabled("double-bos") or ctx.bos_id is None or not sample.input_ids:
+    if not ctx.enabled("double-bos") or ctx.bos_id is None or not sample.num_tokens:
         return []
-    ids = sample.input_ids
+    ids = sample.ids_array()[:2].tolist()
     bos = ctx.show(ctx.bos_id)
     if len(ids) > 1 and ids[0] == ctx.bos_id and ids[1] == ctx.bos_id:
         return [finding("double-bos", f"the sample starts with two BOS tokens {bos}", positions=[0, 1])]
@@ -581,8 +590,8 @@ def _check_leak(sample, conv, ctx, labeled):
     Example (completion-only collator, two turns): the second user question is labeled -> fires on that message."""
     if not ctx.enabled("label-leak") or sample.strategy == "all-tokens" or not labeled.any():
         return []
-    segs = np.asarray(sample.segments, dtype=object)
-    prompt = np.isin(segs, ("user", "system", "tool"))
+    codes = _segment_codes(sample)
+    prompt = np.isin(codes, [SEG_CODE[r] for r in ("user", "system", "tool")])
     leak = labeled & prompt & ~np.asarray(sample.straddles, dtype=bool)
     if not leak.any():
         return []
@@ -593,7 +602,7 @@ def _check_leak(sample, conv, ctx, labeled):
         if conv is not None and 0 <= mi < len(conv.messages) and conv.messages[mi].trainable:
             continue  # the record asks for it
         where = leak & (msg_idx == mi)
-        role = segs[where][0]
+        role = SEGMENTS[int(codes[where][0])]
         n = int(where.sum())
         pos = _positions(where, ctx.thresholds.max_positions)
         out.append(finding("label-leak", f"{role} message {mi} is trained under {sample.strategy}: "
@@ -664,7 +673,7 @@ def _check_train_inference(sample, conv, ctx, labeled):
         which.append(t)
     if not prompts:
         return out
-    ids = np.asarray(sample.input_ids, dtype=np.int64)
+    ids = sample.ids_array()
     starts = [_prompt_tail_start(sample, prompt, ctx) for prompt in prompts]
     encoded = _tokenize_tails(ctx, [prompt[sample.offsets[k, 0]:] if k else prompt
                                     for prompt, k in zip(prompts, starts)], starts)
@@ -709,10 +718,11 @@ def _prompt_tail_start(sample: Sample, prompt: str, ctx: CheckContext) -> int:
         return 0  # session samples may carry EOS ids that are not in the text
     c = len(prompt)
     offs = sample.offsets
-    n = len(sample.input_ids)
+    ids = sample.ids_array()
+    n = len(ids)
     hi = int(np.searchsorted(offs[:n, 1], c, side="right"))  # tokens ending at or before c (offsets are sorted)
     for k in range(min(hi, n) - 1, 0, -1):
-        if sample.input_ids[k] in added and offs[k, 0] < offs[k, 1] <= c:
+        if int(ids[k]) in added and offs[k, 0] < offs[k, 1] <= c:
             # every token before k must come from the text (no inserted ids with an empty span)
             return k if bool(np.all(offs[:k, 1] > offs[:k, 0])) else 0
     return 0
@@ -801,7 +811,7 @@ def _check_dropped(sample, conv, ctx, labeled):
 
 def _check_share(sample, conv, ctx, labeled):
     """(12) 0 < trained/total < threshold. Example: 3 of 400 tokens trained (0.75%) with threshold 5% -> fires."""
-    n = len(sample.input_ids)
+    n = sample.num_tokens
     k = int(labeled.sum())
     if not ctx.enabled("low-trainable-share") or not n or not k:
         return []
@@ -818,7 +828,7 @@ def _check_vocab(sample, conv, ctx, labeled):
     """(12) Labels outside [0, len(tokenizer)) other than IGNORE_INDEX. Example: vocab 400, label 999 -> fires."""
     if not ctx.enabled("label-out-of-vocab"):
         return []
-    labels = np.asarray(sample.labels, dtype=np.int64)
+    labels = sample.labels_array()
     bad = labeled & ((labels < 0) | (labels >= ctx.vocab_size))
     if not bad.any():
         return []
@@ -982,14 +992,16 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
     return out
 
 
-def _build(convs: list[Conversation], ctx: CheckContext) -> tuple[dict[int, list[Sample]], dict[int, SampleError]]:
-    """Samples and errors per position in ``convs``. One batched build when ids are unique in the chunk, one
-    build per conversation otherwise (so samples are never paired with the wrong conversation)."""
+def _build(convs: list[Conversation], ctx: CheckContext, built: tuple[list[Sample], list[SampleError]] | None = None
+           ) -> tuple[dict[int, list[Sample]], dict[int, SampleError]]:
+    """Samples and errors per position in ``convs``. One batched build when ids are unique in the chunk (or
+    ``built``, that build made ahead by ``LabelEngine.iter_build``), one build per conversation otherwise (so samples
+    are never paired with the wrong conversation)."""
     by_pos: dict[int, list[Sample]] = {i: [] for i in range(len(convs))}
     errs: dict[int, SampleError] = {}
     ids = [c.id for c in convs]
     if len(set(ids)) == len(ids):
-        samples, errors = ctx.engine.build(convs, ctx.opts)
+        samples, errors = built if built is not None else ctx.engine.build(convs, ctx.opts)
         pos = {cid: i for i, cid in enumerate(ids)}
         for s in samples:
             by_pos[pos[s.conversation_id]].append(s)
@@ -1029,8 +1041,14 @@ def evaluate(items: Sequence[Conversation | Rejected], ctx: CheckContext, *, kee
     check. ``keep_rows`` stores the trainer rows (for export), ``keep_samples`` the Sample objects (for the app).
     ``start``: the position of the chunk's first record in the run, which decides the records the verifier checks
     under ``ctx.verify == "sample"``."""
+    return _evaluate(items, ctx, keep_rows=keep_rows, keep_samples=keep_samples, start=start)
+
+
+def _evaluate(items: Sequence[Conversation | Rejected], ctx: CheckContext, *, keep_rows: bool = False,
+              keep_samples: bool = False, start: int = 0,
+              built: tuple[list[Sample], list[SampleError]] | None = None) -> list[Outcome]:
     convs = [x for x in items if isinstance(x, Conversation)]
-    by_pos, errs = _build(convs, ctx)
+    by_pos, errs = _build(convs, ctx, built)
     out: list[Outcome] = []
     k = 0
     for index, item in enumerate(items, start):
@@ -1051,7 +1069,7 @@ def evaluate(items: Sequence[Conversation | Rejected], ctx: CheckContext, *, kee
                 findings.extend(verification_findings(s, conv, ctx))
         findings = _dedupe(findings)
         oc = Outcome(conv.id, str(conv.source) if conv.source else None, findings, conversation=conv,
-                     num_samples=len(samples), num_tokens=sum(len(s.input_ids) for s in samples),
+                     num_samples=len(samples), num_tokens=sum(s.num_tokens for s in samples),
                      num_trainable=sum(s.num_trainable for s in samples))
         if keep_rows:
             oc.rows = [s.to_record() for s in samples]
@@ -1062,11 +1080,22 @@ def evaluate(items: Sequence[Conversation | Rejected], ctx: CheckContext, *, kee
 
 
 def iter_outcomes(items: Iterable[Conversation | Rejected], ctx: CheckContext, *,
-                  chunk_size: int = DEFAULT_CHUNK_SIZE, keep_rows: bool = False) -> Iterator[Outcome]:
-    """Stream outcomes chunk by chunk: memory holds one chunk, whatever the number of records."""
-    start = 0
-    for chunk in chunked(items, chunk_size):
-        yield from evaluate(chunk, ctx, keep_rows=keep_rows, start=start)
+                  chunk_size: int = DEFAULT_CHUNK_SIZE, keep_rows: bool = False, start: int = 0
+                  ) -> Iterator[Outcome]:
+    """Stream outcomes chunk by chunk: memory holds two chunks, whatever the number of records. The next chunk is
+    built (``LabelEngine.iter_build``: its tokenization runs in a worker thread) while this one is checked; the
+    outcomes are those of ``evaluate`` on each chunk. ``start``: the position of the first item in the run."""
+    chunks = chunked(items, chunk_size)
+    pending: list[list[Conversation | Rejected]] = []
+
+    def conversations() -> Iterator[list[Conversation]]:
+        for chunk in chunks:
+            pending.append(chunk)
+            yield [x for x in chunk if isinstance(x, Conversation)]
+
+    for built in ctx.engine.iter_build(conversations(), ctx.opts):
+        chunk = pending.pop(0)
+        yield from _evaluate(chunk, ctx, keep_rows=keep_rows, start=start, built=built)
         start += len(chunk)
 
 

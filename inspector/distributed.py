@@ -14,8 +14,9 @@ only moves the records:
    same ``Conversation`` or ``Rejected`` (same id, file, line or row, reasons) as locally. When there are several
    files, a first, cheap pass counts the records of each (Parquet: its metadata) to know where each file starts.
 2. **Evaluate.** ``_Evaluator`` (an actor; Ray Data keeps a pool of them) sorts a batch by position, splits it into
-   runs of consecutive positions and calls ``evaluate(chunk, ctx, start=POSITION)`` chunk by chunk, so the verifier's
-   ``sample`` mode picks the same records as locally. A bad record is a ``Rejected`` or a finding, never an exception.
+   runs of consecutive positions and checks each run with ``iter_outcomes(run, ctx, start=POSITION)`` (``evaluate``
+   chunk by chunk, the next chunk tokenized meanwhile), so the verifier's ``sample`` mode picks the same records as
+   locally. A bad record is a ``Rejected`` or a finding, never an exception.
    For export, the actor writes the run's accepted rows and rejected rows as one shard each, named after the run's
    first position (``accepted/part-000000001024.jsonl``), first under a temporary name, then moved into place.
 3. **Aggregate.** The driver orders the partial reports by position, checks that they cover every position exactly
@@ -40,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .checks import DEFAULT_CHUNK_SIZE, CheckContext, Report, evaluate
+from .checks import DEFAULT_CHUNK_SIZE, CheckContext, Report, iter_outcomes
 from .conversations import Source
 from .errors import DataError, InspectorError
 from .export import ACCEPT_RULE, EXPORT_FORMATS, ExportError, _dumps, accepted_file, accepted_schema, rejected_row
@@ -492,6 +493,8 @@ class _Evaluator:
     def __init__(self, setup_ref, job: _Job):
         import ray
 
+        # one CPU per actor: the Rust tokenizer's own thread pool would only contend with the other actors
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         setup = ray.get(setup_ref[0]) if isinstance(setup_ref, list) else setup_ref
         self.job = job
         self.ctx = CheckContext(setup, job.opts, job.thresholds, job.skip, verify=job.verify)
@@ -509,12 +512,17 @@ class _Evaluator:
                               cols["payload"][i], job.fmt) for i in order[a:b]]
             report = Report()
             writer = _ShardWriter(job, start) if job.out is not None else None
-            for c in range(0, len(items), job.chunk_size):
-                outcomes = evaluate(items[c:c + job.chunk_size], self.ctx, keep_rows=writer is not None,
-                                    start=start + c)
-                report.add_all(outcomes)
+            done: list = []
+            for oc in iter_outcomes(items, self.ctx, chunk_size=job.chunk_size, keep_rows=writer is not None,
+                                    start=start):
+                report.add(oc)
                 if writer is not None:
-                    writer.write(outcomes)
+                    done.append(oc)
+                    if len(done) >= job.chunk_size:
+                        writer.write(done)
+                        done = []
+            if writer is not None and done:
+                writer.write(done)
             names = writer.close() if writer is not None else {ACCEPTED_DIR: "", REJECTED_DIR: ""}
             counts = writer.counts if writer is not None else {}
             out["start"].append(start)

@@ -26,7 +26,7 @@ numpy, never a per-token Python loop.
 from __future__ import annotations
 
 import time
-from itertools import islice
+from itertools import chain, islice
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -89,18 +89,56 @@ class Truncation:
     cut_messages: list[int]  # messages whose tokens were cut (fully or partly)
 
 
+_SEGMENT_NAMES = np.asarray(SEGMENTS, dtype=object)
+
+
+class _TokenField:
+    """A per-token list field of ``Sample`` that the engine stores as a numpy array and that reads as a list (made
+    on the first read and kept). Samples a check or an export only passes through never build a Python list per
+    token: less work, less memory, and far fewer objects for the garbage collector to walk when many samples are
+    alive. ``segments`` is stored as codes into ``SEGMENTS``.
+
+    Example: Sample(..., input_ids=np.array([5, 7]), ...).input_ids -> [5, 7] (a list, equal to one).
+    """
+
+    def __init__(self, names: np.ndarray | None = None):
+        self.names = names  # codes -> names, for segments
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = name  # kept in the instance's __dict__ under the field's own name (a data descriptor wins)
+
+    def __get__(self, obj: Any, owner: type | None = None) -> list:
+        if obj is None:
+            raise AttributeError(self.slot)  # a required dataclass field: no default
+        value = obj.__dict__[self.slot]
+        if isinstance(value, np.ndarray):
+            value = (self.names[value] if self.names is not None else value).tolist()
+            obj.__dict__[self.slot] = value
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.slot] = value
+
+
+def _stored(sample: "Sample", name: str) -> Any:
+    """A token field as stored (a numpy array, or a list once read or when given as one), without making a list."""
+    return sample.__dict__[name]
+
+
 @dataclass
 class Sample:
-    """One training sample and its token-level annotations (all per-token lists have the same length)."""
+    """One training sample and its token-level annotations (all per-token lists have the same length).
+    ``input_ids``, ``labels`` and ``segments`` read as lists; ``ids_array()`` / ``labels_array()`` give them as
+    numpy arrays without making the lists."""
 
     id: str
     conversation_id: str
     strategy: str
     text: str
-    input_ids: list[int]
-    labels: list[int]
+    input_ids: list[int] = _TokenField()
+    labels: list[int] = _TokenField()
     offsets: np.ndarray  # (n, 2) char offsets into ``text``
-    segments: list[str]  # per token: one of SEGMENTS
+    segments: list[str] = _TokenField(_SEGMENT_NAMES)  # per token: one of SEGMENTS
     message_index: np.ndarray  # per token: message index, -1 for template markup
     straddles: np.ndarray  # per token: covers characters of more than one segment
     spans: list[Span] = field(default_factory=list)
@@ -117,21 +155,29 @@ class Sample:
 
     @property
     def attention_mask(self) -> list[int]:
-        return [1] * len(self.input_ids)
+        return [1] * self.num_tokens
 
     @property
     def num_tokens(self) -> int:
-        return len(self.input_ids)
+        return len(_stored(self, "input_ids"))
 
     @property
     def num_trainable(self) -> int:
-        return int((np.asarray(self.labels) != IGNORE_INDEX).sum())
+        return int((self.labels_array() != IGNORE_INDEX).sum())
+
+    def ids_array(self) -> np.ndarray:
+        """``input_ids`` as an int64 array (no list made)."""
+        return np.asarray(_stored(self, "input_ids"), dtype=np.int64)
+
+    def labels_array(self) -> np.ndarray:
+        """``labels`` as an int64 array (no list made)."""
+        return np.asarray(_stored(self, "labels"), dtype=np.int64)
 
     def to_record(self) -> dict[str, Any]:
         """The row a trainer loads: ids, mask, labels, and TRL's ``assistant_masks``."""
-        return {"id": self.id, "input_ids": list(self.input_ids), "attention_mask": self.attention_mask,
-                "labels": list(self.labels),
-                "assistant_masks": [0 if x == IGNORE_INDEX else 1 for x in self.labels]}
+        labels = self.labels_array()
+        return {"id": self.id, "input_ids": self.ids_array().tolist(), "attention_mask": self.attention_mask,
+                "labels": labels.tolist(), "assistant_masks": (labels != IGNORE_INDEX).astype(np.int64).tolist()}
 
 
 @dataclass
@@ -156,10 +202,16 @@ def tokenize_batch(tokenizer: Any, texts: Sequence[str]) -> list[tuple[list[int]
     backend = getattr(tokenizer, "_tokenizer", None)
     if backend is not None and hasattr(backend, "encode_batch"):
         encs = backend.encode_batch(list(texts), add_special_tokens=False)
-        return [(e.ids, np.asarray(e.offsets, dtype=np.int64).reshape(-1, 2)) for e in encs]
+        return [(e.ids, _offsets_array(e.offsets)) for e in encs]
     out = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
     return [(ids, np.asarray(offs, dtype=np.int64).reshape(-1, 2)) for ids, offs in
             zip(out["input_ids"], out["offset_mapping"])]
+
+
+def _offsets_array(offsets: list[tuple[int, int]]) -> np.ndarray:
+    """[(0, 3), (3, 5)] -> array([[0, 3], [3, 5]]): one pass over the flattened pairs, which is cheaper than
+    ``np.asarray`` over a list of tuples."""
+    return np.fromiter(chain.from_iterable(offsets), dtype=np.int64, count=2 * len(offsets)).reshape(-1, 2)
 
 
 def _coverage(mask_chars: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -176,6 +228,13 @@ def annotate(text: str, ids: list[int], offsets: np.ndarray, layout: Layout, lab
     belong to more than one segment (e.g. ``"\\n\\nHello"`` merging markup and content), or when it is labeled but
     some of its characters lie outside every label region.
     """
+    labels, codes, msg_tok, straddles = _annotate(text, ids, offsets, layout, label_regions)
+    return labels.tolist(), _SEGMENT_NAMES[codes].tolist(), msg_tok, straddles
+
+
+def _annotate(text: str, ids: Sequence[int], offsets: np.ndarray, layout: Layout,
+              label_regions: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``annotate`` with every result an array: labels (int64) and segment codes (into ``SEGMENTS``)."""
     n = len(text)
     offsets = np.clip(offsets, 0, n)
     seg = np.zeros(n, dtype=np.int8)
@@ -213,8 +272,7 @@ def annotate(text: str, ids: list[int], offsets: np.ndarray, layout: Layout, lab
         tok_seg = np.zeros(len(ids), dtype=np.int8)
         msg_tok = np.full(len(ids), -1)
         straddles = np.zeros(len(ids), dtype=bool)
-    names = np.asarray(SEGMENTS, dtype=object)[np.asarray(tok_seg, dtype=np.int64)].tolist()
-    return labels.tolist(), names, msg_tok, straddles
+    return labels, np.asarray(tok_seg, dtype=np.int8), msg_tok, straddles
 
 
 # --- the engine ---------------------------------------------------------------------------------------------------
@@ -264,7 +322,18 @@ class LabelEngine:
 
     # rendering helpers
     def variables(self, opts: LabelOptions) -> dict[str, Any]:
-        return template_variables(self.tokenizer, opts.template_kwargs)
+        """The template's variables (special tokens, date, ``opts.template_kwargs``), made once per set of template
+        kwargs: ``render`` copies them, and reading the special tokens off the tokenizer costs more than a render's
+        own setup. Do not change the dict returned."""
+        try:
+            key = tuple(sorted(opts.template_kwargs.items()))
+            hash(key)
+        except TypeError:  # an unhashable value (a list given as JSON): made for every render
+            return template_variables(self.tokenizer, opts.template_kwargs)
+        cache = self.__dict__.setdefault("_variables", {})
+        if key not in cache:
+            cache[key] = template_variables(self.tokenizer, opts.template_kwargs)
+        return cache[key]
 
     def info(self, opts: LabelOptions = LabelOptions()) -> TemplateInfo:
         return probe_template(self.template, self.tokenizer, opts.template_kwargs or None, opts.limits)
@@ -336,13 +405,34 @@ class LabelEngine:
               ) -> tuple[list[Sample], list[SampleError]]:
         """Build samples for every conversation with ``opts.strategy``. A conversation whose template raises
         becomes a ``SampleError`` with the template's message; the others are unaffected."""
+        samples: list[Sample] = []
+        errors: list[SampleError] = []
+        late_errors: list[SampleError] = []  # tokenizer refusals: reported after every render error, as before
+        for chunk_samples, chunk_errors, chunk_late in self._stages(chunked(conversations, PIPELINE_CHUNK), opts):
+            samples.extend(chunk_samples)
+            errors.extend(chunk_errors)
+            late_errors.extend(chunk_late)
+        return samples, errors + late_errors
+
+    def iter_build(self, chunks: Iterable[list[Conversation]], opts: LabelOptions = LabelOptions()
+                   ) -> Iterator[tuple[list[Sample], list[SampleError]]]:
+        """``build`` chunk by chunk: (samples, errors) for each list of conversations in ``chunks``, in order. While
+        the caller works on one chunk's samples (e.g. runs the checks), the next chunk is already rendered and being
+        tokenized in a worker thread (the Rust tokenizer releases the GIL), so the two overlap on two cores; the
+        first chunk comes before the second is read. Each chunk's samples and errors are ``build(chunk, opts)``'s."""
+        for samples, errors, late_errors in self._stages(chunks, opts, lazy_first=True):
+            yield samples, errors + late_errors
+
+    def _stages(self, chunks: Iterable[list[Conversation]], opts: LabelOptions, lazy_first: bool = False
+                ) -> Iterator[tuple[list[Sample], list[SampleError], list[SampleError]]]:
+        """The pipeline: render and locate chunk k+1 (this thread) while chunk k is tokenized (a worker thread),
+        then finish chunk k. Yields (samples, render errors, tokenizer refusals) per chunk. ``lazy_first``: finish
+        the first chunk before reading the second."""
         if opts.strategy not in STRATEGIES:
             raise ValueError(f"Unknown strategy {opts.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
         info = self.info(opts)
-        errors: list[SampleError] = []
-        late_errors: list[SampleError] = []  # tokenizer refusals: reported after every render error, as before
 
-        def jobs_of(conversations: Iterable[Conversation]) -> list[_Job]:
+        def jobs_of(conversations: Iterable[Conversation], errors: list[SampleError]) -> list[_Job]:
             jobs: list[_Job] = []
             for conv in conversations:
                 if info.timeout:  # probing already ran out of time: rendering each record would too, at full cost
@@ -356,7 +446,7 @@ class LabelEngine:
             return jobs
 
         def encode(jobs: list[_Job]):
-            errors = late_errors
+            errors: list[SampleError] = []
             try:
                 encoded = tokenize_batch(self.tokenizer, [j.rendered.text for j in jobs])
             except Exception:  # one text the tokenizer refuses must not sink the batch: find it, keep the rest
@@ -370,35 +460,46 @@ class LabelEngine:
                                                   f"text: {type(exc).__name__}: {exc}",
                                                   str(job.conv.source) if job.conv.source else None))
                 jobs = kept
-            return jobs, encoded
+            return jobs, encoded, errors
 
         if opts.strategy == "session" and opts.turn_format is not None:
-            return self._session_format_samples([j.conv for j in jobs_of(conversations)], opts), errors
-        samples: list[Sample] = []
+            for chunk in chunks:
+                errors: list[SampleError] = []
+                yield self._session_format_samples([j.conv for j in jobs_of(chunk, errors)], opts), errors, []
+            return
 
-        def finish(done) -> None:
-            jobs, encoded = done
-            samples.extend(self._finish(job, ids, offs, opts, info) for job, (ids, offs) in zip(jobs, encoded))
+        def finish(done, errors: list[SampleError]):
+            jobs, encoded, late = done
+            return [self._finish(job, ids, offs, opts, info) for job, (ids, offs) in zip(jobs, encoded)], errors, late
 
-        chunks = chunked(conversations, PIPELINE_CHUNK)
-        first = next(chunks, [])
+        chunks = iter(chunks)
+        first = next(chunks, None)
+        if first is None:
+            return
+        first_errors: list[SampleError] = []
+        first_jobs = jobs_of(first, first_errors)
+        if lazy_first:  # the first chunk without reading ahead: a caller streaming records sees it at once
+            yield finish(encode(first_jobs), first_errors)
+            first = next(chunks, None)
+            if first is None:
+                return
+            first_errors = []
+            first_jobs = jobs_of(first, first_errors)
         second = next(chunks, None)
         if second is None:  # one chunk: nothing to overlap
-            finish(encode(jobs_of(first)))
-        else:
-            from concurrent.futures import ThreadPoolExecutor
-            from itertools import chain
+            yield finish(encode(first_jobs), first_errors)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+        from itertools import chain
 
-            pending = None
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspector-tokenize") as pool:
-                for chunk in chain([first, second], chunks):
-                    future = pool.submit(encode, jobs_of(chunk))
-                    if pending is not None:
-                        finish(pending.result())
-                    pending = future
-                finish(pending.result())
-        errors.extend(late_errors)
-        return samples, errors
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspector-tokenize") as pool:
+            pending = (pool.submit(encode, first_jobs), first_errors)
+            for chunk in chain([second], chunks):
+                errors = []
+                future = pool.submit(encode, jobs_of(chunk, errors))
+                yield finish(pending[0].result(), pending[1])
+                pending = (future, errors)
+            yield finish(pending[0].result(), pending[1])
 
     def build_one(self, conv: Conversation, opts: LabelOptions = LabelOptions()) -> list[Sample]:
         """Samples of one conversation (several for split-turns). Raises ``RenderError`` when the template raises."""
@@ -462,10 +563,11 @@ class LabelEngine:
                 open_turn = self._open_last_turn(job, info, regions)
                 if open_turn is not None and not text[open_turn.body_end:].strip():
                     regions.append((open_turn.body_end, len(text)))  # the answer's trailing newline, as mid turns
-        labels, segments, msg_idx, straddles = annotate(text, ids, offs, layout, regions)
+        ids = np.asarray(ids, dtype=np.int64)
+        labels, segments, msg_idx, straddles = _annotate(text, ids, offs, layout, regions)
         if opts.strategy == "all-tokens":
-            labels = list(ids)
-        arrays = _TokenArrays(list(ids), labels, offs, segments, msg_idx, straddles)
+            labels = ids.copy()
+        arrays = _TokenArrays(ids, labels, offs, segments, msg_idx, straddles)
         extra: dict[str, Any] = {}
         if opts.strategy == "session":
             self._ensure_session_eos(job, arrays, notes)
@@ -476,7 +578,7 @@ class LabelEngine:
             labels, extra = response_template_labels(self.tokenizer, ids, opts.response_template or
                                                      info.generation_prompt or info.assistant_header,
                                                      opts.instruction_template)
-        sample = Sample(job.sample_id, job.conv.id, opts.strategy, text, list(ids), labels, offs, segments, msg_idx,
+        sample = Sample(job.sample_id, job.conv.id, opts.strategy, text, ids, labels, offs, segments, msg_idx,
                         straddles, layout.spans, layout.turns, notes, None, job.rendered.generation_spans,
                         turn_index=job.turn_index, extra=extra, messages=job.messages, dropped=list(layout.dropped),
                         adapted=job.adapted)
@@ -589,10 +691,10 @@ class _TokenArrays:
     """The per-token arrays of a sample being built, for inserting tokens that are not in the text (an EOS after
     an answer, a closing appended to an open last turn): they get an empty char span where they are inserted."""
 
-    ids: list[int]
-    labels: list[int]
+    ids: np.ndarray
+    labels: np.ndarray
     offsets: np.ndarray
-    segments: list[str]
+    segments: np.ndarray  # codes into SEGMENTS
     message_index: np.ndarray
     straddles: np.ndarray
 
@@ -602,11 +704,11 @@ class _TokenArrays:
         starts = np.asarray(self.offsets, dtype=np.int64).reshape(-1, 2)[:, 0]
         pos = int(np.searchsorted(starts, at_char, side="left"))
         k = len(token_ids)
-        self.ids[pos:pos] = token_ids
-        self.labels[pos:pos] = token_ids if labeled else [IGNORE_INDEX] * k
+        self.ids = np.insert(self.ids, pos, token_ids)
+        self.labels = np.insert(self.labels, pos, token_ids if labeled else [IGNORE_INDEX] * k)
         self.offsets = np.insert(np.asarray(self.offsets, dtype=np.int64).reshape(-1, 2), pos,
                                  [[at_char, at_char]] * k, axis=0)
-        self.segments[pos:pos] = ["template"] * k
+        self.segments = np.insert(self.segments, pos, [SEG_CODE["template"]] * k)
         self.message_index = np.insert(np.asarray(self.message_index), pos, [message_index] * k)
         self.straddles = np.insert(np.asarray(self.straddles, dtype=bool), pos, [False] * k)
         return pos
@@ -773,14 +875,14 @@ def compare_generation_mask(sample: Sample, generation_spans: list[tuple[int, in
         mask[a:b] = 1
     offs = np.clip(sample.offsets, 0, n)
     gen = _coverage(mask, offs) > 0
-    ours = np.asarray(sample.labels) != IGNORE_INDEX
+    ours = sample.labels_array() != IGNORE_INDEX
     return np.nonzero(gen != ours)[0].tolist()
 
 
 def truncate(sample: Sample, max_length: int, side: str = "right") -> Sample:
     """Cut a sample to ``max_length`` tokens as trainers do and record what was lost (tokens, labeled tokens,
     messages). ``side="right"`` keeps the start (TRL's ``truncation_mode="keep_start"``)."""
-    n = len(sample.input_ids)
+    n = sample.num_tokens
     if max_length <= 0:
         raise ValueError("max_length must be a positive number of tokens")
     if n <= max_length:
@@ -788,13 +890,14 @@ def truncate(sample: Sample, max_length: int, side: str = "right") -> Sample:
     keep = slice(0, max_length) if side == "right" else slice(n - max_length, n)
     cut = np.ones(n, dtype=bool)
     cut[keep] = False
-    labels = np.asarray(sample.labels)
+    labels = sample.labels_array()
     labeled_cut = int(((labels != IGNORE_INDEX) & cut).sum())
     cut_idx = np.asarray(sample.message_index)[cut]
     cut_msgs = np.unique(cut_idx[cut_idx >= 0]).astype(int).tolist()
     trunc = Truncation(max_length, side, n, int(cut.sum()), labeled_cut, cut_msgs)
-    return replace(sample, input_ids=sample.input_ids[keep], labels=sample.labels[keep], offsets=sample.offsets[keep],
-                   segments=sample.segments[keep], message_index=np.asarray(sample.message_index)[keep],
+    return replace(sample, input_ids=_stored(sample, "input_ids")[keep], labels=_stored(sample, "labels")[keep],
+                   offsets=sample.offsets[keep], segments=_stored(sample, "segments")[keep],
+                   message_index=np.asarray(sample.message_index)[keep],
                    straddles=np.asarray(sample.straddles)[keep], truncation=trunc,
                    generation_mismatch=None if sample.generation_mismatch is None else
                    [p - keep.start for p in sample.generation_mismatch if keep.start <= p < keep.stop])

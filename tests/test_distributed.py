@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.data import generate_records  # noqa: E402
-from inspector.checks import CheckContext, Report, evaluate, iter_outcomes  # noqa: E402
+from inspector.checks import CheckContext, Report, iter_outcomes  # noqa: E402
 from inspector.cli import main  # noqa: E402
 from inspector.errors import InspectorError  # noqa: E402
 from inspector.loaders import iter_records  # noqa: E402
@@ -127,6 +127,7 @@ def test_evaluator_passes_global_positions_to_the_verifier(deepseek_setup, monke
         return [finding("label-verification", "verified", conversation_id=conv.id)]
 
     monkeypatch.setattr(checks, "verification_findings", fake_verify)
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")  # the actor sets it when unset: keep this process as it is
     ctx = CheckContext(deepseek_setup, verify="sample")
     records = list(generate_records(20, seed=2))
     positions = [511, 4, 512, 256, 15, 16, 3, 257, 513, 17]  # three runs: 3-4, 15-17, 256-257, 511-513
