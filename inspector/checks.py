@@ -44,6 +44,7 @@ Left out: the running of chunks over processes (``cli``) and the writing of file
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
@@ -344,8 +345,21 @@ def _positions(mask: np.ndarray | Sequence[int], limit: int) -> list[int]:
     return [int(i) for i in idx[:limit]]
 
 
+_LAST = threading.local()  # the last (sample, labeled, turns) of _trained_turns in this thread
+
+
 def _trained_turns(sample: Sample, labeled: np.ndarray) -> list[Any]:
-    """Assistant turns of the sample that have at least one labeled token in their body or end marker."""
+    """Assistant turns of the sample that have at least one labeled token in their body or end marker. Three checks
+    ask for them with the same ``labeled`` array: the answer is kept for the next call (per thread)."""
+    last = getattr(_LAST, "value", None)
+    if last is not None and last[0] is sample and last[1] is labeled:
+        return last[2]
+    out = _find_trained_turns(sample, labeled)
+    _LAST.value = (sample, labeled, out)
+    return out
+
+
+def _find_trained_turns(sample: Sample, labeled: np.ndarray) -> list[Any]:
     offs = np.asarray(sample.offsets)
     out = []
     for t in sample.turns:
@@ -674,7 +688,8 @@ def _check_train_inference(sample, conv, ctx, labeled):
     if not prompts:
         return out
     ids = sample.ids_array()
-    starts = [_prompt_tail_start(sample, prompt, ctx) for prompt in prompts]
+    tails = _TailStarts(sample, ctx)
+    starts = [tails.start(prompt) for prompt in prompts]
     encoded = _tokenize_tails(ctx, [prompt[sample.offsets[k, 0]:] if k else prompt
                                     for prompt, k in zip(prompts, starts)], starts)
     for t, k, (p_ids, _offs) in zip(which, starts, encoded):
@@ -701,31 +716,50 @@ def _check_train_inference(sample, conv, ctx, labeled):
     return out
 
 
-def _prompt_tail_start(sample: Sample, prompt: str, ctx: CheckContext) -> int:
-    """Token index k such that tokenize(prompt) == input_ids[:k] + tokenize(prompt[offsets[k][0]:]), or 0 (no
-    shortcut: tokenize the whole prompt). k is the last added (special) token of the sample that lies inside the
-    prompt, when the prompt is a text prefix of the sample: added tokens are split off before the rest of the
-    tokenizer runs, so what precedes them is tokenized the same with or without the text that follows.
+class _TailStarts:
+    """``start(prompt)``: token index k such that tokenize(prompt) == input_ids[:k] + tokenize(prompt[offsets[k][0]:]),
+    or 0 (no shortcut: tokenize the whole prompt). k is the last added (special) token of the sample that lies inside
+    the prompt, when the prompt is a text prefix of the sample: added tokens are split off before the rest of the
+    tokenizer runs, so what precedes them is tokenized the same with or without the text that follows. The per-token
+    facts are found once per sample, for all of its prompts.
     Example (ChatML): prompt "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n" inside the sample ->
     k = the index of the second <|im_start|>; only "<|im_start|>assistant\n" is tokenized again."""
-    added = ctx.__dict__.get("_added_ids")
-    if added is None:
-        decoder = getattr(ctx.tokenizer, "added_tokens_decoder", None) or {}
-        safe = getattr(ctx.tokenizer, "_tokenizer", None) is not None and not any(
-            getattr(t, "single_word", False) for t in decoder.values())
-        added = ctx._added_ids = frozenset(decoder) if safe else frozenset()
-    if not added or sample.strategy == "session" or not sample.text.startswith(prompt):
-        return 0  # session samples may carry EOS ids that are not in the text
-    c = len(prompt)
-    offs = sample.offsets
-    ids = sample.ids_array()
-    n = len(ids)
-    hi = int(np.searchsorted(offs[:n, 1], c, side="right"))  # tokens ending at or before c (offsets are sorted)
-    for k in range(min(hi, n) - 1, 0, -1):
-        if int(ids[k]) in added and offs[k, 0] < offs[k, 1] <= c:
-            # every token before k must come from the text (no inserted ids with an empty span)
-            return k if bool(np.all(offs[:k, 1] > offs[:k, 0])) else 0
-    return 0
+
+    def __init__(self, sample: Sample, ctx: CheckContext):
+        added = ctx.__dict__.get("_added_ids")
+        if added is None:
+            decoder = getattr(ctx.tokenizer, "added_tokens_decoder", None) or {}
+            safe = getattr(ctx.tokenizer, "_tokenizer", None) is not None and not any(
+                getattr(t, "single_word", False) for t in decoder.values())
+            added = ctx._added_ids = frozenset(decoder) if safe else frozenset()
+        self.sample = sample
+        self.usable = bool(added) and sample.strategy != "session"  # session samples may carry EOS ids not in text
+        if not self.usable:
+            return
+        added_arr = ctx.__dict__.get("_added_array")
+        if added_arr is None:
+            added_arr = ctx._added_array = np.fromiter(added, dtype=np.int64, count=len(added))
+        offs = np.asarray(sample.offsets)
+        self.n = sample.num_tokens
+        self.offs = offs
+        nonempty = offs[:self.n, 0] < offs[:self.n, 1]
+        # candidates: added tokens with a non-empty span
+        self.candidate = np.isin(sample.ids_array()[:self.n], added_arr) & nonempty
+        empty = np.flatnonzero(offs[:self.n, 1] <= offs[:self.n, 0])
+        self.first_empty = int(empty[0]) if len(empty) else self.n  # tokens before it all come from the text
+
+    def start(self, prompt: str) -> int:
+        if not self.usable or not self.sample.text.startswith(prompt):
+            return 0
+        c, n, offs = len(prompt), self.n, self.offs
+        hi = min(int(np.searchsorted(offs[:n, 1], c, side="right")), n)  # tokens ending at or before c
+        if hi <= 1:
+            return 0
+        inside = np.flatnonzero(self.candidate[1:hi] & (offs[1:hi, 1] <= c))
+        if not len(inside):
+            return 0
+        k = int(inside[-1]) + 1  # the last added token inside the prompt (never token 0)
+        return k if self.first_empty >= k else 0  # every token before k must come from the text
 
 
 def _tokenize_tails(ctx: CheckContext, texts: list[str], starts: list[int]) -> list[tuple[list[int], Any]]:
