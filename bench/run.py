@@ -320,10 +320,19 @@ def check_runner(setup) -> tuple[Callable[[list], Any] | None, str]:
 
     if all(hasattr(checks, n) for n in ("CheckContext", "iter_outcomes", "Report")):
         def run(convs):
-            ctx = checks.CheckContext(setup, LabelOptions())
-            return checks.Report().add_all(checks.iter_outcomes(convs, ctx))
+            # as `check` runs it: the CLI sets TOKENIZERS_PARALLELISM=false (unless set), so the engine's tokenizer
+            # thread, which works while the checks run, takes one core (step 1 keeps the Rust tokenizer's 2 threads)
+            before = os.environ.get("TOKENIZERS_PARALLELISM")
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            try:
+                ctx = checks.CheckContext(setup, LabelOptions())
+                return checks.Report().add_all(checks.iter_outcomes(convs, ctx))
+            finally:
+                if before is None:
+                    os.environ.pop("TOKENIZERS_PARALLELISM", None)
 
-        return run, "checks.CheckContext + iter_outcomes + Report (the CLI's core path)"
+        return run, ("checks.CheckContext + iter_outcomes + Report (the CLI's core path, with its one tokenizer "
+                     "thread)")
     if hasattr(checks, "run_checks"):
         return (lambda convs: checks.run_checks(convs, setup, LabelOptions())), "checks.run_checks"
     return None, "inspector.checks has neither run_checks nor CheckContext/iter_outcomes/Report"

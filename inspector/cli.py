@@ -396,7 +396,28 @@ def _prepare(args: argparse.Namespace) -> tuple[SetupSpec, CheckContext, Report]
 
 # --- commands -----------------------------------------------------------------------------------------------------
 
+class _one_tokenizer_thread:
+    """While a command runs: the engine tokenizes the next chunk in a background thread while this one renders and
+    checks, and one Rust tokenizer thread leaves the other core to the checks (--num-proc workers inherit it, so
+    they do not oversubscribe the cores either). A value the user set is kept; the old state comes back after."""
+
+    def __enter__(self):
+        self.before = os.environ.get("TOKENIZERS_PARALLELISM")
+        if self.before is None:
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+    def __exit__(self, *exc):
+        if self.before is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        return False
+
+
 def cmd_check(args: argparse.Namespace) -> int:
+    with _one_tokenizer_thread():
+        return _check(args)
+
+
+def _check(args: argparse.Namespace) -> int:
     spec, ctx, report = _prepare(args)
     if args.engine == "ray":
         from .distributed import run_check
@@ -419,6 +440,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    with _one_tokenizer_thread():
+        return _export(args)
+
+
+def _export(args: argparse.Namespace) -> int:
     from .export import ExportWriter
 
     spec, ctx, report = _prepare(args)
