@@ -619,6 +619,9 @@ class ScalingRun:
     peak_hwm: int = 0
     report: dict | None = None
     error: str | None = None
+    worker_peak: int = 0  # the highest RSS of one worker process (a --num-proc worker, a Ray actor)
+    peak_pss: int = 0  # the highest summed PSS of the tree: shared pages counted once
+    cpu: float | None = None  # CPU seconds (user + system) of the fastest run, its reaped descendants included
 
     def conv_per_s(self, n: int) -> float | None:
         return n / self.seconds if self.seconds else None
@@ -646,11 +649,19 @@ def run_scaling(cmd: list[str], env: dict[str, str], variants: list[ScalingRun],
             if v.error and v.seconds is None:
                 continue
             t0 = time.perf_counter()
+            ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
                 proc = subprocess.Popen(cmd + v.args, stdout=out, stderr=err, cwd=ENGINE_PATH or str(REPO), env=env)
-                tree, hwm = _poll_tree(proc)
+                seen: dict[int, list] = {}
+                stats: dict[str, int] = {}
+                tree, hwm = _poll_tree(proc, seen=seen, stats=stats)
                 code = proc.wait()
                 dt = time.perf_counter() - t0
+                ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                # reaped descendants (the CLI and the --num-proc workers it joins), or, when more, what polling saw
+                # (Ray's workers are not children of the command and are not reaped by it)
+                cpu = max((ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime),
+                          sum(entry[2] for entry in seen.values()))
                 out.seek(0)
                 err.seek(0)
                 stdout, stderr = out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace")
@@ -660,10 +671,20 @@ def run_scaling(cmd: list[str], env: dict[str, str], variants: list[ScalingRun],
                 continue
             v.error = None
             v.peak_tree, v.peak_hwm = max(v.peak_tree, tree), max(v.peak_hwm, hwm)
+            workers = [rss for pid, (name, rss, _cpu) in seen.items() if pid != proc.pid and _is_worker(name)]
+            v.worker_peak = max([v.worker_peak, *workers])
+            v.peak_pss = max(v.peak_pss, stats.get("pss", 0))
             if v.seconds is None or dt < v.seconds:
-                v.seconds = dt
+                v.seconds, v.cpu = dt, cpu
             v.report = {k: report.get(k) for k in ("totals", "checks")}
-            print(f"   round {rnd + 1}: {v.name}: {dt:.1f} s, peak RSS {_fmt_mb(max(tree, hwm))} (process tree)")
+            print(f"   round {rnd + 1}: {v.name}: {dt:.1f} s, CPU {cpu:.0f} s ({cpu / dt:.2f} cores busy), peak RSS "
+                  f"{_fmt_mb(max(tree, hwm))} summed over the process tree, PSS {_fmt_mb(stats.get('pss', 0))}")
+
+
+def _is_worker(name: str) -> bool:
+    """A process doing the checks: a --num-proc worker (python) or a Ray actor (ray::MapWorker...), not Ray's own
+    raylet / GCS / agents."""
+    return name.startswith(("python", "ray::MapWorker", "ray::_Evaluator")) or "MapBatches" in name
 
 
 def scaling_lines(variants: list[ScalingRun], n: int) -> list[str]:
@@ -676,7 +697,10 @@ def scaling_lines(variants: list[ScalingRun], n: int) -> list[str]:
             out.append(f"{v.name}: not measured ({v.error})")
             continue
         speed = v.conv_per_s(n)
-        text = f"{v.name}: {v.seconds:.1f} s, {speed:,.0f} conv/s, peak RSS {_fmt_mb(max(v.peak_tree, v.peak_hwm))}"
+        text = (f"{v.name}: {v.seconds:.1f} s, {speed:,.0f} conv/s, CPU {v.cpu:.0f} s ({v.cpu / v.seconds:.2f} cores "
+                f"busy, {1000 * v.cpu / n:.2f} CPU ms per conversation); peak memory {_fmt_mb(v.peak_pss)} (PSS of "
+                f"the process tree; RSS summed {_fmt_mb(max(v.peak_tree, v.peak_hwm))}")
+        text += f", largest worker {_fmt_mb(v.worker_peak)})" if k and v.worker_peak else ")"
         if k and base:
             r = speed / base
             text += (f"; ratio to 1 process = {r:.2f}  target >= {SCALING_TARGET:.2f}  "
@@ -776,8 +800,25 @@ def _vm_hwm(pid: int) -> int:
     return 0
 
 
-def _poll_tree(proc: subprocess.Popen, interval: float = 0.05) -> tuple[int, int]:
-    """(highest summed RSS, summed last-seen VmHWM) of ``proc`` and its descendants while it runs."""
+def _pss(pid: int) -> int:
+    """Proportional set size (bytes): pages shared by several processes (Ray's object store, the Python and library
+    code of forked workers) are split among them, so the PSS of a process tree sums to its real memory."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _poll_tree(proc: subprocess.Popen, interval: float = 0.05, seen: dict[int, list] | None = None,
+               stats: dict[str, int] | None = None) -> tuple[int, int]:
+    """(highest summed RSS, summed last-seen VmHWM) of ``proc`` and its descendants while it runs; ``seen`` collects
+    {pid: [process name, highest RSS]} of each of them; ``stats["pss"]`` gets the highest summed PSS (read every
+    0.25 s: it is slower to read)."""
+    last_pss = 0.0
     try:
         import psutil
     except ImportError:
@@ -794,7 +835,13 @@ def _poll_tree(proc: subprocess.Popen, interval: float = 0.05) -> tuple[int, int
                 pids = [q.pid for q in procs]
                 for q in procs:
                     try:
-                        total += q.memory_info().rss
+                        rss = q.memory_info().rss
+                        total += rss
+                        if seen is not None:
+                            entry = seen.setdefault(q.pid, [q.name(), 0, 0.0])
+                            entry[1] = max(entry[1], rss)
+                            t = q.cpu_times()
+                            entry[2] = t.user + t.system  # the last seen CPU time of this process
                     except psutil.Error:
                         pass
             except psutil.Error:
@@ -804,6 +851,9 @@ def _poll_tree(proc: subprocess.Popen, interval: float = 0.05) -> tuple[int, int
             if v:
                 hwm[pid] = max(hwm.get(pid, 0), v)
         peak = max(peak, total)
+        if stats is not None and time.monotonic() - last_pss >= 0.25:
+            last_pss = time.monotonic()
+            stats["pss"] = max(stats.get("pss", 0), sum(_pss(pid) for pid in pids))
         time.sleep(interval)
     return peak, sum(hwm.values())
 
@@ -941,8 +991,10 @@ def results_markdown(runs: list[TokenizerRun], stream: StreamResult | None, args
                   f"The same {stream.n:,}-conversation streamed check through the CLI (`check FILE --json`), "
                   f"tokenizer {stream.tokenizer}, each way timed {max(REPEAT, 1)} time(s) in turn, fastest kept; "
                   "wall time includes start-up (Python imports, the tokenizer, and for Ray starting a local "
-                  "cluster); peak RSS is the summed RSS of the whole process tree (for Ray: driver, raylet, GCS, "
-                  "workers, and the object store pages they map).", ""]
+                  "cluster); CPU is user + system time of the run and the processes it reaped; peak memory is the "
+                  "summed proportional set size (PSS) of the whole process tree, which counts pages shared between "
+                  "processes (Ray's object store, forked code) once; the summed RSS counts them in every process "
+                  "(for Ray: driver, raylet, GCS, Ray's own actors, the workers).", ""]
         lines += [f"- {line}" for line in scaling_lines(scaling, stream.n)] + [""]
     lines += [NOTES_BEGIN, notes.strip("\n"), NOTES_END, "", "## Targets", ""]
     lines += target_lines(runs, stream, scaling)

@@ -298,12 +298,19 @@ class CheckContext:
         return code not in self.skip
 
     def show(self, token_id: int) -> str:
-        """A token for messages: its text and id. Example: 369 -> "' quick' (id 369)"."""
-        try:
-            text = self.tokenizer.decode([int(token_id)])
-        except Exception:  # an id outside the vocabulary
-            text = "?"
-        return f"{text!r} (id {int(token_id)})"
+        """A token for messages: its text and id. Example: 369 -> "' quick' (id 369)". Kept per id (messages name
+        the same EOS / BOS in every sample)."""
+        token_id = int(token_id)
+        shown = self.__dict__.setdefault("_shown", {})
+        if token_id not in shown:
+            try:
+                text = self.tokenizer.decode([token_id])
+            except Exception:  # an id outside the vocabulary
+                text = "?"
+            if len(shown) > 4096:
+                shown.clear()
+            shown[token_id] = f"{text!r} (id {token_id})"
+        return shown[token_id]
 
 
 def tokenizer_adds_bos(tokenizer: Any) -> bool:

@@ -601,7 +601,17 @@ def _inspector_error(exc: BaseException) -> InspectorError | None:
     return None
 
 
-def _plan(fs, files: list[InputFile], fmt: str | None, split: int) -> tuple[list[_Range], list[_Start]]:
+def _readers(tasks: int, workers: int) -> int:
+    """Read tasks at a time: reading and splitting lines runs at ~100 MB/s, checking at ~2.5 MB/s per worker, so
+    one reader feeds about 16 workers (and every reader is one more process holding memory).
+
+    Example: _readers(8, 2) -> 1; _readers(100, 64) -> 4.
+    """
+    return max(1, min(tasks, -(-workers // 16)))
+
+
+def _plan(fs, files: list[InputFile], fmt: str | None, split: int, workers: int = 1
+          ) -> tuple[list[_Range], list[_Start]]:
     """The read ranges and where each starts: a counting pass (in Ray tasks) over every range but the last."""
     import ray.data
 
@@ -610,7 +620,8 @@ def _plan(fs, files: list[InputFile], fmt: str | None, split: int) -> tuple[list
     counts = {k: (0, r.rows) for k, r in enumerate(ranges) if r.rows is not None}
     if head:
         src = _datasource(fs, files, ranges, head, None, fmt, 1, None)
-        for row in ray.data.read_datasource(src, override_num_blocks=len(head), num_cpus=0).take_all():
+        for row in ray.data.read_datasource(src, override_num_blocks=len(head), num_cpus=0,
+                                            concurrency=_readers(len(head), workers)).take_all():
             counts[row["range"]] = (row["lines"], row["records"])
     return ranges, _starts(files, ranges, counts)
 
@@ -647,13 +658,14 @@ def _run(data: str, ctx: CheckContext, report: Report, *, fmt: str | None, limit
         dctx.verbose_stats_logs = False
         workers = _workers(options)
         total = sum(fs.get_file_info(f.path).size or 0 for f in files)
-        ranges, starts = _plan(fs, files, fmt, options.split_bytes or split_bytes(total, workers))
+        ranges, starts = _plan(fs, files, fmt, options.split_bytes or split_bytes(total, workers), workers)
         keep = [k for k in range(len(ranges)) if limit is None or starts[k].position < limit]
         job = _Job(tuple(files), fmt, ctx.opts, ctx.thresholds, tuple(sorted(ctx.skip)), ctx.verify, chunk_size,
                    out=out, out_format=out_format, run_id=secrets.token_hex(4))
         setup_ref = [ray.put(ctx.setup)]  # in a list: Ray would pass a bare ObjectRef argument resolved
         ds = ray.data.read_datasource(_datasource(fs, files, ranges, keep, starts, fmt, options.batch_size, limit),
-                                      override_num_blocks=max(1, len(keep)), num_cpus=0)
+                                      override_num_blocks=max(1, len(keep)), num_cpus=0,
+                                      concurrency=_readers(len(keep), workers))
         ds = ds.map_batches(_Evaluator, fn_constructor_kwargs={"setup_ref": setup_ref, "job": job},
                             batch_size=options.batch_size, batch_format="pyarrow", num_cpus=1,
                             compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1))
