@@ -332,6 +332,9 @@ def _labeled(sample: Sample) -> np.ndarray:
     return sample.labels_array() != IGNORE_INDEX
 
 
+_PROMPT_SEGMENT = np.asarray([name in ("user", "system", "tool") for name in SEGMENTS])  # by segment code
+
+
 def _segment_codes(sample: Sample) -> np.ndarray:
     """The per-token segments as codes into ``SEGMENTS`` (what the engine stores), without making the name list."""
     stored = _stored(sample, "segments")
@@ -612,7 +615,7 @@ def _check_leak(sample, conv, ctx, labeled):
     if not ctx.enabled("label-leak") or sample.strategy == "all-tokens" or not labeled.any():
         return []
     codes = _segment_codes(sample)
-    prompt = np.isin(codes, [SEG_CODE[r] for r in ("user", "system", "tool")])
+    prompt = _PROMPT_SEGMENT[codes]
     leak = labeled & prompt & ~np.asarray(sample.straddles, dtype=bool)
     if not leak.any():
         return []
@@ -743,15 +746,19 @@ class _TailStarts:
         self.usable = bool(added) and sample.strategy != "session"  # session samples may carry EOS ids not in text
         if not self.usable:
             return
-        added_arr = ctx.__dict__.get("_added_array")
-        if added_arr is None:
-            added_arr = ctx._added_array = np.fromiter(added, dtype=np.int64, count=len(added))
+        is_added = ctx.__dict__.get("_is_added")  # a lookup table over token ids: True for an added token
+        if is_added is None:
+            top = max(max(added), ctx.vocab_size) + 1
+            is_added = ctx._is_added = np.zeros(top, dtype=bool)
+            is_added[np.fromiter(added, dtype=np.int64, count=len(added))] = True
         offs = np.asarray(sample.offsets)
         self.n = sample.num_tokens
         self.offs = offs
         nonempty = offs[:self.n, 0] < offs[:self.n, 1]
+        ids = sample.ids_array()[:self.n]
+        inside = (ids >= 0) & (ids < len(is_added))
         # candidates: added tokens with a non-empty span
-        self.candidate = np.isin(sample.ids_array()[:self.n], added_arr) & nonempty
+        self.candidate = np.where(inside, is_added[np.where(inside, ids, 0)], False) & nonempty
         empty = np.flatnonzero(offs[:self.n, 1] <= offs[:self.n, 0])
         self.first_empty = int(empty[0]) if len(empty) else self.n  # tokens before it all come from the text
 
