@@ -615,6 +615,7 @@ class ScalingRun:
     name: str
     args: list[str]
     seconds: float | None = None
+    cpus: set[int] | None = None  # run pinned to these CPUs (sched_setaffinity), e.g. {0}: one core
     peak_tree: int = 0
     peak_hwm: int = 0
     report: dict | None = None
@@ -628,7 +629,9 @@ class ScalingRun:
 
 
 def scaling_variants(workers: int = 2) -> list[ScalingRun]:
-    """1 process, ``--num-proc N`` and ``--engine ray`` with N workers (skipped with a reason without Ray)."""
+    """1 process, ``--num-proc N`` and ``--engine ray`` with N workers (skipped with a reason without Ray), and for
+    reference 1 process pinned to one core: 1 process alone already keeps more than one core busy (the engine
+    tokenizes the next chunk in a thread while it checks this one)."""
     runs = [ScalingRun("1 process", []), ScalingRun(f"--num-proc {workers}", ["--num-proc", str(workers)])]
     on_ray = ScalingRun(f"--engine ray, {workers} workers", ["--engine", "ray", "--ray-workers", str(workers)])
     try:
@@ -639,6 +642,11 @@ def scaling_variants(workers: int = 2) -> list[ScalingRun]:
     except (ImportError, ValueError):
         on_ray.error = "Ray is not installed (pip install -r requirements-ray.txt)"
     runs.append(on_ray)
+    try:
+        first = min(os.sched_getaffinity(0))
+        runs.append(ScalingRun("1 process on 1 core (reference)", [], cpus={first}))
+    except (AttributeError, OSError):
+        pass
     return runs
 
 
@@ -651,7 +659,9 @@ def run_scaling(cmd: list[str], env: dict[str, str], variants: list[ScalingRun],
             t0 = time.perf_counter()
             ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-                proc = subprocess.Popen(cmd + v.args, stdout=out, stderr=err, cwd=ENGINE_PATH or str(REPO), env=env)
+                pin = (lambda cpus=v.cpus: os.sched_setaffinity(0, cpus)) if v.cpus else None
+                proc = subprocess.Popen(cmd + v.args, stdout=out, stderr=err, cwd=ENGINE_PATH or str(REPO), env=env,
+                                        preexec_fn=pin)
                 seen: dict[int, list] = {}
                 stats: dict[str, int] = {}
                 tree, hwm = _poll_tree(proc, seen=seen, stats=stats)
@@ -691,17 +701,24 @@ def scaling_lines(variants: list[ScalingRun], n: int) -> list[str]:
     """One line per variant: conv/s, ratio to 1 process against the target, peak memory; and whether the reports
     are identical."""
     base = variants[0].conv_per_s(n) if variants and variants[0].seconds else None
+    ref = next((v for v in variants if v.cpus and v.seconds), None)
     out = []
     for k, v in enumerate(variants):
         if v.seconds is None:
             out.append(f"{v.name}: not measured ({v.error})")
+            continue
+        if v.cpus:
+            speeds = ", ".join(f"{w.name} {w.conv_per_s(n) / v.conv_per_s(n):.2f}" for w in variants
+                               if w is not v and w.seconds)
+            out.append(f"{v.name}: {v.seconds:.1f} s, {v.conv_per_s(n):,.0f} conv/s, CPU {v.cpu:.0f} s; "
+                       f"conv/s of the others over this: {speeds}")
             continue
         speed = v.conv_per_s(n)
         text = (f"{v.name}: {v.seconds:.1f} s, {speed:,.0f} conv/s, CPU {v.cpu:.0f} s ({v.cpu / v.seconds:.2f} cores "
                 f"busy, {1000 * v.cpu / n:.2f} CPU ms per conversation); peak memory {_fmt_mb(v.peak_pss)} (PSS of "
                 f"the process tree; RSS summed {_fmt_mb(max(v.peak_tree, v.peak_hwm))}")
         text += f", largest worker {_fmt_mb(v.worker_peak)})" if k and v.worker_peak else ")"
-        if k and base:
+        if k and base and ref is not v:
             r = speed / base
             text += (f"; ratio to 1 process = {r:.2f}  target >= {SCALING_TARGET:.2f}  "
                      f"{'MET' if r >= SCALING_TARGET else 'MISSED'}")
@@ -1026,7 +1043,7 @@ def target_lines(runs: list[TokenizerRun], stream: StreamResult | None,
             out.append(f"- streamed {stream.n:,}-conversation check peak RSS {_fmt_mb(stream.peak)} < 1.5 GB: "
                        f"{'MET' if met else 'MISSED'}{full}")
     if scaling and stream is not None and scaling[0].seconds:
-        for v in scaling[1:]:
+        for v in [w for w in scaling[1:] if not w.cpus]:
             r = v.conv_per_s(stream.n) / scaling[0].conv_per_s(stream.n) if v.seconds else None
             status = "not measured" if r is None else ("MET" if r >= SCALING_TARGET else "MISSED")
             out.append(f"- streamed check {v.name} / 1 process >= {SCALING_TARGET:g}: {status}"
