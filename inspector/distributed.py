@@ -3,16 +3,20 @@
 The per-record work is the local engine's, unchanged: ``checks.evaluate`` over chunks of loaded records. Ray Data
 only moves the records:
 
-    read (one task per file)  ->  map_batches (an actor pool: one CheckContext, i.e. one tokenizer, per worker)
-      -> one small row per batch back to the driver: the batch's partial Report (and, for export, its shard names)
+    read (one task per byte range of a file)  ->  map_batches (an actor pool: one CheckContext, i.e. one
+      tokenizer, per worker)  ->  one small row per run of records back to the driver: its partial Report (and, for
+      export, its shard names)
 
-1. **Read.** ``_RecordSource`` is a Ray Data file-based datasource (paths on any filesystem pyarrow understands:
-   local, ``s3://``, ``gs://``, ...). It emits one row per input record with the record's global position: raw
-   JSONL lines (blank lines skipped exactly as ``loaders.iter_records`` skips them), Parquet rows, or the records of
-   a ``.json`` file (parsed whole, as the loader does). Parsing happens in the workers, with the loader's own
-   per-record functions (``loaders.jsonl_item``, ``normalize_record`` via ``_convert``), so every record becomes the
-   same ``Conversation`` or ``Rejected`` (same id, file, line or row, reasons) as locally. When there are several
-   files, a first, cheap pass counts the records of each (Parquet: its metadata) to know where each file starts.
+1. **Read.** ``_RecordSource`` is a Ray Data datasource over files on any filesystem pyarrow understands (local,
+   ``s3://``, ``gs://``, ...). JSONL files are cut into byte ranges (a range reads the lines that start in it),
+   Parquet files into groups of row groups, a ``.json`` file is one range (parsed whole, as the loader does); so one
+   big file still feeds every worker. It emits one row per input record with the record's global position: the raw
+   JSONL line (blank lines skipped exactly as ``loaders.iter_records`` skips them), the Parquet row, or the record of
+   the ``.json`` file. Parsing happens in the workers, with the loader's own per-record functions
+   (``loaders.jsonl_item``, ``normalize_record`` via ``_convert``), so every record becomes the same
+   ``Conversation`` or ``Rejected`` (same id, file, line or row, reasons) as locally. A first, cheap pass counts the
+   lines and records of every range but the last (Parquet: from its metadata), so each range knows its first line
+   number, its first record number in the file and its first global position.
 2. **Evaluate.** ``_Evaluator`` (an actor; Ray Data keeps a pool of them) sorts a batch by position, splits it into
    runs of consecutive positions and checks each run with ``iter_outcomes(run, ctx, start=POSITION)`` (``evaluate``
    chunk by chunk, the next chunk tokenized meanwhile), so the verifier's ``sample`` mode picks the same records as
@@ -406,6 +410,7 @@ class _Job:
     out: str | None = None  # export: the output folder (a local path or a URI)
     out_format: str = "jsonl"
     run_id: str = ""
+    max_examples: int = 5  # of the driver's Report: each partial keeps as many
 
 
 def _runs(positions: list[int]) -> list[tuple[int, int]]:
@@ -510,7 +515,7 @@ class _Evaluator:
             start = positions[a]
             items = [_to_item(job.files[cols["file"][i]], cols["line"][i], cols["index"][i], cols["kind"][i],
                               cols["payload"][i], job.fmt) for i in order[a:b]]
-            report = Report()
+            report = Report(max_examples=job.max_examples)
             writer = _ShardWriter(job, start) if job.out is not None else None
             done: list = []
             for oc in iter_outcomes(items, self.ctx, chunk_size=job.chunk_size, keep_rows=writer is not None,
@@ -661,7 +666,7 @@ def _run(data: str, ctx: CheckContext, report: Report, *, fmt: str | None, limit
         ranges, starts = _plan(fs, files, fmt, options.split_bytes or split_bytes(total, workers), workers)
         keep = [k for k in range(len(ranges)) if limit is None or starts[k].position < limit]
         job = _Job(tuple(files), fmt, ctx.opts, ctx.thresholds, tuple(sorted(ctx.skip)), ctx.verify, chunk_size,
-                   out=out, out_format=out_format, run_id=secrets.token_hex(4))
+                   out=out, out_format=out_format, run_id=secrets.token_hex(4), max_examples=report.max_examples)
         setup_ref = [ray.put(ctx.setup)]  # in a list: Ray would pass a bare ObjectRef argument resolved
         ds = ray.data.read_datasource(_datasource(fs, files, ranges, keep, starts, fmt, options.batch_size, limit),
                                       override_num_blocks=max(1, len(keep)), num_cpus=0,
