@@ -9,14 +9,18 @@ In one run, on the same conversations (``bench/data.py``, plus the demo set when
 3. ours: ``LabelEngine(setup).build(conversations, LabelOptions())`` (assistant-only) with the plain template, so our
    span finder does the work;
 4. ours: the full pre-flight check (``inspector.checks``: build + every check + the aggregated report, the CLI's
-   core path); skipped with a message while ``inspector/checks.py`` does not exist.
+   core path); skipped with a message while ``inspector/checks.py`` does not exist;
+5. the peer: TRL's real data path, ``SFTTrainer._prepare_dataset`` with ``assistant_only_loss=True`` on the
+   generated conversations (GEN as the template); skipped with a reason where ``trl`` is not installed.
 
 Then the memory of a streamed check: ``--stream-n`` generated conversations written to a temporary JSONL file and
 streamed through the check in a subprocess (the CLI when ``python -m inspector`` exists, else the core path), its
-peak RSS measured from outside (psutil, the whole process tree) and inside (``getrusage``).
+peak RSS measured from outside (psutil, the whole process tree) and inside (``getrusage``); and its scaling: the
+same file with 1 process, ``--num-proc 2``, ``--engine ray`` with 2 workers and 1 process on one core, as
+conversations/s, ratios to 1 process (target >= 1.7), CPU seconds and peak memory (PSS of the process tree).
 
 Prints conversations/s, tokens/s and peak RSS per step, the ratios 3/2, 3/1, 4/1 (speed over speed, i.e. time
-over time) and whether each target is met; writes ``bench/RESULTS.md`` (not with ``--quick`` unless ``--results``
+over time) and whether each target is met, and the peer ratios 3/5 and 4/5 (no target); writes ``bench/RESULTS.md`` (not with ``--quick`` unless ``--results``
 is given), keeping the hand-written profiling notes between the ``notes`` markers.
 
     python bench/run.py                       # 10,000 conversations, deepseek + qwen2, 100,000 streamed
@@ -395,7 +399,7 @@ def bench_tokenizer(bt: BenchTokenizer, convs: list, n_demo: int, corpus: Path) 
         steps.append((4, "inspector full pre-flight check", lambda: runner(convs)))
     if trl_prepare is not None:
         steps.append((5, TRL_LABEL, trl_prepare))
-    # Rounds run the steps in turn (1, 2, 3, 4, 1, 2, ...), so a burst of load from elsewhere does not land on
+    # Rounds run the steps in turn (1, 2, 3, 4, 5, 1, 2, ...), so a burst of load from elsewhere does not land on
     # every run of one step; the fastest run of each step counts.
     for rnd in range(max(REPEAT, 1)):
         this_round = []
@@ -962,7 +966,7 @@ def results_markdown(runs: list[TokenizerRun], stream: StreamResult | None, args
              "- machine: " + f"{mach['nproc']} cores (nproc), {mach['cpu']}, {mach['ram']} RAM",
              f"- engine: `inspector` imported from `{_rel(mach.get('engine', ''))}`; load average (1, 5, 15 min) "
              f"at start {mach.get('load_start')}, at end {mach.get('load_end')}; each step timed "
-             f"{REPEAT} time(s) in rounds (1, 2, 3, 4, 1, ...), fastest kept",
+             f"{REPEAT} time(s) in rounds (1, 2, 3, 4, 5, 1, ...), fastest kept",
              "- software: " + ", ".join(f"{k} {mach[k]}" for k in ("python", "transformers", "tokenizers", "jinja2",
                                                                  "numpy")),
              f"- data: `bench/data.py` seed {args.seed}: {data_desc['records']:,} generated conversations "
