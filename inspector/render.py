@@ -512,18 +512,26 @@ def _leading_marker(tail: str, marker_re: re.Pattern) -> str | None:
     return m.group(0) if m else None
 
 
-def _closing(tail: str, user_closing: str, marker_re: re.Pattern) -> str | None:
+def _closing(tail: str, user_closing: str, marker_re: re.Pattern, opener: str = "") -> str | None:
     """The markup that closes an answer, from the text that follows it (``tail``).
 
     Templates usually close every message the same way: when the text that closes a user message (``user_closing``)
-    occurs in the tail, the closing runs up to and including it (Cohere: "<|END_RESPONSE|><|END_OF_TURN_TOKEN|>").
+    occurs in the tail, the closing runs up to and including it (Cohere: "<|END_RESPONSE|><|END_OF_TURN_TOKEN|>"),
+    and on over markers written right after it that do not open the next message (``opener``: the text before a
+    user message): a template whose answers end ``"}<|eot|>`` where user messages end ``"}``.
     Otherwise it is the first marker of the tail (DeepSeek "<｜end▁of▁sentence｜>", GLM's next-role "<|user|>").
 
-    Example: tail "<|im_end|>\\n<|im_start|>user\\n", user_closing "<|im_end|>\\n" -> "<|im_end|>"
+    Example: tail "<|im_end|>\n<|im_start|>user\n", user_closing "<|im_end|>\n" -> "<|im_end|>"
     """
     uc = user_closing.strip()
     if uc and uc in tail:
-        return tail[: tail.find(uc) + len(uc)].strip() or None
+        closing = tail[: tail.find(uc) + len(uc)]
+        while True:
+            m = marker_re.match(tail, len(closing))
+            if m is None or m.group(0) in opener:
+                break
+            closing = tail[: m.end()]
+        return closing.strip() or None
     return _leading_marker(tail, marker_re)
 
 
@@ -622,7 +630,7 @@ def _probe(template: str, tokenizer: Any, extra: dict[str, Any] | None, limits: 
     user = [{"role": "user", "content": PROBE_USER}]
     answer = {"role": "assistant", "content": PROBE_ANSWER}
     gen_prompt = header = None
-    user_closing = ""
+    user_closing = opener = ""
     try:
         without, with_gen = r(user), r(user, True)
         if with_gen.startswith(without) and len(with_gen) > len(without):
@@ -632,6 +640,7 @@ def _probe(template: str, tokenizer: Any, extra: dict[str, Any] | None, limits: 
         pos = without.rfind(PROBE_USER)
         if pos >= 0:
             user_closing = _cut_at_opener(without[pos + len(PROBE_USER):], without[:pos], tokenizer, marker_re)
+            opener = without[:pos]
         pos = with_gen.rfind(PROBE_USER)
         if header is None and pos >= 0:
             # the template always writes the assistant header after a user message: Mistral "[/INST]", Phi-3.5
@@ -657,14 +666,14 @@ def _probe(template: str, tokenizer: Any, extra: dict[str, Any] | None, limits: 
         b = text.find(PROBE_USER_2, a + 1)
         if a >= 0 and b >= 0:
             answer_to_user = text[a + len(PROBE_ANSWER):b]
-            add(_closing(answer_to_user, user_closing, marker_re))
+            add(_closing(answer_to_user, user_closing, marker_re, opener))
     except RenderError as exc:
         notes.append(f"probe with a second user message failed: {exc}")
     try:
         text = r(user + [answer])
         a = text.find(PROBE_ANSWER)
         if a >= 0:
-            add(_closing(text[a + len(PROBE_ANSWER):], user_closing, marker_re))
+            add(_closing(text[a + len(PROBE_ANSWER):], user_closing, marker_re, opener))
     except RenderError as exc:
         notes.append(f"probe ending on an answer failed: {exc}")
     _probe_tool_closing(r, user, marker_re, answer_to_user, eots, add)
