@@ -12,9 +12,13 @@ Strategies (``STRATEGIES``):
   ``TurnFormat`` the dialogue is laid out by that format instead of the chat template.
 - ``split-turns``: one sample per assistant turn k, rendered from messages[:k+1], only turn k labeled
   (``keep_history_labels=True``: earlier answers stay labeled too).
-- ``response-template``: the completion-only collator: search the token ids of a response marker in the sequence
-  and label what follows it; when the marker tokenizes differently in context, nothing is found and every label
-  is -100, exactly as the collator does.
+- ``response-template``: the completion-only collator, exactly (TRL's ``DataCollatorForCompletionOnlyLM``): pad
+  ids -100, then everything through the LAST match of the response marker's token ids masked (only the final
+  answer of a multi-turn conversation is trained); when the marker tokenizes differently in context, nothing is
+  found and every label is -100, exactly as the collator does.
+
+A final answer the template leaves open (no closing after it, though other answers have one: GLM's next-role
+``<|user|>``) gets the template's closing appended and labeled (``_close_open_last_turn``).
 
 Example (ChatML, assistant-only): "<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\nHello!<|im_end|>\\n"
 -> labeled tokens decode to "Hello!<|im_end|>"; all others are -100.
