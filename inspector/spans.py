@@ -36,7 +36,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import RenderError
+from .errors import RenderError, RenderTimeout
 from .render import TemplateInfo, _common_prefix_len
 
 SHORT_PIECE = 16  # pieces shorter than this are confirmed with a sentinel render
@@ -249,6 +249,8 @@ def marked_layout(text: str, messages: list[dict[str, Any]],
             return None
         try:
             other = rerender(probe)
+        except RenderTimeout:
+            raise  # out of time: the record is rejected, no other render would do better
         except RenderError:
             continue
         plain, found, absent, broken = parse_marked(other, keys)
@@ -283,6 +285,8 @@ def _sentinel_locate(text: str, messages: list[dict[str, Any]], i: int, kind: st
     probe[i][field_name] = SENTINEL
     try:
         other = rerender(probe)
+    except RenderTimeout:
+        raise  # out of time: the record is rejected, no other render would do better
     except RenderError:
         return "failed", None
     pos = other.find(SENTINEL)
@@ -548,6 +552,8 @@ def _turn_end_by_prefix(text: str, messages: list[dict[str, Any]], i: int, body_
     else:
         try:
             alone = rerender(messages[: i + 1])
+        except RenderTimeout:
+            raise  # out of time: the record is rejected, no other render would do better
         except RenderError:
             return body_from
         end = _common_prefix_len(text, alone)
@@ -583,6 +589,8 @@ def tool_call_region(text: str, messages: list[dict[str, Any]], i: int,
     probe[i] = {k: v for k, v in messages[i].items() if k != "tool_calls"}
     try:
         other = rerender(probe)
+    except RenderTimeout:
+        raise  # out of time: the record is rejected, no other render would do better
     except RenderError:
         return None
     start = _common_prefix_len(text, other)
