@@ -263,7 +263,8 @@ def render(messages: list[dict[str, Any]], template: str, tokenizer: Any = None,
     compiled = compile_template(template)
     env = compiled.environment
     ctx = dict(variables if variables is not None else template_variables(tokenizer))
-    ctx.update(messages=_alias_reasoning_fields(_plain_template_data(messages)), tools=_plain_template_data(tools),
+    ctx.update(messages=_alias_reasoning_fields(_plain_template_data(_normalize(messages))),
+               tools=_plain_template_data(tools),
                documents=None, add_generation_prompt=add_generation_prompt)
     blocks: list[str] = []
     gen_spans: list[tuple[int, int]] = []
@@ -292,6 +293,17 @@ def render(messages: list[dict[str, Any]], template: str, tokenizer: Any = None,
         raise RenderError(f"Chat template failed: {type(exc).__name__}: {exc}") from exc
     text = "".join(blocks)
     return Rendered(text, [tuple(s) for s in gen_spans] if track_generation else None)
+
+
+def _normalize(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What ``apply_chat_template`` does to messages before a template sees them (transformers 5.x: keys whose value
+    is None are dropped, so ``content=None`` reaches the template as a missing key), so our text stays exactly
+    transformers'. Example: [{"role": "assistant", "content": None}] -> [{"role": "assistant"}]."""
+    try:
+        from transformers.utils.chat_template_utils import _normalize_chat_messages
+    except ImportError:  # older transformers pass messages as they are
+        return messages
+    return _normalize_chat_messages(messages)
 
 
 def _limit_in_context(exc: BaseException) -> RenderTimeout | None:
