@@ -448,9 +448,19 @@ def _compatible(a: tuple, b: tuple) -> tuple | None:
     return tuple(out)
 
 
+def _pattern(kind: Any, piece: _Piece) -> tuple | None:
+    """Per occurrence 1/0/None for a trained or sometimes-trained piece (None for the others)."""
+    if kind == _A:
+        return tuple(None if v is None else 1 for v in piece.seen)
+    if isinstance(kind, tuple) and kind[0] == "M":
+        return kind[1]
+    return None
+
+
 def _group(pieces: list[_Piece]) -> list[_Group]:
     """Consecutive pieces with the same kind form a group; never-observed pieces join their neighbour; a sliced
-    expression is a group of its own."""
+    expression is a group of its own. A trained piece joins a sometimes-trained neighbour when it is empty wherever
+    that one is not trained (``content + '<|im_end|>'`` where an empty content leaves the marker untrained)."""
     groups: list[_Group] = []
     pending: list[_Piece] = []
     for p in pieces:
@@ -459,16 +469,22 @@ def _group(pieces: list[_Piece]) -> list[_Group]:
             (groups[-1].pieces if groups else pending).append(p)
             continue
         last = groups[-1] if groups else None
-        if last is not None and isinstance(kind, tuple) and kind[0] == "M" and isinstance(last.kind, tuple) \
-                and last.kind[0] == "M":
-            merged = _compatible(last.kind[1], kind[1])
+        if last is not None and last.kind == kind and kind in (_A, _N):
+            last.pieces.append(p)
+            continue
+        mine = _pattern(kind, p)
+        theirs = None
+        if last is not None and last.kind == _A:
+            theirs = tuple(None if all(q.seen[j] is None for q in last.pieces) else 1 for j in range(len(p.seen)))
+        elif last is not None and isinstance(last.kind, tuple) and last.kind[0] == "M":
+            theirs = last.kind[1]
+        if mine is not None and theirs is not None and "M" in (kind[0] if isinstance(kind, tuple) else "",
+                                                               last.kind[0] if isinstance(last.kind, tuple) else ""):
+            merged = _compatible(theirs, mine)
             if merged is not None:
                 last.kind = ("M", merged)
                 last.pieces.append(p)
                 continue
-        if last is not None and last.kind == kind and kind in (_A, _N):
-            last.pieces.append(p)
-            continue
         groups.append(_Group(kind, pending + [p]))
         pending = []
     if pending:
@@ -570,9 +586,15 @@ def _decide(pieces: list[_Piece], answers: list[tuple[bool, ...]], features: lis
                                     p.example))
             continue
         pattern = g.pattern
+        if g.kind == _A and len(g.pieces) == 1 and p.char is None and None in p.seen:
+            # transformers marks a token an empty generation block falls inside: guard the block with the value
+            g.kind = ("S", [(None, ("all", 0, 0))], tuple(None if v is None else 1 for v in p.seen))
+            continue
         if pattern is None or all(v in (1, None) for v in pattern):
             continue
         g.cond = find_condition(pattern, answers, features)
+        if g.cond is not None and len(g.pieces) == 1 and p.char is None and None in p.seen:
+            g.kind = ("S", [(None, ("all", 0, 0))], pattern)  # an empty value must not leave an empty block
         if g.cond is None:
             names = ", ".join(name for name, _ in features) or "none: not inside a loop over messages"
             problems.append(Problem(p.atom.unit.line, _piece_source(src, p), "this output is trained for some "
@@ -654,7 +676,11 @@ def _sliced_items(g: _Group, env: Any) -> list[tuple[str, str]]:
 
 
 def _slice_items(mode: str, x: int, y: int) -> list[tuple[str, str]]:
-    """Write ``_tt`` in three slices, the middle one (the trained run) inside a generation block."""
+    """Write ``_tt`` in three slices, the middle one (the trained run) inside a generation block; mode "all": the
+    whole value, in a block only when it is not empty."""
+    if mode == "all":
+        return [("block", "if _tt"), ("block", "generation"), ("var", "_tt"), ("block", "endgeneration"),
+                ("block", "endif")]
     if mode == "ac":
         pre, mid, post = (f"_tt[:{x}]" if x else None), (f"_tt[{x}:-{y}]" if y else f"_tt[{x}:]"), \
             (f"_tt[-{y}:]" if y else None)
