@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the list as JSON")
     p.set_defaults(handler=cmd_checks)
 
-    p = sub.add_parser("training-template", help="write the chat template with {% generation %} tags around what our "
+    p = sub.add_parser("training-template", help="write the chat template with {%% generation %%} tags around what our "
                                                  "labels train, and verify it through transformers",
                        description="Rewrite --chat-template so apply_chat_template(return_assistant_tokens_mask=True) "
                                    "(TRL's assistant_only_loss) trains exactly our assistant-only labels; verify it "
@@ -447,7 +447,7 @@ def cmd_training_template(args: argparse.Namespace) -> int:
     opts = LabelOptions(template_kwargs=dict(args.template_var))
     report = export_training_template(setup, data.conversations if data else None, opts)
     src = Path(args.chat_template)
-    out = Path(args.out) if args.out else src.with_name(src.name.split(".")[0] + ".training.jinja")
+    out = Path(args.out) if args.out else src.with_name(src.stem + ".training.jinja")
     try:
         out.write_text(report.training.template, encoding="utf-8")
     except OSError as exc:
@@ -471,7 +471,7 @@ def cmd_training_template(args: argparse.Namespace) -> int:
         result = "verified" if r.verified else r.reason or f"{len(r.mismatches)}+ tokens differ"
         agree = f"{100 * r.agreement:.2f}%" if r.tokens else "-"
         print(f"{r.conversation_id:<{width}}  {r.tokens:>7}  {agree:>8}  "
-              f"{'same' if r.identical else '-':<9}  {result}")
+              f"{'same' if r.identical else 'DIFFERS' if r.identical is False else '-':<9}  {result}")
         for m in r.mismatches[:3]:
             print(f"{'':<{width}}    token {m.index} {m.token!r}: ours {'trained' if m.ours else 'masked'}, "
                   f"mask {'trained' if m.mask else 'masked'}")

@@ -367,6 +367,7 @@ class Context:
     line_start: bool
     right: str
     right_stripped: bool
+    strip_left: bool = False  # the tag sits where a "{{-" stood: it takes over stripping the whitespace before it
 
     @property
     def lstrip_would_eat(self) -> bool:
@@ -382,7 +383,7 @@ def block_tag(statement: str, left: Context | None = None, right: Context | None
 
     Example: block_tag("endgeneration", right=Context("", False, "\n<|im_start|>", False)) -> "{% endgeneration +%}"
     """
-    lmod = "+" if left is not None and left.lstrip_would_eat else ""
+    lmod = "-" if left is not None and left.strip_left else "+" if left is not None and left.lstrip_would_eat else ""
     rmod = ""
     if right is not None:
         rmod = "-" if right.right_stripped else "+" if right.right.startswith("\n") else ""

@@ -45,14 +45,14 @@ class ConversationCheck:
     source: str | None
     tokens: int = 0
     agree: int = 0
-    identical: bool = False
+    identical: bool | None = None  # None: not checked (the conversation does not render)
     reason: str | None = None
     mismatches: list[Mismatch] = field(default_factory=list)
     flags: int = 0
 
     @property
     def verified(self) -> bool:
-        return self.reason is None and self.identical and self.tokens > 0 and self.agree == self.tokens
+        return self.reason is None and self.identical is True and self.tokens > 0 and self.agree == self.tokens
 
     @property
     def comparable(self) -> bool:

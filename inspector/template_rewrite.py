@@ -499,6 +499,7 @@ def rewrite(src: TemplateSource, decided: dict[int, list[_Group]], problems: lis
     kinds_at: dict[int, set[str]] = {}
     internal: dict[int, dict[int, list[tuple[str, str]]]] = {}  # unit id -> id(piece) -> items before it
     rebuilt: dict[int, list[_Group]] = {}
+    strip_left: set[int] = set()
     only_tags = True
     for out_id, groups in decided.items():
         if not any(g.wrapped or (g.sliced and g.kind[-1] and (g.cond or all(v != 0 for v in g.pattern)))
@@ -528,7 +529,11 @@ def rewrite(src: TemplateSource, decided: dict[int, list[_Group]], problems: lis
                 problems.append(Problem(unit.line, unit.node.data[:40], "the trained part sits in a {% raw %} "
                                         "block, where no tag can go"))
                 continue
-            if piece is None or (piece.atom.operand == 0 and piece.char in (None, 0)):
+            if piece is not None and piece.atom.operand == 0 and piece.char in (None, 0) and unit.kind == "var" \
+                    and src.tokens[unit.first].value.endswith("-"):
+                pos = src.tokens[unit.first].start  # before a "{{-": the tag strips the whitespace in its place
+                strip_left.add(pos)
+            elif piece is None or (piece.atom.operand == 0 and piece.char in (None, 0)):
                 pos = _boundary(src, out_units, unit, before=piece is not None)
             elif unit.kind == "data":
                 pos = src.tokens[unit.first].start + piece.char
@@ -548,6 +553,8 @@ def rewrite(src: TemplateSource, decided: dict[int, list[_Group]], problems: lis
         lo = max((q for q in positions[:i] if tok is not None and q >= tok.start), default=None)
         hi = min((q for q in positions[i + 1:] if tok is not None and q <= tok.raw_end), default=None)
         ctx = src.context(pos, lo, hi)
+        if pos in strip_left:
+            ctx = Context("", False, "", False, strip_left=True)
         edits.append((pos, pos, render_items(insertions[pos], ctx, ctx)))
         meta.append((pos, "conditional" if "conditional" in kinds_at[pos] else
                      "split" if "split" in kinds_at[pos] else "wrap"))
