@@ -382,11 +382,15 @@ def block_tag(statement: str, left: Context | None = None, right: Context | None
     where ``trim_blocks`` would eat the newline after it.
 
     Example: block_tag("endgeneration", right=Context("", False, "\n<|im_start|>", False)) -> "{% endgeneration +%}"
+    (an opening ``generation`` tag is shielded by an empty ``{{ '' }}`` instead, so TRL's regex still finds it)
     """
     lmod = "-" if left is not None and left.strip_left else "+" if left is not None and left.lstrip_would_eat else ""
     rmod = ""
     if right is not None:
         rmod = "-" if right.right_stripped else "+" if right.right.startswith("\n") else ""
+    if statement == "generation":  # TRL finds the tags with a regex that allows "-" but not "+": shield with {{ '' }}
+        return ("{{ '' }}" if lmod == "+" else "") + "{%" + lmod.replace("+", "") + " generation " + \
+            rmod.replace("+", "") + "%}" + ("{{ '' }}" if rmod == "+" else "")
     return "{%" + lmod + " " + statement + " " + rmod + "%}"
 
 
@@ -426,8 +430,9 @@ def apply_edits(source: "TemplateSource", edits: list[tuple[int, int, str]]) -> 
 
 
 def same_tokens_apart_from(env: Any, original: str, new: str, names: tuple[str, ...]) -> bool:
-    """True when ``new`` lexes to the tokens of ``original`` plus block tags named in ``names`` (and nothing else):
-    the two render the same text for every input, apart from what those tags do."""
+    """True when ``new`` lexes to the tokens of ``original`` plus block tags named in ``names`` and empty
+    ``{{ '' }}`` tags (and nothing else): the two render the same text for every input, apart from what those tags
+    do."""
     def stream(text: str) -> list[tuple[str, str]]:
         toks = [(k, v) for _, k, v in env.lexer.tokeniter(text, None) if k != "whitespace"]
         out: list[tuple[str, str]] = []
@@ -436,6 +441,11 @@ def same_tokens_apart_from(env: Any, original: str, new: str, names: tuple[str, 
             if (toks[i][0] == "block_begin" and i + 2 < len(toks) and toks[i + 1] in [("name", n) for n in names]
                     and toks[i + 2][0] == "block_end"):
                 i += 3
+                continue
+            if (toks[i][0] == "variable_begin" and i + 2 < len(toks) and toks[i + 1] in (("string", "''"),)
+                    and toks[i + 2][0] == "variable_end" and not toks[i][1].endswith("-")
+                    and not toks[i + 2][1].startswith("-")):
+                i += 3  # an empty {{ '' }} writes nothing (it shields a tag from trim_blocks/lstrip_blocks)
                 continue
             kind, value = toks[i]
             if kind.endswith("_begin"):

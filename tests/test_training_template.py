@@ -9,6 +9,7 @@ Each test asserts the trained text itself, char for char, from transformers' own
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -322,7 +323,10 @@ def test_units_and_concatenation_operands():
 def test_block_tag_keeps_the_text_around_it():
     assert block_tag("generation") == "{% generation %}"
     assert block_tag("endgeneration", right=Context("", False, "\n<|im_start|>", False)) == "{% endgeneration +%}"
-    assert block_tag("generation", left=Context("x\n  ", False, "", False)) == "{%+ generation %}"
+    assert block_tag("if c", left=Context("x\n  ", False, "", False)) == "{%+ if c %}"
+    # an opening generation tag is shielded instead, so TRL's regex (which allows "-", not "+") finds it
+    assert block_tag("generation", left=Context("x\n  ", False, "", False)) == "{{ '' }}{% generation %}"
+    assert block_tag("generation", right=Context("", False, "\nHi", False)) == "{% generation %}{{ '' }}"
     assert block_tag("endgeneration", right=Context("", False, "  ", True)) == "{% endgeneration -%}"
     env = chat_environment()
     assert same_tokens_apart_from(env, "a\nb", "a{% generation +%}\nb", ("generation",))
@@ -502,3 +506,50 @@ def test_trl_sft_trainer_trains_exactly_our_labels(tiny_tokenizer, tmp_path):
     plain_tok.chat_template = CHATML
     with pytest.raises(ValueError, match="not training-compatible"):
         SFTTrainer(model=LlamaForCausalLM(config), processing_class=plain_tok, args=args, train_dataset=dataset)
+
+
+# --- whitespace control, every way round -------------------------------------------------------------------------
+
+def _template(body: str, strip_open: bool, strip_close: bool, var_strip: bool, newlines: bool, indent: int,
+              eot_newline: bool, gen_prompt: bool) -> str:
+    """A ChatML-like template written one of many ways: data or {{ }} markup, one line for every role or a branch per
+    role, with or without whitespace control and indentation (so trim_blocks/lstrip_blocks act everywhere)."""
+    o, c = ("{%-" if strip_open else "{%"), ("-%}" if strip_close else "%}")
+    vo, vc = ("{{-" if var_strip else "{{"), ("-}}" if var_strip else "}}")
+    nl = "\n" + " " * indent if newlines else ""
+    tail = "\\n" if eot_newline else ""
+    if body == "expression":
+        inner = f"{vo} '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>{tail}' {vc}"
+    elif body == "text":
+        inner = "<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>" + ("\n" if eot_newline else "")
+    else:
+        inner = (f"{o} if m.role == 'assistant' {c}{nl}{vo} '<|im_start|>assistant\\n' {vc}{nl}{vo} m.content {vc}"
+                 f"{nl}{vo} '<|im_end|>{tail}' {vc}{nl}{o} else {c}{nl}{vo} '<|im_start|>' + m.role + '\\n' + "
+                 f"m.content + '<|im_end|>{tail}' {vc}{nl}{o} endif {c}")
+    out = f"{o} for m in messages {c}{nl}{inner}{nl}{o} endfor {c}"
+    if gen_prompt:
+        out += f"{nl}{o} if add_generation_prompt {c}{nl}<|im_start|>assistant\n{o} endif {c}"
+    return out
+
+
+def test_whitespace_control_every_way_round(tiny_tokenizer):
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.sampled_from(["expression", "text", "branch"]), st.booleans(), st.booleans(), st.booleans(),
+           st.booleans(), st.integers(0, 4), st.booleans(), st.booleans())
+    def check(body, strip_open, strip_close, var_strip, newlines, indent, eot_newline, gen_prompt):
+        tmpl = _template(body, strip_open, strip_close, var_strip, newlines, indent, eot_newline, gen_prompt)
+        setup = setup_for(tiny_tokenizer, tmpl)
+        tt = build_training_template(setup, CONVS, probes=False)
+        assert not tt.problems, (tmpl, tt.problems)
+        if {e.kind for e in tt.edits} <= {"wrap"}:
+            assert tt.static_identical, tmpl
+        assert re.search(r"\{%-?\s*generation\s*-?%\}", tt.template), tt.template  # TRL's has_generation_markers
+        v = verify_training_template(setup, tt.template, CONVS)
+        assert all(r.identical for r in v.rows), (tmpl, tt.template)
+        assert v.verified, (tmpl, tt.template, [(r.conversation_id, r.reason, r.mismatches) for r in v.rows])
+        for conv in CONVS:
+            assert trained_pieces(tiny_tokenizer, tt.template, conv) == our_trained_text(tiny_tokenizer, tmpl, conv)
+
+    check()
