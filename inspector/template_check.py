@@ -18,6 +18,7 @@ from typing import Any, Iterable
 
 from .constants import IGNORE_INDEX
 from .conversations import Conversation
+from .errors import RenderError
 from .labels import LabelEngine, LabelOptions
 from .tokenizer import ChatSetup
 
@@ -134,6 +135,7 @@ def verify_training_template(setup: ChatSetup, training_template: str, conversat
     flag_by_id = {s.conversation_id: s for s in flagged}
     failed = {e.conversation_id: e.reason for e in errors}
     kwargs = _chat_kwargs(engine, opts)
+    new_engine = LabelEngine(ChatSetup(setup.tokenizer, training_template, "training", setup.name))
     as_text = "tool_calls" not in setup.template
     tok = setup.tokenizer
     rows = []
@@ -145,6 +147,11 @@ def verify_training_template(setup: ChatSetup, training_template: str, conversat
             row.reason = f"{NOT_COMPARABLE} our engine cannot render it: {failed.get(conv.id, 'no sample')}"
             continue
         msgs = conv.template_messages(tool_calls_as_text=as_text)
+        try:  # first within our render limits: transformers' own renders below have none
+            new_engine.render(msgs, conv.tools, opts)
+        except RenderError as exc:
+            row.reason = f"the training template fails where the original renders: {exc}"
+            continue
         try:
             original = _apply(tok, msgs, conv.tools, setup.template, kwargs, tokenize=False)
         except Exception as exc:  # transformers raises what the template raises, and more

@@ -553,3 +553,19 @@ def test_whitespace_control_every_way_round(tiny_tokenizer):
             assert trained_pieces(tiny_tokenizer, tt.template, conv) == our_trained_text(tiny_tokenizer, tmpl, conv)
 
     check()
+
+
+def test_a_looping_template_stops_at_the_render_limit(tiny_tokenizer):
+    import time
+
+    from inspector.render import RenderLimits
+    from inspector.template_check import export_training_template
+
+    spin = ("{% for m in messages %}{{ m.content }}{% if m.role == 'assistant' %}{% for i in range(100000) %}"
+            "{% for j in range(100000) %}{% endfor %}{% endfor %}{% endif %}{% endfor %}")
+    opts = LabelOptions(limits=RenderLimits(time_limit=0.3))
+    start = time.monotonic()
+    report = export_training_template(setup_for(tiny_tokenizer, spin), CONVS[:1], opts)
+    assert time.monotonic() - start < 30
+    assert not report.verified and not report.verification.compared
+    assert "longer than 0.3 s" in report.verification.rows[0].reason
