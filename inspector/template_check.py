@@ -127,7 +127,8 @@ def verify_training_template(setup: ChatSetup, training_template: str, conversat
 
     opts = training_options(opts)
     engine = LabelEngine(setup)
-    convs = list(conversations)
+    given = list(conversations)
+    convs = [replace(c, id=str(i)) for i, c in enumerate(given)]  # ids of the user's data need not be unique
     samples, errors = engine.build(convs, opts)
     has_flags = any(m.trainable is False for c in convs for m in c.messages)
     flagged = engine.build(convs, replace(opts, respect_trainable=True))[0] if has_flags else []
@@ -139,8 +140,8 @@ def verify_training_template(setup: ChatSetup, training_template: str, conversat
     as_text = "tool_calls" not in setup.template
     tok = setup.tokenizer
     rows = []
-    for conv in convs:
-        row = ConversationCheck(conv.id, str(conv.source) if conv.source else None)
+    for conv, original_conv in zip(convs, given):
+        row = ConversationCheck(original_conv.id, str(conv.source) if conv.source else None)
         rows.append(row)
         sample = by_id.get(conv.id)
         if sample is None:

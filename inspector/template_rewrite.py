@@ -13,9 +13,9 @@ kind form a *group*:
 - an expression trained in part: its value taken once and cut at a fixed place (``_tt[7:]``);
 - anything else is a ``Problem``, with the line and an example.
 
-Example: pieces of "{{ '<|im_start|>' + m.role + '\n' + m.content + '<|im_end|>\n' }}" over a user and an
-assistant message: 14 header characters [0, 0], m.role [0, 0], "\n" [0, 0], m.content [0, 1], "<|im_end|>" [0, 1],
-"\n" [0, 0] -> groups N, M(cond m.role == "assistant"), N.
+Example: pieces of "{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}" over a user and an
+assistant message: 12 header characters [0, 0], m.role [0, 0], "\\n" [0, 0], m.content [0, 1], "<|im_end|>" [0, 1],
+"\\n" [0, 0] -> groups N, M(cond m.role == "assistant"), N.
 """
 
 from __future__ import annotations
@@ -59,7 +59,6 @@ class TemplateEdit:
     new_end: int
     kind: str
     line: int
-    note: str = ""
 
 
 @dataclass

@@ -40,7 +40,7 @@ from .conversations import Conversation, Message
 from .errors import ChatTemplateError, RenderError
 from .jinja_source import TemplateSource, Unit, apply_edits, same_tokens_apart_from, string_literal, var_tag
 from .labels import LabelEngine, LabelOptions
-from .render import has_generation_tags
+from .render import compile_template, has_generation_tags
 from .template_rewrite import Problem, TemplateEdit, Atom, decide, Occurrence, observe, rewrite
 from .tokenizer import ChatSetup
 
@@ -142,11 +142,12 @@ def trained_chars(setup: ChatSetup, conversations: list[Conversation], opts: Lab
     samples, errors = LabelEngine(char_setup).build(conversations, opts)
     out = {}
     for s in samples:
-        mask = np.zeros(len(s.text), dtype=bool)
-        for (a, b), lab in zip(np.asarray(s.offsets).reshape(-1, 2), s.labels):
-            if lab != IGNORE_INDEX:
-                mask[a:b] = True
-        out[s.conversation_id] = (s.text, mask)
+        offs = np.clip(np.asarray(s.offsets, dtype=np.int64).reshape(-1, 2), 0, len(s.text))
+        labeled = offs[np.asarray(s.labels) != IGNORE_INDEX]
+        edges = np.zeros(len(s.text) + 1, dtype=np.int64)  # +1 where a trained token starts, -1 where it ends
+        np.add.at(edges, labeled[:, 0], 1)
+        np.add.at(edges, labeled[:, 1], -1)
+        out[s.conversation_id] = (s.text, np.cumsum(edges)[:-1] > 0)
     return out, {e.conversation_id: e.reason for e in errors}
 
 
@@ -224,7 +225,7 @@ def read_markers(text: str) -> tuple[str, list[Occurrence]]:
     """
     clean: list[str] = []
     occ: list[Occurrence] = []
-    pos, n, open_at = 0, 0, {}
+    pos, n = 0, 0
     for m in _MARKER.finditer(text):
         clean.append(text[pos:m.start()])
         n += m.start() - pos
@@ -235,7 +236,6 @@ def read_markers(text: str) -> tuple[str, list[Occurrence]]:
             continue
         atom = ord(m.group(2)) - _ID_BASE
         if m.group(1) == _OPEN:
-            open_at[atom] = n
             occ.append(Occurrence(atom, n, -1))
         else:
             for o in reversed(occ):
@@ -269,21 +269,22 @@ def build_training_template(setup: ChatSetup, conversations: Iterable[Conversati
                                 notes=["the template already has {% generation %} tags: left as it is"])
     src = TemplateSource(template)
     atoms = _atoms(src)
-    convs = list(conversations or []) + (list(PROBE_CONVERSATIONS) if probes else [])
+    given = list(conversations or []) + (list(PROBE_CONVERSATIONS) if probes else [])
+    convs = [replace(c, id=str(i)) for i, c in enumerate(given)]  # ids of the user's data need not be unique
     truth, errors = trained_chars(setup, convs, opts)
-    notes = [f"{cid}: not rendered ({why})" for cid, why in errors.items()]
+    notes = [f"{given[int(i)].id}: not rendered ({why})" for i, why in errors.items()]
     firsts = {}
     for u in src.units:
         firsts.setdefault(u.output, u)
-    conds = {out_id: message_features(u) for out_id, u in firsts.items()}
-    probe_at = {u.id: conds[out_id] for out_id, u in firsts.items() if conds[out_id]}
+    features = {out_id: message_features(u) for out_id, u in firsts.items()}
+    probe_at = {u.id: features[out_id] for out_id, u in firsts.items() if features[out_id]}
     renders = _instrumented_renders(setup, src, atoms, probe_at, convs, truth, opts, notes)
-    if renders is None:  # a condition probe made the template fail: render without them
+    if renders is None:  # a fact probe made the template fail: render without them
         renders = _instrumented_renders(setup, src, atoms, {}, convs, truth, opts, notes)
-        conds = {}
+        features = {}
     seen = observe(src, atoms, renders or [])
     problems = list(seen.problems)
-    decided = {out_id: decide(pieces, seen.occurrences[out_id], conds.get(out_id, []), problems, src)
+    decided = {out_id: decide(pieces, seen.occurrences[out_id], features.get(out_id, []), problems, src)
                for out_id, pieces in seen.pieces.items()}
     new, edits, only_tags = rewrite(src, decided, problems)
     static = None
@@ -291,15 +292,12 @@ def build_training_template(setup: ChatSetup, conversations: Iterable[Conversati
         static = only_tags and same_tokens_apart_from(src.env, template, new, GENERATION_TAGS)
         if only_tags and not static:
             problems.append(Problem(None, "", "internal: inserting the tags changed how the template lexes"))
-    from .render import compile_template
-
     try:
         compile_template(new)
     except ChatTemplateError as exc:
         problems.append(Problem(None, "", f"internal: the rewritten template does not compile: {exc}"))
     if edits and not re.search(r"\{%-?\s*generation\s*-?%\}", new):
-        notes.append("every {% generation %} tag needed a '+' (whitespace control): TRL's has_generation_markers "
-                     "will not find them")
+        notes.append("no {% generation %} tag matches TRL's has_generation_markers")
     unreached = sorted({u.line for u in src.units if u.id not in seen.reached})
     return TrainingTemplate(template, new, edits, _dedupe(problems), False, static, unreached, seen.rendered, notes)
 
@@ -312,9 +310,10 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
     return out
 
 
-def _instrumented_renders(setup: ChatSetup, src: TemplateSource, atoms: list[Atom], probe_at: dict[int, list[tuple[str, str]]],
-                          convs: list[Conversation], truth: dict[str, tuple[str, np.ndarray]], opts: LabelOptions,
-                          notes: list[str]) -> list[tuple[str, list[Occurrence], np.ndarray]] | None:
+def _instrumented_renders(setup: ChatSetup, src: TemplateSource, atoms: list[Atom],
+                          probe_at: dict[int, list[tuple[str, str]]], convs: list[Conversation],
+                          truth: dict[str, tuple[str, np.ndarray]], opts: LabelOptions, notes: list[str]
+                          ) -> list[tuple[str, list[Occurrence], np.ndarray]] | None:
     """Render every conversation with the instrumented template; None when the probes broke a render."""
     instrumented = instrument(src, atoms, probe_at)
     engine = LabelEngine(ChatSetup(setup.tokenizer, instrumented, "instrumented", setup.name))

@@ -569,3 +569,11 @@ def test_a_looping_template_stops_at_the_render_limit(tiny_tokenizer):
     assert time.monotonic() - start < 30
     assert not report.verified and not report.verification.compared
     assert "longer than 0.3 s" in report.verification.rows[0].reason
+
+
+def test_conversations_sharing_an_id_are_each_checked(tiny_tokenizer):
+    twins = [Conversation("same", CONVS[0].messages), Conversation("same", CONVS[1].messages)]
+    setup = setup_for(tiny_tokenizer, CHATML)
+    v = verify_training_template(setup, build_training_template(setup, twins).template, twins)
+    assert [r.conversation_id for r in v.rows] == ["same", "same"]
+    assert v.verified and v.rows[0].tokens != v.rows[1].tokens
