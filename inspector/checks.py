@@ -796,6 +796,11 @@ def _check_dropped(sample, conv, ctx, labeled):
             out.append(finding("unsupported-role",
                                f"message {i} ({m['role']}) is not in the rendered text: the template drops or "
                                f"rewrites it", message_index=i))
+    for i in sorted({i for i, kind in sample.dropped if kind == "tool_call"}):
+        out.append(finding("unsupported-role",
+                           f"the tool calls of message {i} are not in the rendered text: the template does not write "
+                           f"them for this message (the training text has an answer without its call)",
+                           message_index=i))
     return out
 
 

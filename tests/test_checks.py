@@ -583,3 +583,13 @@ def test_mistral_inst_marker_default_is_not_found_in_context(corpus):
 
     assert find_subsequence(sample.input_ids, marker_alone) == -1
     assert find_subsequence(sample.input_ids, marker_alone[1:]) > 0  # only the first piece differs in context
+
+
+def test_tool_calls_the_template_does_not_write_are_reported(env):
+    # reads tool_calls (so they are not passed as text) but never writes them
+    ignores_calls = ("{% for m in messages %}{% if m.tool_calls %}{% endif %}"
+                     "{{ '<|im_start|>' + m.role + '\n' + m.content + '<|im_end|>\n' }}{% endfor %}")
+    found = only(run(env.setup(ignores_calls), [_call_conv({"fruit": "plums"})]), "unsupported-role")
+    assert [f.message_index for f in found] == [1]
+    assert "tool calls of message 1 are not in the rendered text" in found[0].message
+    assert only(run(env.setup(ITEMS), [_call_conv({"fruit": "plums"})]), "unsupported-role") == []
