@@ -79,8 +79,21 @@ def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False, gguf_f
         kwargs["local_files_only"] = True  # fail at once from the cache instead of retrying the network
     try:
         return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
-    except Exception as exc:  # transformers raises OSError, ValueError, ImportError... depending on the cause
+    except BaseException as exc:  # OSError, ValueError, ImportError... or a Rust panic on a broken tokenizer.json
+        if not is_tokenizer_failure(exc):
+            raise
         raise TokenizerLoadError(_explain_load_failure(name_or_path, path, exc)) from exc
+
+
+def is_tokenizer_failure(exc: BaseException) -> bool:
+    """True for anything a tokenizer raises on its input or files: every ``Exception``, and the ``PanicException``
+    of a panic inside the Rust ``tokenizers`` library, which derives from ``BaseException`` (e.g. a pre-tokenizer
+    ``Split(Regex("(a+)+b"))`` on ``"a" * 40 + "!"``: "Onig: Regex search error: retry-limit-in-match over").
+    Interrupts and exits are not failures: callers re-raise those.
+
+    Example: is_tokenizer_failure(ValueError()) -> True; is_tokenizer_failure(KeyboardInterrupt()) -> False
+    """
+    return not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit))
 
 
 def hub_is_offline() -> bool:
