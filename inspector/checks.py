@@ -23,7 +23,10 @@ findings. What the checks cover (numbers are the issue's):
     template-error              error    (11) the chat template raised (its own message)
     low-trainable-share         warning  (12) 0 < trained tokens / tokens < ``Thresholds.min_trainable_share``
     label-out-of-vocab          error    (12) a label outside [0, len(tokenizer))
+    special-token-in-text       warning  a special token's text written inside a message becomes that token
     record-rejected             error    the loader could not read the record (reasons from ``Rejected``)
+    check-failed                error    a check could not run on the record (the tokenizer failed on its text)
+    no-records                  error    the input holds no record at all (a report-level finding)
 
 Example: a conversation whose only assistant turn has ``loss_weight: 0`` ->
 ``Finding("no-trainable-tokens", "error", "0 of 23 tokens are trained ...", sample_id="demo-4", ...)``.
@@ -44,9 +47,9 @@ import numpy as np
 
 from .constants import IGNORE_INDEX, ROLES
 from .conversations import Conversation, Rejected
-from .errors import RenderError
+from .errors import ChatTemplateError, RenderError
 from .labels import STRATEGIES, LabelEngine, LabelOptions, Sample, SampleError, chunked, tokenize_batch  # noqa: F401
-from .tokenizer import ChatSetup
+from .tokenizer import ChatSetup, is_tokenizer_failure
 
 SEVERITIES = ("error", "warning", "info")
 SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}
@@ -136,6 +139,19 @@ _CHECK_LIST = [
     Check("label-out-of-vocab", "error", "Label outside the vocabulary",
           "A label that is neither IGNORE_INDEX nor a token id of the tokenizer (0 <= id < len(tokenizer)).",
           "The labels were built with another tokenizer, or shifted/offset by mistake."),
+    Check("special-token-in-text", "warning", "Special token written inside message text",
+          "A message's own text holds the text of a special token (an end-of-sentence, a turn marker such as "
+          "<|im_start|>assistant): the tokenizer turns it into the real control token, so the model is trained on "
+          "a turn boundary that is not there (or a user can forge one).",
+          "Remove or escape the marker in the data (e.g. write it with a zero-width space), or filter such records."),
+    Check("check-failed", "error", "Checking the record failed",
+          "A check could not run on this record: the tokenizer failed on a text the check needed (e.g. a Rust "
+          "panic in its pre-tokenizer regex), or an internal error. The record is rejected with the reason.",
+          "Read the reason; if it names an internal error, please report it with the record."),
+    Check("no-records", "error", "No records",
+          "The input holds no record at all (an empty file, a Parquet file with zero rows, only blank lines, an "
+          "empty list): nothing would be trained.",
+          "Point DATA at the file that holds the records; check that it was written completely."),
 ]
 CHECKS: "OrderedDict[str, Check]" = OrderedDict((c.code, c) for c in _CHECK_LIST)
 
@@ -216,6 +232,7 @@ class CheckContext:
         self.bos_id = getattr(tok, "bos_token_id", None)
         self.tokenizer_adds_bos = tokenizer_adds_bos(tok)
         self.tool_calls_as_text = "tool_calls" not in setup.template
+        self.special_ids = special_token_ids(tok)
 
     def enabled(self, code: str) -> bool:
         return code not in self.skip
@@ -224,7 +241,9 @@ class CheckContext:
         """A token for messages: its text and id. Example: 369 -> "' quick' (id 369)"."""
         try:
             text = self.tokenizer.decode([int(token_id)])
-        except Exception:  # an id outside the vocabulary
+        except BaseException as exc:  # an id outside the vocabulary (or a panic in the Rust decoder)
+            if not is_tokenizer_failure(exc):
+                raise
             text = "?"
         return f"{text!r} (id {int(token_id)})"
 
@@ -237,9 +256,21 @@ def tokenizer_adds_bos(tokenizer: Any) -> bool:
     try:
         with_special = tokenizer("a", add_special_tokens=True)["input_ids"]
         without = tokenizer("a", add_special_tokens=False)["input_ids"]
-    except Exception:
+    except BaseException as exc:  # a Rust panic derives from BaseException
+        if not is_tokenizer_failure(exc):
+            raise
         return False
     return len(with_special) > len(without) and with_special[0] == bos and (not without or without[0] != bos)
+
+
+def special_token_ids(tokenizer: Any) -> frozenset[int]:
+    """Ids of the tokenizer's special tokens: the named ones (BOS, EOS, pad, ...) and every added token marked
+    special. Example (ChatML tiny tokenizer): {id of <|im_start|>, id of <|im_end|>, id of <s>, ...}."""
+    ids = set(getattr(tokenizer, "all_special_ids", None) or [])
+    for token_id, token in (getattr(tokenizer, "added_tokens_decoder", None) or {}).items():
+        if getattr(token, "special", False):
+            ids.add(int(token_id))
+    return frozenset(ids)
 
 
 # --- helpers over token arrays -----------------------------------------------------------------------------------
@@ -742,9 +773,34 @@ def _check_vocab(sample, conv, ctx, labeled):
                     f"{int(labels[pos[0]])} at token {pos[0]})", positions=pos)]
 
 
+def _check_special_in_text(sample, conv, ctx, labeled):
+    """A special token inside a message's own text: the tokenizer splits added tokens out before anything else, so
+    text that spells one becomes the control token itself. Example: a user message "Say <|im_end|> now" (ChatML)
+    -> the token <|im_end|> inside user message 0, where the model learns (or a user forges) an end of turn."""
+    if not ctx.enabled("special-token-in-text") or not ctx.special_ids or not sample.input_ids:
+        return []
+    ids = np.asarray(sample.input_ids, dtype=np.int64)
+    inside = np.asarray(sample.segments, dtype=object) != "template"
+    hits = inside & np.isin(ids, np.fromiter(ctx.special_ids, dtype=np.int64))
+    if not hits.any():
+        return []
+    msg_idx = np.asarray(sample.message_index)
+    segs = np.asarray(sample.segments, dtype=object)
+    out = []
+    for mi in sorted(set(msg_idx[hits].tolist())):
+        where = hits & (msg_idx == mi)
+        pos = _positions(where, ctx.thresholds.max_positions)
+        shown = ", ".join(dict.fromkeys(ctx.show(int(ids[k])) for k in pos[:8]))
+        out.append(finding("special-token-in-text",
+                           f"{segs[pos[0]]} message {int(mi)} writes {shown} as text: the tokenizer turns it into "
+                           f"the control token ({_count(int(where.sum()), 'token')})", positions=pos,
+                           message_index=int(mi)))
+    return out
+
+
 _SAMPLE_CHECKS = (_check_no_trainable, _check_truncation, _check_eot, _check_pad_eos, _check_double_bos,
                   _check_leak, _check_straddle, _check_train_inference, _check_generation_mask, _check_marker,
-                  _check_dropped, _check_share, _check_vocab)
+                  _check_dropped, _check_share, _check_vocab, _check_special_in_text)
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -808,7 +864,8 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
     seen: set[tuple] = set()
     out = []
     for f in findings:
-        key = (f.code, f.message_index, f.message) if f.code in ("unsupported-role",) else None
+        key = (f.code, f.message_index, f.message) if f.code in ("unsupported-role", "special-token-in-text") \
+            else None
         if key is not None:
             if key in seen:
                 continue
@@ -819,20 +876,33 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
 
 def _build(convs: list[Conversation], ctx: CheckContext) -> tuple[dict[int, list[Sample]], dict[int, SampleError]]:
     """Samples and errors per position in ``convs``. One batched build when ids are unique in the chunk, one
-    build per conversation otherwise (so samples are never paired with the wrong conversation)."""
+    build per conversation otherwise (so samples are never paired with the wrong conversation), and also when the
+    batched build fails: one record the engine cannot build (a tokenizer panic, an internal error) must not sink
+    the others, so each is built alone and the one that fails gets a ``SampleError`` with the reason."""
     by_pos: dict[int, list[Sample]] = {i: [] for i in range(len(convs))}
     errs: dict[int, SampleError] = {}
     ids = [c.id for c in convs]
     if len(set(ids)) == len(ids):
-        samples, errors = ctx.engine.build(convs, ctx.opts)
-        pos = {cid: i for i, cid in enumerate(ids)}
-        for s in samples:
-            by_pos[pos[s.conversation_id]].append(s)
-        for e in errors:
-            errs[pos[e.conversation_id]] = e
-        return by_pos, errs
+        try:
+            samples, errors = ctx.engine.build(convs, ctx.opts)
+        except BaseException as exc:
+            if not is_tokenizer_failure(exc) or isinstance(exc, ChatTemplateError):
+                raise
+        else:
+            pos = {cid: i for i, cid in enumerate(ids)}
+            for s in samples:
+                by_pos[pos[s.conversation_id]].append(s)
+            for e in errors:
+                errs[pos[e.conversation_id]] = e
+            return by_pos, errs
     for i, c in enumerate(convs):
-        samples, errors = ctx.engine.build([c], ctx.opts)
+        try:
+            samples, errors = ctx.engine.build([c], ctx.opts)
+        except BaseException as exc:
+            if not is_tokenizer_failure(exc) or isinstance(exc, ChatTemplateError):
+                raise
+            samples, errors = [], [SampleError(c.id, ctx.opts.strategy, f"building the sample failed: "
+                                               f"{type(exc).__name__}: {exc}", str(c.source) if c.source else None)]
         by_pos[i] = samples
         if errors:
             errs[i] = errors[0]
@@ -874,12 +944,7 @@ def evaluate(items: Sequence[Conversation | Rejected], ctx: CheckContext, *, kee
         conv = item
         samples, err = _drop_masked_turns(by_pos[k], conv, ctx.opts), errs.get(k)
         k += 1
-        findings = check_conversation(conv, ctx)
-        if err is not None and ctx.enabled("template-error"):
-            findings.append(error_finding(err))
-        for s in samples:
-            findings.extend(check_sample(s, conv, ctx))
-        findings = _dedupe(findings)
+        findings = _check_record(conv, samples, err, ctx)
         oc = Outcome(conv.id, str(conv.source) if conv.source else None, findings, conversation=conv,
                      num_samples=len(samples), num_tokens=sum(len(s.input_ids) for s in samples),
                      num_trainable=sum(s.num_trainable for s in samples))
@@ -889,6 +954,25 @@ def evaluate(items: Sequence[Conversation | Rejected], ctx: CheckContext, *, kee
             oc.samples = list(samples)
         out.append(oc)
     return out
+
+
+def _check_record(conv: Conversation, samples: list[Sample], err: SampleError | None,
+                  ctx: CheckContext) -> list[Finding]:
+    """Every finding of one record. A check that fails on it (the tokenizer panics on the inference prompt, an
+    internal error) becomes a ``check-failed`` finding, so the record is rejected with the reason and the run
+    goes on."""
+    findings = check_conversation(conv, ctx)
+    if err is not None and ctx.enabled("template-error"):
+        findings.append(error_finding(err))
+    try:
+        for s in samples:
+            findings.extend(check_sample(s, conv, ctx))
+    except BaseException as exc:
+        if not is_tokenizer_failure(exc):
+            raise
+        findings.append(finding("check-failed", _one_line(f"checking the record failed: {type(exc).__name__}: "
+                                                          f"{exc}"), conversation_id=conv.id))
+    return _dedupe(findings)
 
 
 def iter_outcomes(items: Iterable[Conversation | Rejected], ctx: CheckContext, *,
@@ -987,20 +1071,34 @@ class Report:
     def share(self, code: str) -> float:
         return self.checks[code].records / self.records if self.records else 0.0
 
+    def _sync_no_records(self) -> None:
+        """``no-records`` is a finding of the whole input: one when nothing was read, none as soon as a record was."""
+        s = self.checks["no-records"]
+        if self.records == 0 and "no-records" not in self.skipped:
+            if not s.findings:
+                s.findings = 1
+                s.first = [finding("no-records", "the input holds no record (an empty file, only blank lines, zero "
+                                   "rows or an empty list): nothing would be trained").to_dict()]
+        else:
+            s.findings, s.first = 0, []
+
     def fired(self) -> list[CheckSummary]:
         """Checks with at least one finding, errors first, then in registry order."""
+        self._sync_no_records()
         order = {c: i for i, c in enumerate(CHECKS)}
         out = [s for s in self.checks.values() if s.findings]
         return sorted(out, key=lambda s: (SEVERITY_RANK[s.severity], order[s.code]))
 
     def count(self, severity: str) -> int:
         """Findings at exactly ``severity``."""
+        self._sync_no_records()
         return sum(s.findings for s in self.checks.values() if s.severity == severity)
 
     def fails(self, fail_on: str | None) -> bool:
         """True when a finding at or above ``fail_on`` ("error" / "warning"; None or "never": never) exists."""
         if fail_on in (None, "never"):
             return False
+        self._sync_no_records()
         return any(s.findings and at_least(s.severity, fail_on) for s in self.checks.values())
 
     @property
@@ -1008,6 +1106,7 @@ class Report:
         return self.records - self.accepted_records
 
     def to_dict(self) -> dict[str, Any]:
+        self._sync_no_records()
         return {
             "settings": dict(self.settings),
             "totals": {
