@@ -237,6 +237,9 @@ def test_json_file_whole_or_truncated(tmp_path_factory, records, cut_at, cut):
         for item in items:
             assert_item(item)
         return
+    if not text.strip():  # cut to nothing: an empty file holds no records (the checks report no-records)
+        assert list(iter_records(path)) == []
+        return
     with pytest.raises(DataError) as info:
         list(iter_records(path))
     assert str(info.value).strip() and str(path) in str(info.value)
