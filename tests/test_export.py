@@ -108,9 +108,11 @@ def test_report_json_has_counts_and_the_rule(tiny_setup, data_file, tmp_path):
     report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
     assert report["totals"]["records"] == 7
     assert report["totals"]["accepted_records"] + report["totals"]["rejected_records"] == 7
+    files = report["export"].pop("files")  # written last, report.json names the files it belongs to
     assert report["export"] == {"format": "jsonl", "accepted_file": "accepted.jsonl",
                                 "rejected_file": "rejected.jsonl", "accepted_records": 4, "accepted_samples": 4,
                                 "rejected_records": 3, "rule": ACCEPT_RULE}
+    assert files == {name: (tmp_path / "out" / name).stat().st_size for name in ("accepted.jsonl", "rejected.jsonl")}
     assert report["checks"]["no-trainable-tokens"]["examples"] == ["zero"]
     assert report["checks"]["record-rejected"]["records"] == 2
 
