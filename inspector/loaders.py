@@ -431,10 +431,14 @@ def _train_flags(item: Mapping, where: str) -> tuple[bool | None, float | None]:
     if loss_weight is not None:
         if not _is_number(loss_weight):
             raise RecordError(f"{where} loss_weight is {_a(loss_weight)}, expected a number")
-        if _huge_int(loss_weight) or not math.isfinite(float(loss_weight)):
-            shown = "a huge number" if _huge_int(loss_weight) else str(loss_weight)
+        try:
+            as_float = float(loss_weight)
+        except OverflowError:  # an int of hundreds of digits
+            as_float = math.inf
+        if not math.isfinite(as_float):
+            shown = str(loss_weight) if isinstance(loss_weight, float) else "a number too large for a float"
             raise RecordError(f"{where} loss_weight is {shown}, expected a finite number (0 = do not train)")
-        loss_weight = float(loss_weight)
+        loss_weight = as_float
         flags.append(("loss_weight", loss_weight > 0))
     for key in ("train", "trainable"):
         value = item.get(key)
@@ -708,10 +712,11 @@ class _LongLine:
         self.size, self.head = size, head
 
 
-def _bounded_lines(f: Any, limit: int = MAX_RECORD_BYTES) -> Iterator[bytes | str | _LongLine]:
+def _bounded_lines(f: Any, limit: int | None = None) -> Iterator[bytes | str | _LongLine]:
     """The lines of a binary (or text) file, each read in at most ``limit`` bytes (characters). A longer line is
     read to its end in pieces that are dropped, and stands as a ``_LongLine``: a file with no line end at all
     (a device, a stream of zeros) never makes one line the size of the file."""
+    limit = MAX_RECORD_BYTES if limit is None else limit
     newline: Any = None
     while True:
         line = f.readline(limit + 1)
