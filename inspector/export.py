@@ -159,6 +159,8 @@ def clean_stale_partials(folder: Path) -> list[str]:
         if pid is None or pid == os.getpid() or _is_alive(pid):
             continue
         if entry.is_dir() and not entry.is_symlink():
+            if any(x.name.startswith("old-") for x in entry.iterdir()):
+                continue  # a commit that could not be undone left the previous export here: never delete it
             shutil.rmtree(entry, ignore_errors=True)
         else:
             try:
@@ -215,6 +217,7 @@ class ExportWriter:
                 raise ExportError(f"{p} is a folder (or another non-file), not a file: remove it or choose another "
                                   "--out folder")
         self.closed = False
+        self.keep_staging = False  # set when a failed commit could not put the old files back
         self.tmp: dict[str, Path] = {}
         self.accepted_records = self.accepted_samples = self.rejected_records = 0
         self._rows: list[dict[str, Any]] = []
@@ -317,17 +320,23 @@ class ExportWriter:
             for key in ("accepted", "rejected", "report"):
                 os.replace(self.tmp[key], self.targets[key])
                 placed.append(self.targets[key])
-        except OSError:
+        except OSError as exc:
             for target in placed:
                 try:
                     target.unlink()
                 except OSError:
                     pass
+            stuck = []
             for aside, target in moved_aside:
                 try:
                     os.replace(aside, target)
                 except OSError:
-                    pass
+                    stuck.append(target.name)
+            if stuck:  # the file system refuses even that: keep the old files where they are and say so
+                self.keep_staging = True
+                raise ExportError(f"Cannot write in {self.dir} ({exc.strerror or exc}) while committing the export, "
+                                  f"and the previous {', '.join(stuck)} could not be put back: they are in "
+                                  f"{self.staging}") from None
             raise
         self.tmp = {}
         shutil.rmtree(self.staging, ignore_errors=True)
@@ -348,7 +357,8 @@ class ExportWriter:
             except Exception:
                 pass
             self._parquet = None
-        shutil.rmtree(self.staging, ignore_errors=True)
+        if not self.keep_staging:
+            shutil.rmtree(self.staging, ignore_errors=True)
         self.tmp = {}
         self.closed = True
 
