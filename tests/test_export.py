@@ -471,3 +471,19 @@ def test_when_even_the_undo_fails_the_old_files_are_kept_and_named(tiny_setup, d
                               text=True).stdout)
     kept = staging[0].rename(out / f"{STAGING_PREFIX}{dead}.0123abcd.partial")  # as if its run had been killed
     assert clean_stale_partials(out) == [] and kept.exists()  # never deleted by a later run
+
+
+def test_chunks_are_bounded_by_text_size_too():
+    """A run of very long records is taken a few at a time (each chunk is built and tokenized at once); text that
+    is not ASCII counts four bytes a character, an upper bound of its UTF-8 size."""
+    from inspector.checks import DEFAULT_CHUNK_TEXT, chunks, text_size
+
+    def conv(cid, text):
+        return Conversation(cid, [Message("user", text), Message("assistant", "Yo")])
+
+    long, short, emoji = conv("l", "x" * 3000), conv("s", "Hi"), conv("e", "😀" * 1000)
+    assert (text_size(long), text_size(short), text_size(emoji)) == (3002, 4, 4002)
+    sizes = [[c.id for c in chunk] for chunk in chunks([long, short, long, long, short, emoji], 10, 5000)]
+    assert sizes == [["l", "s"], ["l"], ["l", "s"], ["e"]]
+    assert [len(c) for c in chunks([short] * 7, 3, 5000)] == [3, 3, 1]  # by count, as before
+    assert DEFAULT_CHUNK_TEXT == 4_000_000
