@@ -526,6 +526,16 @@ class TemplateInfo:
     variables: tuple[str, ...] = field(default_factory=tuple)
     marker_tokens: tuple[str, ...] = field(default_factory=tuple)  # added tokens of the tokenizer, longest first
     timeout: str | None = None  # set when probing hit the render limit: the engine then renders nothing more
+    # how the template wants tool calls (learned from a probe call): arguments as JSON text (it prints them as they
+    # are, so an object would come out as a Python repr), and content None on a call-only message (it writes the
+    # calls only then: DeepSeek-R1-Distill)
+    arguments_as_text: bool = False
+    call_content_none: bool = False
+    # the shape of tool declarations the template reads: "wrapped" ({"type": "function", "function": {...}}), "bare"
+    # (the function spec alone) or None (either renders)
+    tools_shape: str | None = None
+    # the first end-of-turn marker is the next turn's opener (GLM's "<|user|>"), not a closing of its own
+    closing_opens_turn: bool = False
 
     @cached_property
     def marker_re(self) -> re.Pattern:
@@ -718,6 +728,16 @@ def _probe(template: str, tokenizer: Any, extra: dict[str, Any] | None, limits: 
     except RenderError as exc:
         notes.append(f"probe ending on an answer failed: {exc}")
     _probe_tool_closing(r, user, marker_re, answer_to_user, eots, add)
+    args_as_text, content_none = _probe_tool_shape(r, user)
+    tools_shape = _probe_tools_shape(r, user)
+    opens_turn = False
+    if eots and user_closing is not None:
+        try:
+            one = r(user)
+            at = one.rfind(PROBE_USER)
+            opens_turn = at > 0 and eots[0] in one[:at] and not eots[0].startswith(user_closing.strip() or "\0")
+        except RenderError:
+            pass
 
     bos = str(getattr(tokenizer, "bos_token", "") or "") if tokenizer is not None else ""
     bos_in_template = False
@@ -732,7 +752,55 @@ def _probe(template: str, tokenizer: Any, extra: dict[str, Any] | None, limits: 
         notes.append("needs `tools` to be a list (renders fail when it is undefined): given [] when there are none")
     return TemplateInfo(gen_prompt, tuple(eots), has_generation_tags(template), bos_in_template, tuple(notes),
                         header, answer_to_user, state["tools"] == [], template_variables_used(template), tuple(known),
-                        state.get("timeout"))
+                        state.get("timeout"), arguments_as_text=args_as_text, call_content_none=content_none,
+                        closing_opens_turn=opens_turn, tools_shape=tools_shape)
+
+
+def _probe_tool_shape(r, user) -> tuple[bool, bool]:
+    """(arguments_as_text, call_content_none): how the template wants a tool call.
+
+    Arguments: transformers asks for an object, and templates that iterate ``arguments.items()`` need one; a
+    template that concatenates ``arguments`` to text raises on an object, and one that prints them as they are
+    writes an object as a Python repr ("{'fruit': 'plums'}"): those want JSON text. Content: the loader gives ""
+    for a call-only message; a template that writes the call only for content None, or writes an extra empty
+    piece for "" (DeepSeek-R1-Distill), gets None (the shorter render wins; a template printing "None" loses).
+    """
+    import json
+
+    def attempt(content, args):
+        fn = dict(PROBE_CALL["function"], arguments=args)
+        call = {"role": "assistant", "content": content, "tool_calls": [dict(PROBE_CALL, function=fn)]}
+        try:
+            return r(user + [call], tools=PROBE_TOOLS)
+        except RenderError:
+            return None
+
+    obj = PROBE_CALL["function"]["arguments"]
+    for args_as_text in (False, True):  # an object first: what transformers documents
+        args = json.dumps(obj) if args_as_text else obj
+        empty, none = attempt("", args), attempt(None, args)
+        ok_empty, ok_none = (t is not None and "plums" in t and "{'fruit': 'plums'}" not in t for t in (empty, none))
+        if ok_empty or ok_none:
+            return args_as_text, ok_none and (not ok_empty or len(none) < len(empty))
+    return False, False
+
+
+def _probe_tools_shape(r, user) -> str | None:
+    """"wrapped" when the template renders OpenAI-shaped tool declarations but raises on bare function specs
+    (it reads ``tool.function.name``), "bare" for the reverse (Command R+ reads ``tool.name``), else None."""
+    def renders(tools):
+        try:
+            text = r(user, tools=tools)
+        except RenderError:
+            return False
+        return "probe_lookup" in text
+
+    wrapped, bare = renders(PROBE_TOOLS), renders([t["function"] for t in PROBE_TOOLS])
+    if wrapped and not bare:
+        return "wrapped"
+    if bare and not wrapped:
+        return "bare"
+    return None
 
 
 def _probe_tool_closing(r, user, marker_re, answer_to_user, eots, add) -> None:
