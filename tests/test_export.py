@@ -277,6 +277,13 @@ class _FullDisk:
     def __getattr__(self, name):
         return getattr(self.real, name)
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
     def close(self):
         self.real.close()
         if self.budget < 0:
@@ -487,3 +494,18 @@ def test_chunks_are_bounded_by_text_size_too():
     assert sizes == [["l", "s"], ["l"], ["l", "s"], ["e"]]
     assert [len(c) for c in chunks([short] * 7, 3, 5000)] == [3, 3, 1]  # by count, as before
     assert DEFAULT_CHUNK_TEXT == 4_000_000
+
+
+def test_a_full_disk_while_writing_a_packed_dataset_is_a_clear_error(tmp_path, monkeypatch):
+    import errno
+
+    import inspector.packed_export as packed_mod
+
+    real_open = open
+    monkeypatch.setattr(packed_mod, "open", lambda *a, **k: _FullDisk(real_open(*a, **k), 10), raising=False)
+    out = tmp_path / "packed"
+    rows = [{"input_ids": list(range(50)), "labels": list(range(50))}] * 3
+    with pytest.raises(ExportError, match="No space left on the device .* while writing the packed dataset"):
+        packed_mod.write_packed(out, rows, {"totals": {}})
+    assert list(out.iterdir()) == []
+    assert errno.ENOSPC  # the error _FullDisk raises
