@@ -319,7 +319,8 @@ def test_lone_surrogate_ids_and_content_never_crash_printing(tmp_path, tiny_dir)
                     '{"id": "c\\udc00", "messages": [{"role": "user", "content": "Hi \\ud83d"}]}\n'
                     + json.dumps(CLEAN[0]) + "\n", encoding="utf-8")
     runs = [["check", str(data), "--no-progress"], ["check", str(data), "--json"], ["show", str(data), "--index", "0"],
-            ["show", str(data), "--id", "c\\udc00"], ["export", str(data), "--out", str(tmp_path / "out"), "--no-progress"]]
+            ["show", str(data), "--id", "c\\udc00"],
+            ["export", str(data), "--out", str(tmp_path / "out"), "--no-progress"]]
     code = ("import json, sys\nfrom inspector import cli\n"
             "for argv in json.loads(sys.argv[1]):\n"
             "    code = cli.main(argv + ['--tokenizer', sys.argv[2]])\n"

@@ -434,7 +434,8 @@ def os_getpid() -> int:
 def test_rejected_jsonl_is_strict_json_with_lone_surrogates_and_nan(tiny_setup, tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text('{"id": "bad\\ud800", "messages": [{"role": "user", "content": "Hi"}]}\n'
-                    '{"messages": [{"role": "user", "content": "Hi \\udc00"}, {"role": "assistant", "content": "Yo"}]}\n'
+                    '{"messages": [{"role": "user", "content": "Hi \\udc00"}, '
+                    '{"role": "assistant", "content": "Yo"}]}\n'
                     '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo", '
                     '"loss_weight": NaN}]}\n' + json.dumps(RECORDS[0]) + "\n", encoding="utf-8")
     report = export_data(data, tiny_setup, tmp_path / "out")

@@ -413,8 +413,8 @@ def test_ordinary_templates_are_not_refused():
     """The guards let through what real templates do with long conversations: concatenation per message, tojson
     of tools, split/strip of a long answer, a printed list of tool calls."""
     long_answer = "The quick brown fox.\n" * 60_000  # 1,260,000 characters
-    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": long_answer,
-                                                     "tool_calls": [{"function": {"name": "f", "arguments": {"a": 1}}}]}]
+    call = {"function": {"name": "f", "arguments": {"a": 1}}}
+    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": long_answer, "tool_calls": [call]}]
     template = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'].split('</think>')[-1]"
                 "|trim + '<|im_end|>\n' }}{% if m.tool_calls %}{{ m.tool_calls|tojson(indent=2) }}"
                 "{{ m.tool_calls }}{% endif %}{% endfor %}{{ messages[-1]['content']|length }}")
