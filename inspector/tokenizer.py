@@ -78,12 +78,42 @@ def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False, gguf_f
         raise TokenizerLoadError(f"Tokenizer folder not found: {name_or_path}")
     if not path.exists() and hub_is_offline():
         kwargs["local_files_only"] = True  # fail at once from the cache instead of retrying the network
+    if path.is_dir():
+        _check_tokenizer_files(path)
     try:
         return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
     except BaseException as exc:  # OSError, ValueError, ImportError... or a Rust panic on a broken tokenizer.json
         if not is_tokenizer_failure(exc):
             raise
         raise TokenizerLoadError(_explain_load_failure(name_or_path, path, exc)) from exc
+
+
+MAX_TOKENIZER_FILE_BYTES = 2**30  # the largest tokenizer.json files are tens of MB
+
+
+def _check_tokenizer_files(folder: Path) -> None:
+    """Refuse a tokenizer folder whose files cannot be read safely: transformers reads tokenizer files whole, so a
+    ``tokenizer.json`` that is a device (a link to /dev/zero) or huge would exhaust memory."""
+    import stat
+
+    try:
+        entries = list(folder.iterdir())
+    except OSError as exc:
+        raise TokenizerLoadError(f"Cannot read the tokenizer folder {folder}: {exc.strerror or exc}") from None
+    for entry in entries:
+        if entry.suffix.lower() not in (".json", ".model", ".txt", ".jinja", ".tiktoken", ".bpe", ".vocab") and \
+                ".model.v" not in entry.name:
+            continue
+        try:
+            info = os.stat(entry)
+        except OSError:
+            continue  # a broken link: transformers says what is missing
+        if stat.S_ISDIR(info.st_mode):
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            raise TokenizerLoadError(f"{entry} is not a regular file (a device, a pipe): refused")
+        if info.st_size > MAX_TOKENIZER_FILE_BYTES:
+            raise TokenizerLoadError(f"{entry} is larger than {MAX_TOKENIZER_FILE_BYTES // 2**30} GiB: refused")
 
 
 def is_tokenizer_failure(exc: BaseException) -> bool:

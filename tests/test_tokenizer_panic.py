@@ -1,6 +1,7 @@
-"""A tokenizer whose pre-tokenizer regex backtracks: the Rust `tokenizers` library panics, and Python sees
-``pyo3_runtime.PanicException``, which derives from BaseException, so every ``except Exception`` misses it. Wherever
-the core calls a tokenizer, such a panic rejects the one record (or refuses the tokenizer) with the reason.
+"""Tokenizers that fail on what they are given. A tokenizer whose pre-tokenizer regex backtracks makes the Rust
+`tokenizers` library panic, and Python sees ``pyo3_runtime.PanicException``, which derives from BaseException, so
+every ``except Exception`` misses it. Wherever the core calls a tokenizer, such a panic rejects the one record (or
+refuses the tokenizer) with the reason. A tokenizer folder whose file never ends is refused before it is read.
 
 The tokenizer is trained here (conftest.train_panicky_tokenizer): the tiny BPE behind a
 ``Split(Regex("(a+)+b"))`` pre-tokenizer, which panics on ``"a" * 40 + "!"`` and tokenizes other text as usual.
@@ -103,3 +104,13 @@ def test_ctrl_c_while_tokenizing_is_not_swallowed(panicky, monkeypatch):
     engine = LabelEngine(ChatSetup(panicky, CHATML, "tokenizer", "panicky"))
     with pytest.raises(KeyboardInterrupt):
         engine.build([_conv("a", "Hi")], LabelOptions())
+
+
+def test_a_tokenizer_folder_whose_file_never_ends_is_refused(tmp_path, panicky):
+    """transformers reads tokenizer.json whole: a link to /dev/zero would take the process down."""
+    folder = tmp_path / "tok"
+    panicky.save_pretrained(str(folder))
+    (folder / "tokenizer.json").unlink()
+    (folder / "tokenizer.json").symlink_to("/dev/zero")
+    with pytest.raises(TokenizerLoadError, match=r"tokenizer\.json is not a regular file"):
+        load_tokenizer(str(folder))
