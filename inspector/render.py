@@ -103,14 +103,16 @@ def _compile_guarded(template: str) -> Any:
     (``{{ (10**100000)**100000 }}``, ``{{ 'x'|center(10000000000) }}``), before any render limit applies. One
     environment per template, as transformers does, so each template keeps its own generation tracker.
 
-    Compiling runs under a deadline of its own (the watchdog stops it at ``COMPILE_TIME_LIMIT``), with the default
-    value limits for what folding builds."""
+    Compiling runs under a deadline of its own (``COMPILE_TIME_LIMIT``): checked every 256 tokens while parsing,
+    enforced by the watchdog in the code generator, and checked once more at the end (CPython's own ``compile()``
+    of the generated code runs to its end: the size cap bounds it). Folding builds small constants only."""
     from transformers.utils.chat_template_utils import _cached_compile_jinja_template
 
     from . import sandbox
 
     env = _cached_compile_jinja_template("").environment
     sandbox.install(env, _current_deadline, DEFAULT_MAX_CHARS)
+    env.add_extension(_CompileDeadline)
     # Folding may build constants of up to 20,000 characters, 4 MB in all; a bigger one is refused while compiling
     # (Jinja then leaves the expression to the render, where the render's limits apply).
     deadline = _Deadline(COMPILE_TIME_LIMIT, 20_000, 4 * 2**20)
@@ -125,6 +127,27 @@ def _compile_guarded(template: str) -> Any:
         _LOCAL.deadline = previous
     sandbox.install_joins(compiled, _current_deadline, DEFAULT_MAX_CHARS)
     return compiled
+
+
+def _compile_deadline_extension() -> type:
+    from jinja2.ext import Extension
+
+    class CompileDeadline(Extension):
+        """Checks the compile deadline every 256 tokens while Jinja parses (the parser pulls tokens as it goes), so
+        a slow parse stops at the limit without relying on the watchdog: its stop can be swallowed by a garbage
+        collector callback that happens to run at that moment."""
+
+        def filter_stream(self, stream):
+            deadline = _current_deadline()
+            for i, token in enumerate(stream):
+                if deadline is not None and i & 255 == 0:
+                    deadline.check()
+                yield token
+
+    return CompileDeadline
+
+
+_CompileDeadline = _compile_deadline_extension()
 
 
 def has_generation_tags(template: str) -> bool:
