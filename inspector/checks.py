@@ -877,11 +877,11 @@ def _check_special_in_text(sample, conv, ctx, labeled):
     for mi in sorted(set(msg_idx[hits].tolist())):
         where = hits & (msg_idx == mi)
         pos = _positions(where, ctx.thresholds.max_positions)
-        shown = ", ".join(dict.fromkeys(ctx.show(int(ids[k])) for k in pos[:8]))
+        names = list(dict.fromkeys(ctx.show(int(ids[k])) for k in pos[:8]))
+        them = "it into the control token" if len(names) == 1 else "them into control tokens"
         out.append(finding("special-token-in-text",
-                           f"{segs[pos[0]]} message {int(mi)} writes {shown} as text: the tokenizer turns it into "
-                           f"the control token ({_count(int(where.sum()), 'token')})", positions=pos,
-                           message_index=int(mi)))
+                           f"{segs[pos[0]]} message {int(mi)} writes {', '.join(names)} as text: the tokenizer turns "
+                           f"{them} ({_count(int(where.sum()), 'token')})", positions=pos, message_index=int(mi)))
     return out
 
 
