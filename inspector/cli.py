@@ -10,7 +10,9 @@
     python -m inspector training-template --chat-template FILE [DATA] [--out FILE] [--tokenizer T] [--json]
 
 ``check`` exits 0 when nothing at or above ``--fail-on`` fired, 1 when something did, 2 on a usage or loading error
-(a named exception from the core, printed as ``Error: ...`` on stderr). ``--json`` prints one report to stdout and
+(a named exception from the core, printed as ``Error: ...`` on stderr), 3 when the tool itself failed (an
+unexpected exception: ``Internal error: ...`` and where to report it; ``--debug`` shows the traceback). No input
+reaches 3: a record the core cannot handle is rejected with the reason. ``--json`` prints one report to stdout and
 nothing else. Records are streamed in chunks (``--chunk-size``); ``--num-proc N`` runs chunks in N worker processes,
 each loading the tokenizer once, with results identical to one process. A progress bar (tqdm) shows on a terminal.
 
@@ -23,8 +25,10 @@ import argparse
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import textwrap
+import traceback
 from collections import deque
 from dataclasses import dataclass
 from itertools import islice
@@ -32,17 +36,20 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from .checks import (CHECKS, DEFAULT_CHUNK_SIZE, PACKING_CODES, SEVERITIES, CheckContext, Outcome, Report, Thresholds,
-                     chunked, evaluate, iter_outcomes, report_settings)
+                     chunks, evaluate, iter_outcomes, report_settings)
 from .conversations import Conversation, Rejected
 from .errors import InspectorError
 from .labels import DEFAULT_RECORD_TIME_LIMIT, STRATEGIES, LabelOptions
 from .verify import SAMPLE_EVERY, SAMPLE_FIRST, VERIFY_MODES
 from .loaders import FORMATS
 from .tokenizer import DEFAULT_TOKENIZER, ChatSetup
-from .render import DEFAULT_TIME_LIMIT, RenderLimits
+from .render import DEFAULT_MAX_CHARS, DEFAULT_MAX_TOKENS, DEFAULT_TIME_LIMIT, RenderLimits
 
-EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, as a shell reports a process ended by SIGTERM
 FAIL_ON = ("error", "warning", "never")
+REPORT_BUGS = ("This is a bug in SFT Inspector, not a problem with your data: please report it (an issue in the "
+               "project's repository) with the command you ran; run it again with --debug to see the traceback.")
 
 
 # --- setup: what a worker process needs to rebuild the tokenizer and template ------------------------------------
@@ -103,7 +110,7 @@ def run_outcomes(items: Iterable[Conversation | Rejected], ctx: CheckContext, sp
                                           ctx.verify)) as pool:
         pending: deque = deque()
         start = 0
-        for chunk in chunked(items, chunk_size):
+        for chunk in chunks(items, chunk_size):
             pending.append(pool.apply_async(_work, (chunk, keep_rows, start)))
             start += len(chunk)
             while len(pending) >= 2 * num_proc:
@@ -173,6 +180,8 @@ def _template_var(text: str) -> tuple[str, Any]:
         parsed = json.loads(value)
     except json.JSONDecodeError:
         parsed = value
+    except (RecursionError, ValueError) as exc:  # nested too deep, a number past the int limit
+        raise argparse.ArgumentTypeError(f"the value of {key.strip()} cannot be read as JSON ({type(exc).__name__})")
     return key.strip(), parsed
 
 
@@ -201,6 +210,12 @@ def _add_setup_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--render-timeout", type=_positive_float, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
                    help=f"stop a template render after this many seconds (default {DEFAULT_TIME_LIMIT:g}): chat "
                         "templates are code, and a hostile one may loop")
+    g.add_argument("--max-chars", type=_positive_int, default=DEFAULT_MAX_CHARS, metavar="N",
+                   help=f"refuse a record whose rendered text passes N characters, before tokenizing (default "
+                        f"{DEFAULT_MAX_CHARS:,}: far beyond a real conversation); also the largest value a template "
+                        "may build")
+    g.add_argument("--max-tokens", type=_positive_int, default=DEFAULT_MAX_TOKENS, metavar="N",
+                   help=f"refuse a sample of more than N tokens (default {DEFAULT_MAX_TOKENS:,})")
     g.add_argument("--template-var", action="append", type=_template_var, default=[], metavar="KEY=VALUE",
                    help="an extra variable for the template, VALUE as JSON when it parses (e.g. enable_thinking=false);"
                         " repeatable")
@@ -249,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m inspector",
         description="SFT Inspector: see what a supervised fine-tuning run trains on, and check it before training.",
-        epilog="Exit codes: 0 nothing at or above --fail-on fired, 1 something did, 2 usage or loading error.")
+        epilog="Exit codes: 0 nothing at or above --fail-on fired, 1 something did, 2 usage or loading error, "
+               "3 the tool itself failed (a bug: please report it).")
+    _add_debug(parser, False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("check", help="run the pre-flight checks and print a per-check summary",
@@ -357,7 +374,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "<template name>.training.jinja beside the template)")
     p.add_argument("--json", action="store_true", help="print one JSON report to stdout, nothing else")
     p.set_defaults(handler=cmd_training_template)
+    for sp in sub.choices.values():
+        _add_debug(sp, argparse.SUPPRESS)
     return parser
+
+
+def _add_debug(p: argparse.ArgumentParser, default: Any) -> None:
+    # on the main parser and on every command; SUPPRESS keeps a command's default from hiding `inspector --debug ...`
+    p.add_argument("--debug", action="store_true", default=default,
+                   help="on an internal error (exit 3), print the full traceback")
 
 
 def _spec(args: argparse.Namespace) -> SetupSpec:
@@ -368,7 +393,8 @@ def _options(args: argparse.Namespace) -> LabelOptions:
     return LabelOptions(strategy=args.strategy, label_eot=not args.no_label_eot, max_length=args.max_length,
                         truncation_side=args.truncation_side, response_template=args.response_template,
                         instruction_template=args.instruction_template, template_kwargs=dict(args.template_var),
-                        limits=RenderLimits(time_limit=args.render_timeout),
+                        limits=RenderLimits(time_limit=args.render_timeout, max_chars=args.max_chars,
+                                            max_tokens=args.max_tokens),
                         record_time_limit=args.record_time_limit)
 
 
@@ -454,6 +480,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     else:
         if args.index < 0:
             raise InspectorError("--index must be 0 or more")
+        if args.index > sys.maxsize:  # islice takes no more; no file holds that many records
+            raise InspectorError(f"{args.data} has no record number {args.index} (numbers start at 0)")
         found = next(islice(items, args.index, None), None)
         if found is None:
             raise InspectorError(f"{args.data} has no record number {args.index} (numbers start at 0)")
@@ -723,8 +751,27 @@ def format_sample(sample, ctx: CheckContext) -> str:
 
 # --- entry point --------------------------------------------------------------------------------------------------
 
+class _Terminated(SystemExit):
+    """SIGTERM, raised in the main thread: unwinds like Ctrl-C (an export removes its partial files)."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated(EXIT_TERMINATED)
+
+
+def _safe_output() -> None:
+    """Print what cannot be encoded (a lone surrogate, a terminal in another encoding) as escapes, never crash."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):
+            pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI and return the exit code (``python -m inspector`` passes it to ``sys.exit``)."""
+    """Run the CLI and return the exit code (``python -m inspector`` passes it to ``sys.exit``): 0 nothing at or
+    above ``--fail-on``, 1 findings, 2 a usage or loading error, 3 an internal error, 130 Ctrl-C, 143 SIGTERM."""
+    _safe_output()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -733,6 +780,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return EXIT_ERROR
+    previous = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
     try:
         return args.handler(args)
     except InspectorError as exc:
@@ -741,9 +793,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("Terminated (SIGTERM): nothing more was written; an export in progress removed its partial files.",
+              file=sys.stderr)
+        return EXIT_TERMINATED
     except BrokenPipeError:  # e.g. `| head`: stop quietly
         try:
             sys.stdout = open(os.devnull, "w")
         except OSError:
             pass
         return EXIT_OK
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the tool itself failed (also a Rust panic, a BaseException)
+        if getattr(args, "debug", False):
+            traceback.print_exception(exc, file=sys.stderr)
+        print(f"Internal error: {type(exc).__name__}: {_short(str(exc))}", file=sys.stderr)
+        print(REPORT_BUGS, file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _short(text: str, limit: int = 500) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
