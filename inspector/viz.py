@@ -842,10 +842,11 @@ def weights_figure(table: Mapping[str, Mapping[Any, Fraction]], keys: Sequence[A
         exact = [fraction_text(col.get(key, Fraction(0))) for key in rows_keys]
         values = [float(col.get(key, Fraction(0))) for key in rows_keys]
         text = [e if Fraction(e).denominator <= APPROX_ABOVE else f"{v:.1%}" for e, v in zip(exact, values)]
-        fig.add_bar(name=reduction_title(name), x=names, y=values, text=text, textposition="outside",
+        title = reduction_title(name) if name in REDUCTION_WORDS else name
+        fig.add_bar(name=title, x=names, y=values, text=text, textposition="outside",
                     marker_color=palette[k % len(palette)],
                     customdata=[[n, e] for n, e in zip(names, exact)],
-                    hovertemplate=f"{_e(reduction_title(name))}<br>%{{x}}: %{{customdata[1]}} "
+                    hovertemplate=f"{_e(title)}<br>%{{x}}: %{{customdata[1]}} "
                                   "(%{y:.2%})<extra></extra>")
     return fig
 

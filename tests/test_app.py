@@ -18,8 +18,8 @@ from streamlit.testing.v1 import AppTest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-PAGES = {"inspect": "app_pages/inspect.py", "dataset": "app_pages/dataset.py", "weights": "app_pages/weights.py",
-         "export": "app_pages/export.py"}
+PAGES = {"inspect": "app.py", "dataset": "pages/1_dataset.py", "weights": "pages/2_weights.py",
+         "export": "pages/3_export.py"}
 TITLES = {"inspect": "Inspect", "dataset": "Dataset", "weights": "Gradient weights", "export": "Export"}
 TIMEOUT = 60  # seconds per run: the first run loads the tokenizer
 
@@ -63,8 +63,23 @@ def token_table(at: AppTest) -> str:
     return html_with(at, 'class="sfti-tokens"')
 
 
+def sidebar_errors(at: AppTest) -> list[str]:
+    from pages.common.show import plain
+
+    return [plain(e.value) for e in at.sidebar.error]
+
+
+def main_errors(at: AppTest) -> list[str]:
+    from pages.common.show import plain
+
+    return [plain(e.value) for e in at.main.error]
+
+
 def errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
+    """The error boxes as the reader sees them (user-supplied text is markdown-escaped in the element)."""
+    from pages.common.show import plain
+
+    return [plain(e.value) for e in at.error]
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +197,7 @@ def test_compare_two_strategies_counts_the_differences(deepseek_setup, demo):
 
 
 def test_open_in_inspect_from_another_page():
-    import ui
+    from pages.common import ui
 
     at = run_app()
     at.switch_page(PAGES["dataset"]).run()
@@ -211,7 +226,7 @@ def test_bad_upload_shows_an_error():
 def test_upload_of_only_bad_records_shows_the_reasons():
     at = upload(run_app(), "bad.jsonl", b'{"messages": [{"role": "wizard", "content": "hi"}]}\nnot json\n')
     no_exception(at)
-    (err,) = [e for e in errors(at) if e.startswith("Data:")]
+    (err,) = [e for e in sidebar_errors(at) if e.startswith("Data:")]
     assert "no conversation could be read" in err
     assert "wizard" in err
 
@@ -238,7 +253,7 @@ def test_parquet_upload_is_inspected(tmp_path):
 
 
 def test_upload_over_the_size_limit_is_refused(monkeypatch):
-    import ui
+    from pages.common import ui
 
     monkeypatch.setattr(ui, "MAX_UPLOAD_MB", 0)
     at = upload(run_app(), "big.jsonl", b'{"prompt": "a", "completion": "b"}\n')
@@ -247,7 +262,7 @@ def test_upload_over_the_size_limit_is_refused(monkeypatch):
 
 
 def test_record_limit_keeps_the_first_records(monkeypatch):
-    import ui
+    from pages.common import ui
 
     monkeypatch.setattr(ui, "MAX_RECORDS", 5)
     at = run_app()
@@ -280,7 +295,7 @@ def test_a_record_with_a_lone_surrogate_is_rejected_with_a_reason():
     at.switch_page(PAGES["export"]).run()
     rejected = at.dataframe[0].value
     assert rejected["record"].tolist() == ["bad"]
-    assert "lone surrogate" in rejected["reasons"][0]
+    assert "lone surrogate" in rejected["reasons"].iloc[0]
 
 
 def test_pasted_json_is_inspected():
@@ -299,7 +314,10 @@ def test_a_template_that_does_not_compile_shows_an_error():
     assert "<｜Assistant｜>" in editor.value  # starts from the template in use
     editor.set_value("{% for m in messages %}{{ m.content }").run()
     no_exception(at)
-    assert any(e.startswith("Chat template:") and "does not parse" in e for e in errors(at)), errors(at)
+    # once in the sidebar and once in the main area, without a doubled "Chat template: Chat template" prefix
+    message = "Chat template does not parse (line 1): unexpected '}'"
+    assert sidebar_errors(at) == [message] and main_errors(at) == [message]
+    assert [c.value for c in at.main.code] == ["{% for m in messages %}{{ m.content }"]  # the line it points at
 
 
 def test_a_template_that_raises_shows_an_error():
@@ -313,7 +331,7 @@ def test_a_template_that_raises_shows_an_error():
 
 
 def test_an_edited_template_relabels_without_touching_the_cached_tokenizer(deepseek_setup):
-    import ui
+    from pages.common import ui
 
     at = run_app()
     tok = ui.cached_tokenizer("deepseek-tokenizer", False, None)
@@ -332,7 +350,8 @@ def test_a_missing_tokenizer_folder_shows_an_error(tmp_path):
     widget(at, "radio", "sb_tok_source").set_value("Hub id or local folder").run()
     widget(at, "text_input", "sb_tok_name").set_value(str(tmp_path / "nowhere")).run()
     no_exception(at)
-    assert any(e.startswith("Tokenizer:") and "not found" in e for e in errors(at)), errors(at)
+    assert any(e.startswith("Tokenizer folder not found") for e in sidebar_errors(at)), errors(at)
+    assert any(e.startswith("Tokenizer folder not found") for e in main_errors(at)), errors(at)
 
 
 def test_a_missing_gguf_file_shows_an_error(tmp_path):
@@ -387,10 +406,15 @@ def test_gradient_weights_page_every_reduction_and_the_crossed_out_terms():
 
     at = run_app()
     at.switch_page(PAGES["weights"]).run()
-    by_role = at.table[1].value  # per role, for the loaded batch: one column per reduction
-    assert list(by_role.columns) == list(REDUCTION_NAMES)
-    assert by_role.loc["user"].tolist() == ["0"] * len(REDUCTION_NAMES)
-    assert by_role.loc["assistant", "sum"] != "0"
+    by_role = html_with(at, '<tr data-key="user">')  # per role, for the loaded batch: one column per reduction
+    for name in REDUCTION_NAMES:
+        assert f"<code>{name}</code>" in by_role
+    user_row = by_role.split('<tr data-key="user">')[1].split("</tr>")[0]
+    assert user_row.count('class="sfti-weight"') == len(REDUCTION_NAMES)
+    assert user_row.count('">0</td>') == len(REDUCTION_NAMES)
+    assistant = by_role.split('<tr data-key="assistant">')[1].split("</tr>")[0]
+    assert 'data-reduction="sum" style="padding:1px 8px;border-bottom:1px solid #ffffff;white-space:pre;' \
+           'text-align:right">0</td>' not in assistant
     logprob = [h.value for h in at.html if "sfti-logprob" in h.value]
     assert len(logprob) == 1
     # demo-11: x1 y1 x2 y2 x3 y3, user terms crossed out
