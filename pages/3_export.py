@@ -26,9 +26,10 @@ with page("Export", icon=ICON) as ctx:
     c[3].metric("Accepted samples", f"{int(accepted['samples'].sum()):,}")
     st.caption(f"Strategy **{ctx.options.strategy}**, max length {ctx.options.max_length or 'none'}, end-of-turn "
                f"{'labeled' if ctx.options.label_eot else 'not labeled'}. {export.ACCEPT_RULE.capitalize()}.")
-    if not ctx.options.label_eot and len(accepted) == 0:
-        st.warning("Every record is rejected because the end-of-turn token is not labeled (the sidebar's toggle): "
-                   "the model would never learn to stop. Turn it back on to export.")
+    eot = int(rejected["reasons"].str.contains("eot-not-labeled", regex=False).sum())
+    if not ctx.options.label_eot and eot:
+        st.warning(f"{eot:,} record(s) are rejected because the end-of-turn token is not labeled (the sidebar's "
+                   "toggle): the model would never learn to stop. Turn it back on to export them.")
 
     tab_rej, tab_acc = st.tabs([f"Rejected ({len(rejected):,})", f"Accepted ({len(accepted):,})"])
     with tab_rej:

@@ -153,7 +153,7 @@ def page(title: str, *, icon: str | None = None, needs_data: bool = True) -> Ite
     error box and the session goes on; Streamlit's own stop/rerun signals pass through."""
     from . import ui
 
-    st.set_page_config(page_title=f"{title} · SFT Inspector", page_icon=icon or APP_ICON, layout="wide")
+    st.set_page_config(page_title=f"{title} · SFT Inspector", layout="wide")
     try:
         ctx = ui.sidebar()
         st.title(title)
