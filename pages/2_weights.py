@@ -109,8 +109,10 @@ with page("Gradient weights", icon=ICON, needs_data=False) as ctx:  # the preset
                 st.caption("An end-of-turn token counts for the answer it closes.")
             with tab_sample:
                 show.html(viz.fractions_html(out["by_sample"], index_name="sample"))
-            st.markdown("**Weight of each sample** (click a bar to see that sample's tokens)")
-            event = st.plotly_chart(viz.weights_figure(out["by_sample"], axis_title="sample"),
+            st.markdown("**Share of the loss of each sample, per mean reduction** (click a bar to see that "
+                        "sample's tokens; `sum` weighs every token 1, see the table)")
+            means = {r: v for r, v in out["by_sample"].items() if r in weights.MEAN_REDUCTIONS}
+            event = st.plotly_chart(viz.weights_figure(means, axis_title="sample"),
                                     key="weights_sample_chart", on_select="rerun", selection_mode="points",
                                     config={"displayModeBar": False})
             ids = [s.id for s in batch]
