@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import html
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
@@ -375,8 +376,8 @@ def sample_stats(sample: Any) -> dict[str, Any]:
     {"tokens": 10, "trained": 3, "trained_share": 0.3, "template": 4, "user": 3, "assistant": 3, ...}.
     """
     n = len(sample.input_ids)
-    segs = pd.Series(list(sample.segments), dtype="object").value_counts().to_dict() if n else {}
-    trained = sum(1 for x in sample.labels if x != IGNORE_INDEX)
+    segs = Counter(sample.segments)
+    trained = n - list(sample.labels).count(IGNORE_INDEX)
     trunc = getattr(sample, "truncation", None)
     row: dict[str, Any] = {"sample_id": sample.id, "conversation_id": sample.conversation_id, "tokens": n,
                            "trained": trained, "trained_share": trained / n if n else 0.0}

@@ -792,3 +792,23 @@ def test_a_tokenizer_panic_is_an_error_box_and_the_session_goes_on(tmp_path):
     no_exception(at)
     assert widget(at, "selectbox", "inspect_conv").options == ["fine"]
     assert metrics(at)["Tokens"] != ""
+
+
+def test_an_unreachable_hub_fails_within_seconds_without_hf_hub_offline(monkeypatch):
+    """No HF_HUB_OFFLINE, and the hub cannot be reached (here: a closed local port): the probe sends the load to
+    the local cache at once instead of transformers' ~50 s of retries; the message is the same."""
+    import time
+
+    from inspector.errors import TokenizerLoadError
+    from inspector.tokenizer import hub_is_reachable, load_tokenizer
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    assert hub_is_reachable(timeout=1.0) is False
+    t0 = time.monotonic()
+    with pytest.raises(TokenizerLoadError, match="Without network access"):
+        load_tokenizer("some-org/some-model-that-is-not-cached")
+    assert time.monotonic() - t0 < 10

@@ -518,3 +518,22 @@ def test_markdown_in_ids_and_template_errors_never_becomes_an_image(server, new_
         srcs = page.locator("img").evaluate_all("els => els.map(e => e.src)")
         assert not [x for x in srcs if "host/" in x or "//h/" in x], srcs
     assert fetched == []
+
+
+def test_selecting_a_row_of_the_paged_table_opens_it_in_inspect(server, browser_page):
+    page = browser_page
+    page.goto(f"{server}/dataset")
+    page.locator(".js-plotly-plot").first.wait_for(state="visible")
+    _settle(page)
+    page.get_by_role("tab", name="All samples").click()
+    grid = page.locator('.st-key-dataset_table [data-testid="stDataFrame"]')
+    grid.wait_for(state="visible")
+    grid.scroll_into_view_if_needed()
+    _settle(page)
+    box = grid.bounding_box()
+    row_height = 35  # Streamlit's dataframe rows (and header) are 35 px high
+    page.mouse.click(box["x"] + 14, box["y"] + row_height * 4 + row_height / 2)  # the 4th sample's checkbox
+    _heading(page, "Inspect")
+    page.locator("table.sfti-tokens").first.wait_for(state="visible")
+    _settle(page)
+    assert _selected(page, "stMain", "Conversation") == "demo-04-reasoning"

@@ -20,17 +20,16 @@ Session-state keys are prefixed by where they live: ``sb_`` sidebar widgets, ``u
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
-from inspector.conversations import Conversation, LoadResult, Rejected
+from inspector.conversations import Conversation, LoadResult
 from inspector.errors import ChatTemplateError, DataError, InspectorError, RenderError, TokenizerLoadError
 from inspector.labels import CHATGLM2_FORMAT, STRATEGIES, LabelEngine, LabelOptions
 from inspector.render import RenderLimits
@@ -38,7 +37,7 @@ from inspector.tokenizer import (DEFAULT_TOKENIZER, DEMO_DIR, ChatSetup, load_to
                                  template_from_file_text)
 
 from . import show
-from .analysis import EXCERPT_CHARS, cached_load_path, cached_tokenizer, for_app  # noqa: F401 (tests use cached_tokenizer)
+from .analysis import cached_load_path, cached_tokenizer, for_app  # noqa: F401 (tests use cached_tokenizer)
 
 # --- limits and settings -------------------------------------------------------------------------------------------
 
