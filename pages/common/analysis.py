@@ -33,7 +33,7 @@ AUTO_EXPORT_RECORDS = 5_000  # above this many records, Export writes its files 
 
 # --- what the app keeps of a load ----------------------------------------------------------------------------------
 
-_KEYS_FOUND = re.compile(r"\s*\(keys found: [^)]*\)")
+_KEYS_FOUND = re.compile(r"\s*\(keys found: .*\)", re.DOTALL)  # to the last ")": key names may hold one
 
 
 def safe_text(value: Any) -> str:
