@@ -812,3 +812,19 @@ def test_an_unreachable_hub_fails_within_seconds_without_hf_hub_offline(monkeypa
     with pytest.raises(TokenizerLoadError, match="Without network access"):
         load_tokenizer("some-org/some-model-that-is-not-cached")
     assert time.monotonic() - t0 < 10
+
+
+def test_a_scan_of_several_chunks_shows_progress_and_leaves_only_the_page():
+    rows = "\n".join(json.dumps({"id": f"r{i}", "messages": [{"role": "user", "content": f"Question {i}?"},
+                                                            {"role": "assistant", "content": f"Answer {i}."}]})
+                     for i in range(600))
+    at = run_app()
+    widget(at, "radio", "sb_data_source").set_value("Paste JSON").run()
+    widget(at, "text_area", "sb_data_paste").set_value(rows).run()
+    at.switch_page(PAGES["dataset"]).run()
+    no_exception(at)
+    assert metrics(at)["Conversations"] == "600"
+    assert not at.get("progress")  # the bar and the live shares are gone once the scan is done
+    assert not [c for c in at.get("plotly_chart") if "scan_live" in str(getattr(c, "key", "") or "")]
+    stats_rows = [d.value for d in at.dataframe if "sample_id" in d.value.columns][0]
+    assert len(stats_rows) == 50  # one page of the table, not 600 rows

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from inspector.tokenizer import ChatSetup, load_tokenizer
 
 CHUNK_SIZE = 256  # records per cached scan chunk (the progress bar's step)
 EXCERPT_CHARS = 200  # a rejected record is shown and exported as at most this many characters of its JSON
+LIVE_EVERY = 3.0  # seconds between two updates of the token shares shown while a scan runs
 AUTO_EXPORT_RECORDS = 5_000  # above this many records, Export writes its files when asked, not on every visit
 
 
@@ -167,14 +169,28 @@ def scan(ctx: Any, progress: bool = True) -> Scan:
         return done[full]
     chunks = [items[i:i + CHUNK_SIZE] for i in range(0, len(items), CHUNK_SIZE)]
     bar = st.progress(0.0, text=f"Scanning {len(items):,} records…") if progress and len(chunks) > 1 else None
+    live = st.empty() if bar is not None else None
+    totals = None
+    shown_at = 0.0
     parts = []
     for k, chunk in enumerate(chunks):
         parts.append(_scan_chunk(ctx.data_key, tkey, template_key, okey, k, ctx.setup, chunk, ctx.options))
         if bar is not None:
             bar.progress((k + 1) / len(chunks), text=f"Scanned {min((k + 1) * CHUNK_SIZE, len(items)):,} of "
                                                      f"{len(items):,} records")
+            # the token shares so far, every few seconds: something to read during a long scan (and the browser
+            # loads its chart library meanwhile, so the page draws at once when the scan ends)
+            shares = viz.overall_shares(parts[-1].stats).set_index("segment")["tokens"]
+            totals = shares if totals is None else totals + shares
+            if time.monotonic() - shown_at > LIVE_EVERY and k + 1 < len(chunks):
+                shown_at = time.monotonic()
+                frame = totals.reset_index()
+                frame["share"] = frame["tokens"] / max(1, int(totals.drop("trained").sum()))
+                live.plotly_chart(viz.overall_share_figure(frame), key=f"scan_live_{k}",
+                                  config={"displayModeBar": False})
     if bar is not None:
         bar.empty()
+        live.empty()
     result = Scan(*(pd.concat([getattr(p, name) for p in parts], ignore_index=True) if parts else empty
                     for name, empty in zip(("stats", "records", "findings"), viz.scan_tables([]))))
     done.clear()  # one finished scan per session
