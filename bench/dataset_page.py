@@ -37,6 +37,9 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 CHARTS = 4  # Plotly charts drawn on the Dataset page's first screen and first tab
+# Plotly charts drawn (an svg inside) and current (Streamlit marks the elements of the previous run stale)
+DRAWN = ("() => [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.querySelector('.main-svg')"
+         " && !p.closest('[data-stale=\"true\"]')).length")
 
 
 def _port() -> int:
@@ -106,15 +109,14 @@ def measure(n: int, folder: Path, timeout: float) -> dict:
             page.goto(f"{url}/dataset?{query}")
             page.get_by_text("Rejected by the loader", exact=True).wait_for(state="visible")
             t_scan = time.monotonic()
-            page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {CHARTS}")
+            page.wait_for_function(f"({DRAWN})() >= {CHARTS} && !document.querySelector('[data-testid=\"stProgress\"]')")
             t_drawn = time.monotonic()
             height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
             page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Inspect", exact=True).click()
             page.locator("table.sfti-tokens").first.wait_for(state="visible")
             t1 = time.monotonic()
             page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Dataset", exact=True).click()
-            page.wait_for_function(f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {CHARTS}"
-                                   " && !document.querySelector('table.sfti-tokens')")
+            page.wait_for_function(f"({DRAWN})() >= {CHARTS} && !document.querySelector('table.sfti-tokens')")
             t_revisit = time.monotonic() - t1
             browser.close()
     finally:

@@ -478,8 +478,17 @@ def test_two_browser_sessions_never_see_each_others_upload(server, new_session, 
     b.locator("h1").first.wait_for(state="visible")
     _settle(b)
     assert marker not in b.content()
-    _settle(a)  # A keeps its own upload all along
+    # B uploads its own file: each session sees its own upload only
+    other = tmp_path / "other.jsonl"
+    other.write_text(data.read_text().replace(marker, marker + "-b"))
+    _radio(b, 2, "Upload a file")
+    b.locator('[data-testid="stSidebar"] input[type="file"]').set_input_files(str(other))
+    _eventually(lambda: _selected(b, "stMain", "Conversation") == marker + "-b")
+    a.get_by_role("tab", name="Sortable table").click()
+    _settle(a)
     assert _selected(a, "stMain", "Conversation") == marker
+    assert marker + "-b" not in a.content()
+    assert "secret.jsonl" not in b.content()
 
 
 def _read(path: Path, limit: int = 50_000_000) -> bytes:
