@@ -6,7 +6,9 @@ A plain Python package (it never imports Streamlit) shared by the app, the CLI a
 - ``tokenizer``: load any Hugging Face tokenizer and pick its chat template (or an override);
 - ``render`` / ``spans``: render with the template in a sandbox, then find every message and assistant turn;
 - ``labels``: ``input_ids`` / ``labels`` (-100 where ignored) under each strategy;
-- ``weights``: the gradient weight each token gets under each loss reduction.
+- ``weights``: the gradient weight each token gets under each loss reduction;
+- ``packing``: pack samples as TRL does (bfd, bfd_split, wrapped), collate them padded or padding-free, and check
+  what that does to labels, attention and weights (``packing_viz``: what a page draws; ``packed_export``: files).
 """
 
 from .constants import IGNORE_INDEX

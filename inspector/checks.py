@@ -24,6 +24,14 @@ findings. What the checks cover (numbers are the issue's):
     low-trainable-share         warning  (12) 0 < trained tokens / tokens < ``Thresholds.min_trainable_share``
     label-out-of-vocab          error    (12) a label outside [0, len(tokenizer))
     record-rejected             error    the loader could not read the record (reasons from ``Rejected``)
+    (packing, run by ``packing.check_packing`` / ``pack``: ``PACKING_CODES``)
+    cross-sample-prediction     error    a labeled token right after another sample's token in a packed row
+    cross-sample-attention      warning  the layout lets a sample's tokens attend to another sample
+    packing-truncates           warning  bfd cut a sample longer than max_length (tokens lost) or dropped it
+    packing-splits-sample       warning  bfd_split / wrapped cut a sample across packed sequences
+    packing-label-masked        info     the padding-free collator set labels to IGNORE_INDEX at position id 0
+    packing-padding             info     the collated rows are more than ``max_padding_share`` padding
+    packing-attention           info     which attention implementations keep packed samples apart here
 
 Example: a conversation whose only assistant turn has ``loss_weight: 0`` ->
 ``Finding("no-trainable-tokens", "error", "0 of 23 tokens are trained ...", sample_id="demo-4", ...)``.
@@ -47,10 +55,16 @@ from .conversations import Conversation, Rejected
 from .errors import RenderError
 from .labels import STRATEGIES, LabelEngine, LabelOptions, Sample, SampleError, chunked, tokenize_batch  # noqa: F401
 from .tokenizer import ChatSetup
+from .verify import VERIFY_MODES, should_verify, verify_sample
 
 SEVERITIES = ("error", "warning", "info")
 SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}
 DEFAULT_CHUNK_SIZE = 256  # conversations per engine.build call when streaming
+# train-inference-mismatch renders the prompt of each trained turn (the conversation so far): a record with
+# thousands of turns would cost a quadratic number of rendered messages, so at most this many turns are checked,
+# evenly spaced, the first and the last included
+MAX_PROMPT_CHECKS = 32
+PROMPT_RENDER_BUDGET = 40_000  # messages: fewer turns are checked in very long conversations (never fewer than 4)
 
 
 @dataclass(frozen=True)
@@ -136,7 +150,65 @@ _CHECK_LIST = [
     Check("label-out-of-vocab", "error", "Label outside the vocabulary",
           "A label that is neither IGNORE_INDEX nor a token id of the tokenizer (0 <= id < len(tokenizer)).",
           "The labels were built with another tokenizer, or shifted/offset by mistake."),
+    Check("label-verification", "error", "Labels disagree with the verifier",
+          "The independent verifier (each field of the conversation replaced in turn by a sentinel, the renders "
+          "diffed) found text the model writes that is not labeled, or prompt text that is labeled. It does not "
+          "rely on how the engine located the turns, so it catches layouts the engine got wrong.",
+          "Report it with the template and the record (python -m inspector show DATA --index N); meanwhile check "
+          "the labels of this template by hand or use a template with {% generation %} tags."),
+    Check("response-marker-last-match", "error", "Only the last answer is trained",
+          "Under the completion-only collator without an instruction template, the response marker matches "
+          "several times; TRL's DataCollatorForCompletionOnlyLM keeps the last match, so every earlier answer of "
+          "the conversation is silently dropped from training.",
+          "Give the collator an instruction template (the user header), or use assistant-only masking."),
+    Check("eot-appended", "info", "Closing appended to the final answer",
+          "The template leaves the final answer open (it closes a turn only when a next one follows, or with the "
+          "next role token as GLM does): its closing was appended after the answer and labeled, as the family's "
+          "own fine-tuning does, so the model learns to stop.",
+          "Nothing to fix; export the samples as built (they hold the appended token)."),
+    Check("reasoning-dropped", "info", "Reasoning not rendered",
+          "The template does not write the reasoning (reasoning_content / thinking parts) of some assistant "
+          "messages, always or for turns before the last user message: those traces are not trained.",
+          "Expected for templates that drop past reasoning; train one sample per turn (split-turns) to keep each "
+          "turn's reasoning, or use a template that renders it."),
+    Check("tool-call-adapted", "info", "Tool calls adapted to the template",
+          "Tool-call arguments given as JSON text were parsed into an object (or an object written as JSON text, "
+          "or a call-only message given content None) because the template expects that shape.",
+          "Nothing to fix; the note on the sample says what was changed."),
 ]
+_PACKING_CHECKS = [
+    Check("cross-sample-prediction", "error", "Labeled token predicted from another sample",
+          "In a packed row, a labeled token comes right after a token of another sample: labels are unshifted, so "
+          "the loss trains the model to continue that sample with this token, whatever the attention does.",
+          "Use the padding-free layout (its collator sets the label at every position id 0 to -100), mask each "
+          "sample's first token, or do not pack."),
+    Check("cross-sample-attention", "warning", "Packed samples attend to each other",
+          "The layout gives the model no boundary between samples of one row (the padded layout's attention_mask "
+          "marks only padding; wrapped writes no seq_lengths): a sample's tokens attend to the samples before it.",
+          "Pack with bfd or bfd_split in the padding-free layout and an attention implementation that reads "
+          "position_ids (flash_attention_2/3, sdpa, eager, flex_attention); TRL's SFTTrainer does so for bfd."),
+    Check("packing-truncates", "warning", "Packing truncates a sample",
+          "bfd keeps the first max_length tokens of a longer sample and drops the rest (answers lose their end), "
+          "and drops empty samples.",
+          "Raise --max-length, use bfd_split (keeps every token, in pieces), or split long conversations."),
+    Check("packing-splits-sample", "warning", "Packing cuts a sample across sequences",
+          "bfd_split or wrapped put one sample's tokens in several packed sequences: a later piece is trained "
+          "without what precedes it (an answer without its question).",
+          "Use bfd (truncates instead) with a larger --max-length, or split long conversations before packing."),
+    Check("packing-label-masked", "info", "Packing masks labels at sample starts",
+          "The padding-free collator sets the label of every token at position id 0 to -100: a sample's first "
+          "token (never a loss term anyway) or the first token of a later piece of a split sample.",
+          "Nothing to fix for whole samples; for split samples, the piece's first token is no longer trained."),
+    Check("packing-padding", "info", "Packed rows carry much padding",
+          "The share of padding in the collated rows (packing efficiency) is above the threshold.",
+          "Use the padding-free layout, a smaller batch, or bfd (fills sequences tighter than wrapped's last row)."),
+    Check("packing-attention", "info", "Attention and packed boundaries",
+          "Which attention implementations keep the samples of a packed row apart with the inputs this layout "
+          "gives the model, as read in transformers' source.",
+          "Train with an implementation listed as keeping samples apart."),
+]
+_CHECK_LIST += _PACKING_CHECKS
+PACKING_CODES = frozenset(c.code for c in _PACKING_CHECKS)
 CHECKS: "OrderedDict[str, Check]" = OrderedDict((c.code, c) for c in _CHECK_LIST)
 
 
@@ -196,7 +268,10 @@ class CheckContext:
     """The tokenizer facts and template probe the checks use, computed once. ``skip``: codes not to run."""
 
     def __init__(self, setup: ChatSetup, opts: LabelOptions = LabelOptions(), thresholds: Thresholds = Thresholds(),
-                 skip: Iterable[str] = (), engine: LabelEngine | None = None):
+                 skip: Iterable[str] = (), engine: LabelEngine | None = None, verify: str = "sample"):
+        if verify not in VERIFY_MODES:
+            raise ValueError(f"Unknown verify mode {verify!r}; choose one of: {', '.join(VERIFY_MODES)}")
+        self.verify = verify
         unknown = [c for c in skip if c not in CHECKS]
         if unknown:
             raise ValueError(f"Unknown check code(s): {', '.join(unknown)}; see `python -m inspector checks`")
@@ -283,6 +358,8 @@ def _kept_chars(sample: Sample) -> tuple[int, int]:
 
 def _sample_messages(sample: Sample, conv: Conversation, ctx: CheckContext) -> list[dict[str, Any]]:
     """The messages the engine rendered for this sample (split-turns: up to its own answer)."""
+    if sample.messages is not None:
+        return sample.messages
     msgs = conv.template_messages(tool_calls_as_text=ctx.tool_calls_as_text)
     if sample.strategy == "split-turns" and sample.turn_index is not None:
         answers = [i for i, m in enumerate(msgs) if m["role"] == "assistant"]
@@ -441,10 +518,15 @@ def _check_eot(sample, conv, ctx, labeled):
                     f"is not labeled ({ctx.show(ids[pos[0]])} at token {pos[0]}); the model never learns to stop",
                     positions=pos, message_index=t.message_index))
             continue
-        # no marker in the text: fine only when a labeled EOS follows the body (session strategy inserts one)
+        # no marker in the text: fine only when a labeled EOS follows the body (session strategy inserts one) or
+        # the template's closing was appended to the open final answer (eot-appended)
         after = np.nonzero(offs[:, 0] >= t.body_end)[0] if len(offs) else []
         nxt = int(after[0]) if len(after) else None
         if nxt is not None and ctx.eos_id is not None and ids[nxt] == ctx.eos_id and labeled[nxt]:
+            continue
+        appended = (sample.extra or {}).get("appended_closing")
+        if appended and appended["message_index"] == t.message_index and all(
+                0 <= p < len(ids) and labeled[p] for p in appended["positions"]):
             continue
         body = np.nonzero(_overlapping(offs, t.start, t.body_end))[0]
         pos = [int(body[-1])] if len(body) else []
@@ -563,6 +645,10 @@ def _check_train_inference(sample, conv, ctx, labeled):
     if sample.strategy == "split-turns":
         answers = [i for i, m in enumerate(msgs) if m["role"] == "assistant"]
         turns = [t for t in turns if answers and t.message_index == answers[-1]]
+    budget = max(4, min(MAX_PROMPT_CHECKS, PROMPT_RENDER_BUDGET // max(len(msgs), 1)))
+    if len(turns) > budget:  # each prompt is a render of the conversation so far: bound the work
+        keep = np.unique(np.linspace(0, len(turns) - 1, budget).round().astype(int))
+        turns = [turns[k] for k in keep.tolist()]
     out = []
     prompts, which = [], []
     for t in turns:
@@ -742,9 +828,88 @@ def _check_vocab(sample, conv, ctx, labeled):
                     f"{int(labels[pos[0]])} at token {pos[0]})", positions=pos)]
 
 
+def _check_last_match(sample, conv, ctx, labeled):
+    """Completion-only collator without an instruction template: the marker matches N > 1 times and the collator
+    keeps the last match. Example: two answers, marker "<|im_start|>assistant\n" -> only the second is trained."""
+    extra = sample.extra or {}
+    if (not ctx.enabled("response-marker-last-match") or sample.strategy != "response-template"
+            or ctx.opts.instruction_template is not None):
+        return []
+    pos = list(extra.get("marker_positions") or [])
+    if len(pos) < 2:
+        return []
+    return [finding("response-marker-last-match",
+                    f"the response marker {extra.get('response_template')!r} matches {len(pos)} times and no "
+                    f"instruction template is given: the collator keeps the last match (token {pos[-1]}), so only "
+                    f"the last answer is trained and {_count(len(pos) - 1, 'earlier answer')} "
+                    f"{'is' if len(pos) == 2 else 'are'} silently dropped",
+                    positions=pos[:-1][: ctx.thresholds.max_positions],
+                    details={"matches": len(pos), "kept": pos[-1]})]
+
+
+def _check_eot_appended(sample, conv, ctx, labeled):
+    """An open final answer closed with the template's closing (see ``LabelEngine._close_open_last_turn``)."""
+    app = (sample.extra or {}).get("appended_closing")
+    if not ctx.enabled("eot-appended") or not app:
+        return []
+    why = "the next role token, as GLM's own fine-tuning appends it" if app.get("opens_turn") else \
+        "the closing the template writes when a next turn follows"
+    return [finding("eot-appended",
+                    f"assistant message {app['message_index']} (the final answer) has no closing in the rendered "
+                    f"text: appended {app['text']!r} (ids {app['ids']}, {why}) and labeled it",
+                    positions=list(app["positions"]), message_index=app["message_index"],
+                    details={"text": app["text"], "ids": list(app["ids"])})]
+
+
+def _check_reasoning_dropped(sample, conv, ctx, labeled):
+    """Reasoning the template does not write. Example: Qwen3 drops the reasoning of turns before the last user
+    message -> "2 of 3 ... not rendered"."""
+    if not ctx.enabled("reasoning-dropped"):
+        return []
+    dropped = sorted({i for i, kind in sample.dropped if kind == "reasoning"})
+    if not dropped:
+        return []
+    msgs = sample.messages or []
+    have = [i for i, m in enumerate(msgs) if isinstance(m.get("reasoning_content"), str)
+            and m["reasoning_content"].strip()]
+    total = max(len(have), len(dropped))
+    return [finding("reasoning-dropped",
+                    f"the template does not render the reasoning of {len(dropped)} of {total} assistant messages "
+                    f"(message{'s' if len(dropped) != 1 else ''} {', '.join(map(str, dropped))}): "
+                    f"{'it is' if len(dropped) == 1 else 'they are'} not trained",
+                    message_index=dropped[0], details={"dropped": len(dropped), "with_reasoning": total,
+                                                       "messages": dropped})]
+
+
+def _check_adapted(sample, conv, ctx, labeled):
+    """The messages were adapted to the template (see ``LabelEngine.template_messages``)."""
+    if not ctx.enabled("tool-call-adapted") or not sample.adapted:
+        return []
+    return [finding("tool-call-adapted", "; ".join(sample.adapted), details={"changes": list(sample.adapted)})]
+
+
 _SAMPLE_CHECKS = (_check_no_trainable, _check_truncation, _check_eot, _check_pad_eos, _check_double_bos,
                   _check_leak, _check_straddle, _check_train_inference, _check_generation_mask, _check_marker,
-                  _check_dropped, _check_share, _check_vocab)
+                  _check_dropped, _check_share, _check_vocab, _check_last_match, _check_eot_appended,
+                  _check_reasoning_dropped, _check_adapted)
+
+
+def verification_findings(sample: Sample, conv: Conversation, ctx: CheckContext) -> list[Finding]:
+    """Run the perturbation verifier (``inspector.verify``) on one sample: one ``label-verification`` finding per
+    message field whose tokens break a rule, positions included."""
+    if not ctx.enabled("label-verification"):
+        return []
+    result = verify_sample(ctx.engine, sample, conv, ctx.opts)
+    out = []
+    for v in result.violations:
+        out.append(finding("label-verification", v.message(),
+                           positions=v.positions[: ctx.thresholds.max_positions],
+                           message_index=v.field.message_index if v.field.message_index >= 0 else None,
+                           sample_id=sample.id, conversation_id=sample.conversation_id,
+                           turn_index=sample.turn_index,
+                           details={"field": v.field.name, "role": v.field.role, "rule": v.kind,
+                                    "tokens": len(v.positions)}))
+    return out
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -859,14 +1024,16 @@ def _drop_masked_turns(samples: list[Sample], conv: Conversation, opts: LabelOpt
 
 
 def evaluate(items: Sequence[Conversation | Rejected], ctx: CheckContext, *, keep_rows: bool = False,
-             keep_samples: bool = False) -> list[Outcome]:
+             keep_samples: bool = False, start: int = 0) -> list[Outcome]:
     """One chunk of loaded records -> one ``Outcome`` each, in order: build samples (one batched call), run every
-    check. ``keep_rows`` stores the trainer rows (for export), ``keep_samples`` the Sample objects (for the app)."""
+    check. ``keep_rows`` stores the trainer rows (for export), ``keep_samples`` the Sample objects (for the app).
+    ``start``: the position of the chunk's first record in the run, which decides the records the verifier checks
+    under ``ctx.verify == "sample"``."""
     convs = [x for x in items if isinstance(x, Conversation)]
     by_pos, errs = _build(convs, ctx)
     out: list[Outcome] = []
     k = 0
-    for item in items:
+    for index, item in enumerate(items, start):
         if isinstance(item, Rejected):
             fs = [rejected_finding(item)] if ctx.enabled("record-rejected") else []
             out.append(Outcome(item.id, str(item.source) if item.source else None, fs, rejected=item))
@@ -877,8 +1044,11 @@ def evaluate(items: Sequence[Conversation | Rejected], ctx: CheckContext, *, kee
         findings = check_conversation(conv, ctx)
         if err is not None and ctx.enabled("template-error"):
             findings.append(error_finding(err))
+        verify = should_verify(ctx.verify, index)
         for s in samples:
             findings.extend(check_sample(s, conv, ctx))
+            if verify:
+                findings.extend(verification_findings(s, conv, ctx))
         findings = _dedupe(findings)
         oc = Outcome(conv.id, str(conv.source) if conv.source else None, findings, conversation=conv,
                      num_samples=len(samples), num_tokens=sum(len(s.input_ids) for s in samples),
@@ -894,8 +1064,10 @@ def evaluate(items: Sequence[Conversation | Rejected], ctx: CheckContext, *, kee
 def iter_outcomes(items: Iterable[Conversation | Rejected], ctx: CheckContext, *,
                   chunk_size: int = DEFAULT_CHUNK_SIZE, keep_rows: bool = False) -> Iterator[Outcome]:
     """Stream outcomes chunk by chunk: memory holds one chunk, whatever the number of records."""
+    start = 0
     for chunk in chunked(items, chunk_size):
-        yield from evaluate(chunk, ctx, keep_rows=keep_rows)
+        yield from evaluate(chunk, ctx, keep_rows=keep_rows, start=start)
+        start += len(chunk)
 
 
 def run_checks(conversations: Iterable[Conversation | Rejected], setup: ChatSetup,

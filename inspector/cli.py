@@ -5,6 +5,8 @@
     python -m inspector export DATA --out DIR [--format jsonl|parquet] [--force]
     python -m inspector show DATA [--index N | --id ID]
     python -m inspector checks [--json]
+    python -m inspector pack DATA --max-length N [--packing bfd|bfd_split|wrapped] [--padding-free] [--json]
+                                  [--out DIR]
 
 ``check`` exits 0 when nothing at or above ``--fail-on`` fired, 1 when something did, 2 on a usage or loading error
 (a named exception from the core, printed as ``Error: ...`` on stderr). ``--json`` prints one report to stdout and
@@ -28,11 +30,12 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from .checks import (CHECKS, DEFAULT_CHUNK_SIZE, SEVERITIES, CheckContext, Outcome, Report, Thresholds, chunked,
-                     evaluate, iter_outcomes, report_settings)
+from .checks import (CHECKS, DEFAULT_CHUNK_SIZE, PACKING_CODES, SEVERITIES, CheckContext, Outcome, Report, Thresholds,
+                     chunked, evaluate, iter_outcomes, report_settings)
 from .conversations import Conversation, Rejected
 from .errors import InspectorError
-from .labels import STRATEGIES, LabelOptions
+from .labels import DEFAULT_RECORD_TIME_LIMIT, STRATEGIES, LabelOptions
+from .verify import SAMPLE_EVERY, SAMPLE_FIRST, VERIFY_MODES
 from .loaders import FORMATS
 from .tokenizer import DEFAULT_TOKENIZER, ChatSetup
 from .render import DEFAULT_TIME_LIMIT, RenderLimits
@@ -72,17 +75,18 @@ def load_spec(spec: SetupSpec) -> ChatSetup:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(spec: SetupSpec, opts: LabelOptions, thresholds: Thresholds, skip: tuple[str, ...]) -> None:
+def _init_worker(spec: SetupSpec, opts: LabelOptions, thresholds: Thresholds, skip: tuple[str, ...],
+                 verify: str = "sample") -> None:
     try:
-        _WORKER["ctx"] = CheckContext(load_spec(spec), opts, thresholds, skip)
+        _WORKER["ctx"] = CheckContext(load_spec(spec), opts, thresholds, skip, verify=verify)
     except Exception as exc:  # raised again by _work: a failing initializer would make Pool respawn forever
         _WORKER["error"] = exc
 
 
-def _work(chunk: list[Conversation | Rejected], keep_rows: bool) -> list[Outcome]:
+def _work(chunk: list[Conversation | Rejected], keep_rows: bool, start: int = 0) -> list[Outcome]:
     if "error" in _WORKER:
         raise _WORKER["error"]
-    return evaluate(chunk, _WORKER["ctx"], keep_rows=keep_rows)
+    return evaluate(chunk, _WORKER["ctx"], keep_rows=keep_rows, start=start)
 
 
 def run_outcomes(items: Iterable[Conversation | Rejected], ctx: CheckContext, spec: SetupSpec, *,
@@ -94,10 +98,13 @@ def run_outcomes(items: Iterable[Conversation | Rejected], ctx: CheckContext, sp
         yield from iter_outcomes(items, ctx, chunk_size=chunk_size, keep_rows=keep_rows)
         return
     mp = multiprocessing.get_context("spawn")  # Rust tokenizers and fork do not mix well
-    with mp.Pool(num_proc, _init_worker, (spec, ctx.opts, ctx.thresholds, tuple(sorted(ctx.skip)))) as pool:
+    with mp.Pool(num_proc, _init_worker, (spec, ctx.opts, ctx.thresholds, tuple(sorted(ctx.skip)),
+                                          ctx.verify)) as pool:
         pending: deque = deque()
+        start = 0
         for chunk in chunked(items, chunk_size):
-            pending.append(pool.apply_async(_work, (chunk, keep_rows)))
+            pending.append(pool.apply_async(_work, (chunk, keep_rows, start)))
+            start += len(chunk)
             while len(pending) >= 2 * num_proc:
                 yield from pending.popleft().get()
         while pending:
@@ -209,6 +216,14 @@ def _add_setup_options(p: argparse.ArgumentParser) -> None:
                    help="response marker for --strategy response-template (default: the template's generation prompt)")
     g.add_argument("--instruction-template", metavar="TEXT",
                    help="instruction marker for --strategy response-template (multi-turn completion-only collator)")
+    g.add_argument("--verify", choices=VERIFY_MODES, default="sample",
+                   help="check labels with the independent perturbation verifier (one render per message field): "
+                        f"'sample' = the first {SAMPLE_FIRST} records and then one in {SAMPLE_EVERY} (default), "
+                        "'all', or 'none'; a disagreement is a label-verification error")
+    g.add_argument("--record-time-limit", type=_positive_float, default=DEFAULT_RECORD_TIME_LIMIT,
+                   metavar="SECONDS",
+                   help=f"reject a record whose renders take longer than this in all (default "
+                        f"{DEFAULT_RECORD_TIME_LIMIT:g})")
     g = p.add_argument_group("input")
     g.add_argument("--data-format", choices=FORMATS, metavar="FMT",
                    help=f"force the record format ({', '.join(FORMATS)}); default: detect per record")
@@ -275,6 +290,44 @@ def build_parser() -> argparse.ArgumentParser:
                    help="threshold of the low-trainable-share check")
     p.set_defaults(handler=cmd_show)
 
+    p = sub.add_parser("pack", help="pack samples as TRL does and check what packing does to labels and attention",
+                       description="Build every sample (not truncated), pack them as TRL's pack_dataset does into "
+                                   "sequences of --max-length tokens, collate them (padded, or --padding-free) and run "
+                                   "the checks plus the packing checks. --out DIR writes DIR/packed.jsonl (input_ids, "
+                                   "labels, position_ids, seq_lengths, sample_ids per packed sequence) and "
+                                   "DIR/report.json. Exit 0 when nothing at or above --fail-on fired, 1 when something "
+                                   "did, 2 on a usage or loading error.")
+    _add_setup_options(p)
+    _add_run_options(p)
+    for action in p._actions:  # the shared --max-length is the packed sequence length here, and required
+        if action.dest == "max_length":
+            action.required = True
+            action.help = ("packed sequence length (TRL's max_length); samples are not truncated before packing, "
+                           "bfd truncates what does not fit")
+        elif action.dest == "truncation_side":
+            action.help = "ignored by pack: bfd keeps the first max_length tokens of a sample, as TRL does"
+    g = p.add_argument_group("packing")
+    g.add_argument("--packing", choices=("bfd", "bfd_split", "wrapped"), default="bfd",
+                   help="packing strategy (default: bfd, TRL's default)")
+    g.add_argument("--padding-free", action="store_true",
+                   help="collate padding-free: one row per micro-batch, position_ids from seq_lengths, labels -100 at "
+                        "position id 0 (TRL's SFTTrainer does this for bfd and bfd_split); default: padded rows")
+    g.add_argument("--batch-size", type=_positive_int, default=8, metavar="N",
+                   help="packed sequences per micro-batch (per_device_train_batch_size; default: 8)")
+    g.add_argument("--map-batch-size", type=_positive_int, default=1000, metavar="N",
+                   help="samples packed together, as datasets.map batches them for TRL (default: 1000)")
+    g.add_argument("--pad-to-multiple-of", type=_positive_int, metavar="N",
+                   help="pad each collated row to a multiple of N tokens (default: no rounding)")
+    p.add_argument("--json", action="store_true", help="print one machine-readable report (JSON) to stdout, "
+                                                       "nothing else")
+    p.add_argument("--out", metavar="DIR", help="write DIR/packed.jsonl and DIR/report.json (created if missing)")
+    p.add_argument("--force", action="store_true", help="overwrite packed.jsonl / report.json already in DIR")
+    p.add_argument("--fail-on", choices=FAIL_ON, default="error",
+                   help="exit 1 when a finding at or above this severity exists (default: error)")
+    p.add_argument("--examples", type=int, default=1, metavar="N",
+                   help="findings shown in full per fired check in the text output (default: 1)")
+    p.set_defaults(handler=cmd_pack)
+
     p = sub.add_parser("checks", help="list the checks: code, severity, what fires them",
                        description="List every named check with its stable code, severity and description.")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
@@ -290,7 +343,8 @@ def _options(args: argparse.Namespace) -> LabelOptions:
     return LabelOptions(strategy=args.strategy, label_eot=not args.no_label_eot, max_length=args.max_length,
                         truncation_side=args.truncation_side, response_template=args.response_template,
                         instruction_template=args.instruction_template, template_kwargs=dict(args.template_var),
-                        limits=RenderLimits(time_limit=args.render_timeout))
+                        limits=RenderLimits(time_limit=args.render_timeout),
+                        record_time_limit=args.record_time_limit)
 
 
 def _thresholds(args: argparse.Namespace) -> Thresholds:
@@ -312,8 +366,8 @@ def _prepare(args: argparse.Namespace) -> tuple[SetupSpec, CheckContext, Report]
     spec = _spec(args)
     setup = load_spec(spec)
     opts, thresholds, skip = _options(args), _thresholds(args), _skip(args)
-    ctx = CheckContext(setup, opts, thresholds, skip)
-    settings = {"data": args.data, **report_settings(setup, opts, thresholds)}
+    ctx = CheckContext(setup, opts, thresholds, skip, verify=args.verify)
+    settings = {"data": args.data, **report_settings(setup, opts, thresholds), "verify": args.verify}
     return spec, ctx, Report(settings=settings, skipped=skip)
 
 
@@ -362,7 +416,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     from .loaders import iter_records
 
     setup = load_spec(_spec(args))
-    ctx = CheckContext(setup, _options(args), Thresholds(min_trainable_share=args.min_trainable_share))
+    ctx = CheckContext(setup, _options(args), Thresholds(min_trainable_share=args.min_trainable_share),
+                       verify="none" if args.verify == "none" else "all")  # one record: always verified
     items = iter_records(args.data, fmt=args.data_format)
     if args.limit is not None:
         items = islice(items, args.limit)
@@ -395,6 +450,79 @@ def cmd_show(args: argparse.Namespace) -> int:
     else:
         print("Findings: none")
     return EXIT_OK
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from dataclasses import asdict, replace
+
+    from .packed_export import write_packed
+    from .packing import PackInput, PackOptions, count_findings, pack, packing_findings, packing_summary
+
+    spec = _spec(args)
+    setup = load_spec(spec)
+    opts = replace(_options(args), max_length=None)  # TRL does not truncate before packing: bfd does
+    thresholds, skip = _thresholds(args), _skip(args)
+    ctx = CheckContext(setup, opts, thresholds, skip)
+    tok = setup.tokenizer
+    pad = next((i for i in (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None)) if i is not None),
+               0)
+    popts = PackOptions(max_length=args.max_length, strategy=args.packing, padding_free=args.padding_free,
+                        batch_size=args.batch_size, map_batch_size=args.map_batch_size,
+                        pad_to_multiple_of=args.pad_to_multiple_of, pad_token_id=int(pad))
+    report = Report(settings={"data": args.data, **report_settings(setup, opts, thresholds), "packing": asdict(popts)},
+                    skipped=skip)
+    outcomes: list[Outcome] = []
+    inputs: list[PackInput] = []
+    owner: list[int] = []  # outcome of each packed sample
+    with _progress(args, quiet=args.json) as bar:
+        for oc in run_outcomes(_items(args), ctx, spec, chunk_size=args.chunk_size, num_proc=args.num_proc,
+                               keep_rows=True):
+            for row in oc.rows or []:
+                inputs.append(PackInput(row["id"], row["input_ids"], row["labels"], oc.record_id))
+                owner.append(len(outcomes))
+            oc.rows = None
+            outcomes.append(oc)
+            bar.update(1)
+    packing = pack(inputs, popts)
+    per_sample, dataset = packing_findings(packing)
+    for k, findings in zip(owner, per_sample):
+        outcomes[k].findings.extend(f for f in findings if ctx.enabled(f.code))
+    report.add_all(outcomes)
+    count_findings(report, [f for f in dataset if ctx.enabled(f.code)])
+    report.extra["packing"] = packing_summary(packing)
+    data = report.to_dict()
+    data["result"] = {"fail_on": args.fail_on, "failed": report.fails(args.fail_on)}
+    written = write_packed(args.out, packing.records(), data, force=args.force) if args.out else None
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        print(format_report(report, examples=max(0, args.examples)))
+        print()
+        print(format_packing(data["packing"]))
+        if written:
+            out = Path(args.out)
+            print(f"Wrote {out / 'packed.jsonl'}: {_n(written['sequences'])} packed sequences")
+            print(f"Wrote {out / 'report.json'}")
+        print(_verdict(report, args.fail_on))
+    return EXIT_FINDINGS if report.fails(args.fail_on) else EXIT_OK
+
+
+def format_packing(summary: dict[str, Any]) -> str:
+    """The packing block of ``pack``'s text output: what was packed into what, what was lost, padding."""
+    o = summary["options"]
+    return "\n".join([
+        f"packing {o['strategy']} · {summary['layout'].replace('_', '-')} layout · max_length {o['max_length']} · "
+        f"{o['batch_size']} sequences per micro-batch",
+        f"{_n(summary['samples'])} samples, {_n(summary['tokens'])} tokens -> {_n(summary['sequences'])} packed "
+        f"sequences ({_pct(summary['fill'])} full) in {_n(summary['batches'])} micro-batch"
+        f"{'' if summary['batches'] == 1 else 'es'}",
+        f"lost: {_n(summary['tokens_lost'])} tokens ({_n(summary['labeled_lost'])} labeled) of "
+        f"{_n(summary['truncated_samples'])} truncated and {_n(summary['dropped_samples'])} dropped samples; "
+        f"{_n(summary['split_samples'])} samples split across sequences",
+        f"padding: {_pct(summary['padding_share'])} of the collated rows (without packing: "
+        f"{_pct(summary['unpacked_padding_share'])})",
+        f"the model gets: {summary['inputs']}",
+    ])
 
 
 def cmd_checks(args: argparse.Namespace) -> int:
@@ -458,7 +586,8 @@ def format_report(report: Report, examples: int = 1) -> str:
                 lines.append(f"{x.code} [{where}]: {d['message']}")
                 if d.get("hint"):
                     lines.append(f"  hint: {d['hint']}")
-    quiet = [c for c in CHECKS if not report.checks[c].findings and c not in report.skipped]
+    quiet = [c for c in CHECKS if not report.checks[c].findings and c not in report.skipped
+             and (c not in PACKING_CODES or "packing" in s)]
     if quiet:
         lines.append("")
         lines.extend(textwrap.wrap("quiet: " + ", ".join(quiet), 116, subsequent_indent="  ", break_on_hyphens=False))

@@ -12,9 +12,13 @@ Strategies (``STRATEGIES``):
   ``TurnFormat`` the dialogue is laid out by that format instead of the chat template.
 - ``split-turns``: one sample per assistant turn k, rendered from messages[:k+1], only turn k labeled
   (``keep_history_labels=True``: earlier answers stay labeled too).
-- ``response-template``: the completion-only collator: search the token ids of a response marker in the sequence
-  and label what follows it; when the marker tokenizes differently in context, nothing is found and every label
-  is -100, exactly as the collator does.
+- ``response-template``: the completion-only collator, exactly (TRL's ``DataCollatorForCompletionOnlyLM``): pad
+  ids -100, then everything through the LAST match of the response marker's token ids masked (only the final
+  answer of a multi-turn conversation is trained); when the marker tokenizes differently in context, nothing is
+  found and every label is -100, exactly as the collator does.
+
+A final answer the template leaves open (no closing after it, though other answers have one: GLM's next-role
+``<|user|>``) gets the template's closing appended and labeled (``_close_open_last_turn``).
 
 Example (ChatML, assistant-only): "<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\nHello!<|im_end|>\\n"
 -> labeled tokens decode to "Hello!<|im_end|>"; all others are -100.
@@ -25,6 +29,7 @@ numpy, never a per-token Python loop.
 
 from __future__ import annotations
 
+import time
 from itertools import islice
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator, Sequence
@@ -38,6 +43,7 @@ from .render import RenderLimits, Rendered, TemplateInfo, probe_template, render
 from .spans import Layout, Span, Turn, locate
 from .tokenizer import ChatSetup
 
+DEFAULT_RECORD_TIME_LIMIT = 30.0
 STRATEGIES = ("assistant-only", "all-tokens", "last-turn", "session", "split-turns", "response-template")
 SEG_CODE = {name: i for i, name in enumerate(SEGMENTS)}
 
@@ -72,6 +78,9 @@ class LabelOptions:
     turn_format: TurnFormat | None = None  # session strategy with a hand-written format
     template_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"enable_thinking": False}
     limits: RenderLimits = RenderLimits()
+    # wall-clock seconds one conversation may take to render and locate (every render it needs): a record over
+    # budget becomes a SampleError with the reason, the others go on. None: no budget.
+    record_time_limit: float | None = DEFAULT_RECORD_TIME_LIMIT
 
 
 @dataclass
@@ -106,6 +115,9 @@ class Sample:
     generation_mismatch: list[int] | None = None  # token positions where the template's mask disagrees with ours
     turn_index: int | None = None  # split-turns: which assistant turn this sample trains
     extra: dict[str, Any] = field(default_factory=dict)
+    messages: list[dict[str, Any]] | None = None  # what the template rendered (after adapting tool calls)
+    dropped: list[tuple[int, str]] = field(default_factory=list)  # (message, piece) the template does not render
+    adapted: list[str] = field(default_factory=list)  # how the messages were adapted to the template (tool calls)
 
     @property
     def attention_mask(self) -> list[int]:
@@ -180,7 +192,8 @@ def annotate(text: str, ids: list[int], offsets: np.ndarray, layout: Layout, lab
         msg[s.start:s.end] = s.message_index
     for t in layout.turns:
         if t.message_index in tool_call_messages:
-            start = max([t.start] + [s.end for s in layout.spans if s.message_index == t.message_index])
+            start = max([t.start] + [s.end for s in layout.spans
+                                     if s.message_index == t.message_index and s.kind in ("content", "reasoning")])
             calls = np.arange(start, max(start, t.body_end))
             calls = calls[seg[calls] == 0]
             seg[calls] = SEG_CODE["assistant"]
@@ -233,6 +246,7 @@ class _Job:
     regions: list[tuple[int, int]] | None  # None: label everything (all-tokens) / computed after tokenizing
     turn_index: int | None = None
     notes: list[str] = field(default_factory=list)
+    adapted: list[str] = field(default_factory=list)
 
 
 PIPELINE_CHUNK = 256  # conversations rendered while the previous chunk is tokenized
@@ -272,7 +286,11 @@ class LabelEngine:
 
     def render(self, messages: list[dict[str, Any]], tools: list | None, opts: LabelOptions, *,
                add_generation_prompt: bool = False, track: bool = False) -> Rendered:
+        """Render with this engine's template and variables; ``tools`` are put in the shape the template reads
+        (see ``adapt_tools``)."""
         variables = self.variables(opts)
+        if tools:
+            tools = adapt_tools(tools, self.info(opts).tools_shape)[0]
         try:
             return render(messages, self.template, self.tokenizer, tools=tools, variables=variables,
                           add_generation_prompt=add_generation_prompt, track_generation=track, limits=opts.limits)
@@ -285,18 +303,49 @@ class LabelEngine:
             return render(messages, self.template, self.tokenizer, tools=[], variables=variables,
                           add_generation_prompt=add_generation_prompt, track_generation=track, limits=opts.limits)
 
+    def template_messages(self, conv: Conversation, info: TemplateInfo) -> tuple[list[dict[str, Any]], list[str]]:
+        """The messages the template sees, adapted to what it expects from a tool call (learned by the probe), and
+        a note for every change. Arguments given as JSON text become an object (transformers' convention; templates
+        that iterate ``arguments.items()`` need it) unless the template writes arguments as they are, which gets
+        JSON text; a call-only message gets content None where the template writes calls only then.
+
+        Example: arguments '{"city": "Paris"}' -> {"city": "Paris"}, note "... parsed into an object ...".
+        """
+        messages = conv.template_messages(tool_calls_as_text="tool_calls" not in self.template)
+        notes: list[str] = []
+        how = adapt_tools(conv.tools, info.tools_shape)[1] if conv.tools else ""
+        if how:
+            notes.append(f"tools {how}")
+        for i, m in enumerate(messages):
+            calls = m.get("tool_calls")
+            if not calls:
+                continue
+            m["tool_calls"], how = adapt_tool_calls(calls, info.arguments_as_text)
+            if how:
+                notes.append(f"tool-call arguments of message {i} {how}")
+            if info.call_content_none and not (m.get("content") or "").strip():
+                m["content"] = None
+                notes.append(f"message {i} (tool calls only) rendered with content None: this template writes the "
+                             f"calls only then")
+        return messages, notes
+
     def _job(self, conv: Conversation, messages: list[dict[str, Any]], opts: LabelOptions, info: TemplateInfo,
-             sample_id: str, turn_index: int | None = None) -> _Job:
+             sample_id: str, turn_index: int | None = None, adapted: Sequence[str] = ()) -> _Job:
         track = info.has_generation_tags
+        started = time.monotonic()
         rendered = self.render(messages, conv.tools, opts, track=track)
 
         def rerender(msgs):
+            limit = opts.record_time_limit
+            if limit is not None and time.monotonic() - started > limit:
+                raise RenderTimeout(f"the conversation took longer than {limit:g} s to render and locate (the "
+                                    f"per-record budget, --record-time-limit): rejected")
             return self.render(msgs, conv.tools, opts).text
 
         layout = locate(rendered.text, messages, info, rerender)
-        notes = [why for _, why in layout.unlocated] + list(layout.notes)
+        notes = list(adapted) + [why for _, why in layout.unlocated] + list(layout.notes)
         notes += [f"{kind} of message {i} is not rendered by the template" for i, kind in layout.dropped]
-        return _Job(conv, sample_id, messages, rendered, layout, None, turn_index, notes)
+        return _Job(conv, sample_id, messages, rendered, layout, None, turn_index, notes, list(adapted))
 
     def build(self, conversations: Iterable[Conversation], opts: LabelOptions = LabelOptions()
               ) -> tuple[list[Sample], list[SampleError]]:
@@ -374,21 +423,23 @@ class LabelEngine:
         return samples
 
     def _jobs_for(self, conv: Conversation, opts: LabelOptions, info: TemplateInfo) -> list[_Job]:
-        messages = conv.template_messages(tool_calls_as_text="tool_calls" not in self.template)
         if opts.strategy == "session" and opts.turn_format is not None:
+            messages = conv.template_messages()
             return [_Job(conv, conv.id, messages, Rendered(""), Layout([], [], []), None)]
+        messages, notes = self.template_messages(conv, info)
         if opts.strategy == "split-turns":
             jobs = []
             k = 0
             for i, m in enumerate(messages):
                 if m["role"] != "assistant":
                     continue
-                jobs.append(self._job(conv, messages[: i + 1], opts, info, f"{conv.id}#turn{k}", turn_index=k))
+                jobs.append(self._job(conv, messages[: i + 1], opts, info, f"{conv.id}#turn{k}", turn_index=k,
+                                      adapted=notes))
                 k += 1
             if not jobs:  # no assistant turn: one sample with nothing to train, so checks can say so
-                jobs.append(self._job(conv, messages, opts, info, conv.id, turn_index=None))
+                jobs.append(self._job(conv, messages, opts, info, conv.id, turn_index=None, adapted=notes))
             return jobs
-        return [self._job(conv, messages, opts, info, conv.id)]
+        return [self._job(conv, messages, opts, info, conv.id, adapted=notes)]
 
     def _label_regions(self, job: _Job, opts: LabelOptions) -> list[tuple[int, int]]:
         turns = job.layout.turns
@@ -417,53 +468,81 @@ class LabelEngine:
         text = job.rendered.text
         layout = job.layout
         notes = list(job.notes)
+        open_turn = None
         if opts.strategy == "all-tokens":
             regions = [(0, len(text))]
         else:
             regions = self._label_regions(job, opts)
+            if opts.strategy in ("assistant-only", "last-turn", "split-turns") and opts.label_eot:
+                open_turn = self._open_last_turn(job, info, regions)
+                if open_turn is not None and not text[open_turn.body_end:].strip():
+                    regions.append((open_turn.body_end, len(text)))  # the answer's trailing newline, as mid turns
         calls = frozenset(i for i, m in enumerate(job.messages) if m.get("tool_calls"))
         labels, segments, msg_idx, straddles = annotate(text, ids, offs, layout, regions, calls)
         if opts.strategy == "all-tokens":
             labels = list(ids)
+        arrays = _TokenArrays(list(ids), labels, offs, segments, msg_idx, straddles)
+        extra: dict[str, Any] = {}
         if opts.strategy == "session":
-            ids, labels, offs, segments, msg_idx, straddles = self._ensure_session_eos(
-                job, ids, labels, offs, segments, msg_idx, straddles, info, notes)
+            self._ensure_session_eos(job, arrays, notes)
+        elif open_turn is not None:
+            self._close_open_last_turn(open_turn, arrays, info, notes, extra, text)
+        ids, labels, offs, segments, msg_idx, straddles = arrays.astuple()
         if opts.strategy == "response-template":
             labels, extra = response_template_labels(self.tokenizer, ids, opts.response_template or
                                                      info.generation_prompt or info.assistant_header,
                                                      opts.instruction_template)
-        else:
-            extra = {}
         sample = Sample(job.sample_id, job.conv.id, opts.strategy, text, list(ids), labels, offs, segments, msg_idx,
                         straddles, layout.spans, layout.turns, notes, None, job.rendered.generation_spans,
-                        turn_index=job.turn_index, extra=extra)
+                        turn_index=job.turn_index, extra=extra, messages=job.messages, dropped=list(layout.dropped),
+                        adapted=job.adapted)
         if job.rendered.generation_spans is not None and opts.strategy == "assistant-only":
             sample.generation_mismatch = compare_generation_mask(sample, job.rendered.generation_spans)
         if opts.max_length is not None:
             sample = truncate(sample, opts.max_length, opts.truncation_side)
         return sample
 
-    def _ensure_session_eos(self, job, ids, labels, offs, segments, msg_idx, straddles, info, notes):
-        """Session samples need an end token after every answer. Where the template writes none, append the
+    def _ensure_session_eos(self, job: _Job, arrays: "_TokenArrays", notes: list[str]) -> None:
+        """Session samples need an end token after every answer. Where the template writes none, insert the
         tokenizer's EOS id after each answer, labeled (seed 000's construction)."""
         eos_id = getattr(self.tokenizer, "eos_token_id", None)
         missing = [t for t in job.layout.turns if not t.has_eot]
         if not missing or eos_id is None:
-            return ids, labels, offs, segments, msg_idx, straddles
-        ids, labels = list(ids), list(labels)
-        offs_l = offs.tolist()
-        segs, msgs, strad = list(segments), msg_idx.tolist(), straddles.tolist()
-        token_starts = np.asarray(offs, dtype=np.int64).reshape(-1, 2)[:, 0]
+            return
         for t in sorted(missing, key=lambda t: t.body_end, reverse=True):
-            pos = int(np.searchsorted(token_starts, t.body_end, side="left"))  # first token starting at/after it
-            ids.insert(pos, eos_id)
-            labels.insert(pos, eos_id)
-            offs_l.insert(pos, [t.body_end, t.body_end])
-            segs.insert(pos, "template")
-            msgs.insert(pos, t.message_index)
-            strad.insert(pos, False)
+            arrays.insert(t.body_end, [eos_id], t.message_index)
         notes.append(f"the template writes no end token after {len(missing)} answer(s): EOS inserted and labeled")
-        return ids, labels, np.asarray(offs_l, dtype=np.int64).reshape(-1, 2), segs, np.asarray(msgs), np.asarray(strad)
+
+    def _open_last_turn(self, job: _Job, info: TemplateInfo, regions: list[tuple[int, int]]) -> Turn | None:
+        """The trained final answer when the template leaves it open (no closing after it, though the template
+        closes other answers: ``info.end_of_turn`` is known), else None."""
+        last = len(job.messages) - 1
+        if last < 0 or not info.end_of_turn or job.messages[last].get("role") != "assistant":
+            return None
+        turn = next((t for t in job.layout.turns if t.message_index == last and not t.has_eot), None)
+        if turn is None or not any(a < turn.body_end and b > turn.start for a, b in regions):
+            return None  # no such turn, or not trained (loss_weight 0, last-turn's choice)
+        return turn
+
+    def _close_open_last_turn(self, turn: Turn, arrays: "_TokenArrays", info: TemplateInfo, notes: list[str],
+                              extra: dict[str, Any], text: str) -> None:
+        """Append the template's own closing after an open final answer, labeled: what the model emits at
+        inference to end its turn. GLM-4's fine-tuning script does the same (it appends ``<|user|>``, id 151336,
+        after the last answer and trains it). After whitespace the template writes behind the answer, as in the
+        turns a next one follows. Templates that write no closing anywhere get nothing (``eot-not-labeled``)."""
+        closing = info.end_of_turn[0]
+        closing_ids = list(self.tokenizer.encode(closing, add_special_tokens=False))
+        if not closing_ids:
+            return
+        at = len(text) if not text[turn.body_end:].strip() else turn.body_end
+        pos = arrays.insert(at, closing_ids, turn.message_index)
+        why = ("the next role token, which this template writes instead of a closing"
+               if info.closing_opens_turn else "the closing this template writes after an answer a turn follows")
+        notes.append(f"the template leaves the final answer open: appended {closing!r} (ids {closing_ids}, {why}) "
+                     f"and labeled it, so the model learns to stop")
+        extra["appended_closing"] = {"text": closing, "ids": closing_ids,
+                                     "positions": list(range(pos, pos + len(closing_ids))),
+                                     "message_index": turn.message_index, "opens_turn": info.closing_opens_turn}
 
     def _session_format_samples(self, convs: list[Conversation], opts: LabelOptions) -> list[Sample]:
         """Seed 000's layout for every conversation: each piece tokenized on its own (all pieces of all
@@ -521,6 +600,37 @@ class LabelEngine:
         return sample
 
 
+@dataclass
+class _TokenArrays:
+    """The per-token arrays of a sample being built, for inserting tokens that are not in the text (an EOS after
+    an answer, a closing appended to an open last turn): they get an empty char span where they are inserted."""
+
+    ids: list[int]
+    labels: list[int]
+    offsets: np.ndarray
+    segments: list[str]
+    message_index: np.ndarray
+    straddles: np.ndarray
+
+    def insert(self, at_char: int, token_ids: list[int], message_index: int, labeled: bool = True) -> int:
+        """Insert labeled ``token_ids`` before the first token that starts at or after ``at_char``; returns the
+        position of the first inserted token."""
+        starts = np.asarray(self.offsets, dtype=np.int64).reshape(-1, 2)[:, 0]
+        pos = int(np.searchsorted(starts, at_char, side="left"))
+        k = len(token_ids)
+        self.ids[pos:pos] = token_ids
+        self.labels[pos:pos] = token_ids if labeled else [IGNORE_INDEX] * k
+        self.offsets = np.insert(np.asarray(self.offsets, dtype=np.int64).reshape(-1, 2), pos,
+                                 [[at_char, at_char]] * k, axis=0)
+        self.segments[pos:pos] = ["template"] * k
+        self.message_index = np.insert(np.asarray(self.message_index), pos, [message_index] * k)
+        self.straddles = np.insert(np.asarray(self.straddles, dtype=bool), pos, [False] * k)
+        return pos
+
+    def astuple(self):
+        return self.ids, self.labels, self.offsets, self.segments, self.message_index, self.straddles
+
+
 def format_pieces(conv: Conversation, fmt: TurnFormat) -> list[tuple[str, str, int]]:
     """The text pieces of a conversation laid out with a ``TurnFormat``: (role, text, message index).
 
@@ -537,6 +647,63 @@ def format_pieces(conv: Conversation, fmt: TurnFormat) -> list[tuple[str, str, i
         if m.role == "assistant":
             rnd += 1
     return pieces
+
+
+def adapt_tools(tools: list[Any], shape: str | None) -> tuple[list[Any], str]:
+    """Tool declarations in the shape the template reads, and what was done ("" when nothing). ``shape``
+    "wrapped": OpenAI's {"type": "function", "function": {...}} (what transformers documents); "bare": the function
+    spec alone, {"name", "description", "parameters"}; None: either works.
+
+    Example: [{"name": "f", "parameters": {}}], "wrapped" -> [{"type": "function", "function": {"name": "f",
+    "parameters": {}}}], "were bare function specs: wrapped as {"type": "function", "function": ...}, ...".
+    """
+    def wrapped(t):
+        return isinstance(t, dict) and isinstance(t.get("function"), dict)
+
+    if shape == "wrapped" and any(isinstance(t, dict) and not wrapped(t) and "name" in t for t in tools):
+        out = [t if wrapped(t) or not isinstance(t, dict) else {"type": "function", "function": t} for t in tools]
+        return out, ('were bare function specs: wrapped as {"type": "function", "function": ...}, the shape this '
+                     'template reads')
+    if shape == "bare" and any(wrapped(t) for t in tools):
+        return [t["function"] if wrapped(t) else t for t in tools], \
+            "were wrapped as {\"type\": \"function\", ...}: given as bare function specs, the shape this template reads"
+    return tools, ""
+
+
+def adapt_tool_calls(calls: list[Any], as_text: bool) -> tuple[list[Any], str]:
+    """Tool calls with their arguments in the shape a template wants, and what was done ("" when nothing).
+
+    ``as_text=False``: arguments given as JSON text holding an object are parsed (other strings stay as they are).
+    ``as_text=True``: arguments given as an object are written as JSON text.
+    Example: [{"function": {"name": "f", "arguments": '{"a": 1}'}}], False -> [{"function": {"name": "f",
+    "arguments": {"a": 1}}}], "were JSON text: parsed into an object before rendering (...)".
+    """
+    import json
+
+    out, changed = [], False
+    for call in calls:
+        if not isinstance(call, dict):
+            out.append(call)
+            continue
+        nested = isinstance(call.get("function"), dict)
+        fn = dict(call["function"] if nested else call)
+        args = fn.get("arguments")
+        if not as_text and isinstance(args, str):
+            try:
+                parsed = json.loads(args)
+            except (ValueError, RecursionError):
+                parsed = None
+            if isinstance(parsed, dict):
+                fn["arguments"], changed = parsed, True
+        elif as_text and isinstance(args, (dict, list)):
+            fn["arguments"], changed = json.dumps(args, ensure_ascii=False), True
+        out.append({**call, "function": fn} if nested else fn)
+    if not changed:
+        return out, ""
+    if as_text:
+        return out, "were an object: given as JSON text, since this template writes arguments as they are"
+    return out, ("were JSON text: parsed into an object before rendering, as transformers' chat templates expect "
+                 "(templates iterate arguments.items())")
 
 
 # --- strategies that work on token ids ---------------------------------------------------------------------------
@@ -562,51 +729,55 @@ def find_subsequence(haystack: Sequence[int], needle: Sequence[int], start: int 
 
 def response_template_labels(tokenizer: Any, ids: Sequence[int], response_template: str | None,
                              instruction_template: str | None = None) -> tuple[list[int], dict[str, Any]]:
-    """Reproduce the completion-only collator (TRL's ``DataCollatorForCompletionOnlyLM``).
+    """Reproduce the completion-only collator exactly (TRL's ``DataCollatorForCompletionOnlyLM``, v0.4.7-v0.19.1).
 
-    Labels start as a copy of ``ids``. With only a response template, everything up to and including the first
-    occurrence of its token ids is -100. With an instruction template too, the k-th instruction marker is paired
-    with the end of the k-th response marker (by position, as TRL does) and each span between them is -100. When
-    a marker's ids are not found (it tokenizes differently inside the text than alone), every label becomes -100:
-    the sample silently trains on nothing.
+    Labels start as its base collator makes them (``DataCollatorForLanguageModeling(mlm=False)``): a copy of
+    ``ids`` with every pad id set to -100 — with pad == EOS, every EOS — and the markers are searched in those
+    labels. With only a response template, the collator loops over every match of its ids without a ``break``,
+    so the LAST match wins: everything up to and including the last marker is -100, and on a multi-turn
+    conversation only the final answer is trained. With an instruction template too, the k-th instruction marker
+    is paired with the end of the k-th response marker (by position) and each span between them is -100. When a
+    marker's ids are not found (it tokenizes differently inside the text than alone), every label becomes -100.
 
-    Example: ids [5, 7, 8, 9, 2], marker ids [7, 8] -> labels [-100, -100, -100, 9, 2].
+    Example: ids [5, 7, 8, 9, 2], marker ids [7, 8] -> labels [-100, -100, -100, 9, 2];
+    ids [7, 8, 9, 5, 7, 8, 6] -> [-100] * 6 + [6] (the second answer only).
     """
-    labels = list(ids)
+    labels = np.asarray(ids, dtype=np.int64).copy()
     extra: dict[str, Any] = {"response_template": response_template}
+    pad = getattr(tokenizer, "pad_token_id", None)
+    if pad is not None:
+        pad_hits = labels == pad
+        labels[pad_hits] = IGNORE_INDEX
+        extra["pad_masked"] = int(pad_hits.sum())
     if not response_template:
         extra["marker_found"] = False
         extra["reason"] = "no response template given and the chat template has no generation prompt"
         return [IGNORE_INDEX] * len(labels), extra
     marker = tokenizer.encode(response_template, add_special_tokens=False)
     extra["marker_ids"] = marker
-    if instruction_template is None:
-        pos = find_subsequence(ids, marker)
-        extra["marker_found"] = pos >= 0
-        if pos < 0:
-            return [IGNORE_INDEX] * len(labels), extra
-        end = pos + len(marker)
-        labels[:end] = [IGNORE_INDEX] * end
-        extra["marker_positions"] = [pos]
-        return labels, extra
-    instr = tokenizer.encode(instruction_template, add_special_tokens=False)
-    extra["instruction_ids"] = instr
-    resp_starts = subsequence_starts(ids, marker)
-    human = subsequence_starts(ids, instr)
+    resp_starts = subsequence_starts(labels, marker)
     extra["marker_found"] = bool(resp_starts)
     extra["marker_positions"] = resp_starts
+    if instruction_template is None:
+        if not resp_starts:
+            return [IGNORE_INDEX] * len(labels), extra
+        end = resp_starts[-1] + len(marker)  # the collator keeps the last match
+        labels[:end] = IGNORE_INDEX
+        return labels.tolist(), extra
+    instr = tokenizer.encode(instruction_template, add_special_tokens=False)
+    extra["instruction_ids"] = instr
+    human = subsequence_starts(labels, instr)
     extra["instruction_positions"] = human
     if not resp_starts or not human:  # the collator warns and trains on nothing
         return [IGNORE_INDEX] * len(labels), extra
     resp_ends = [s + len(marker) for s in resp_starts]
-    if resp_ends[0] < human[0]:  # the text opens with a response: its prompt starts at 0
+    if human[0] > resp_ends[0]:  # the text opens with a response: its prompt starts at 0
         human = [0] + human
     for k, (start, end) in enumerate(zip(human, resp_ends)):  # pairs by position, as TRL does
-        start = 0 if k == 0 else start
-        labels[start:end] = [IGNORE_INDEX] * max(0, end - start)
+        labels[(0 if k == 0 else start):end] = IGNORE_INDEX
     if len(resp_ends) < len(human):  # an instruction with no response after it: masked to the end
-        labels[human[-1]:] = [IGNORE_INDEX] * (len(labels) - human[-1])
-    return labels, extra
+        labels[human[-1]:] = IGNORE_INDEX
+    return labels.tolist(), extra
 
 
 def compare_generation_mask(sample: Sample, generation_spans: list[tuple[int, int]]) -> list[int]:

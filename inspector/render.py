@@ -263,7 +263,8 @@ def render(messages: list[dict[str, Any]], template: str, tokenizer: Any = None,
     compiled = compile_template(template)
     env = compiled.environment
     ctx = dict(variables if variables is not None else template_variables(tokenizer))
-    ctx.update(messages=_alias_reasoning_fields(_plain_template_data(messages)), tools=_plain_template_data(tools),
+    ctx.update(messages=_alias_reasoning_fields(_plain_template_data(_normalize(messages))),
+               tools=_plain_template_data(tools),
                documents=None, add_generation_prompt=add_generation_prompt)
     blocks: list[str] = []
     gen_spans: list[tuple[int, int]] = []
@@ -292,6 +293,17 @@ def render(messages: list[dict[str, Any]], template: str, tokenizer: Any = None,
         raise RenderError(f"Chat template failed: {type(exc).__name__}: {exc}") from exc
     text = "".join(blocks)
     return Rendered(text, [tuple(s) for s in gen_spans] if track_generation else None)
+
+
+def _normalize(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What ``apply_chat_template`` does to messages before a template sees them (transformers 5.x: keys whose value
+    is None are dropped, so ``content=None`` reaches the template as a missing key), so our text stays exactly
+    transformers'. Example: [{"role": "assistant", "content": None}] -> [{"role": "assistant"}]."""
+    try:
+        from transformers.utils.chat_template_utils import _normalize_chat_messages
+    except ImportError:  # older transformers pass messages as they are
+        return messages
+    return _normalize_chat_messages(messages)
 
 
 def _limit_in_context(exc: BaseException) -> RenderTimeout | None:
@@ -466,6 +478,16 @@ class TemplateInfo:
     variables: tuple[str, ...] = field(default_factory=tuple)
     marker_tokens: tuple[str, ...] = field(default_factory=tuple)  # added tokens of the tokenizer, longest first
     timeout: str | None = None  # set when probing hit the render limit: the engine then renders nothing more
+    # how the template wants tool calls (learned from a probe call): arguments as JSON text (it prints them as they
+    # are, so an object would come out as a Python repr), and content None on a call-only message (it writes the
+    # calls only then: DeepSeek-R1-Distill)
+    arguments_as_text: bool = False
+    call_content_none: bool = False
+    # the shape of tool declarations the template reads: "wrapped" ({"type": "function", "function": {...}}), "bare"
+    # (the function spec alone) or None (either renders)
+    tools_shape: str | None = None
+    # the first end-of-turn marker is the next turn's opener (GLM's "<|user|>"), not a closing of its own
+    closing_opens_turn: bool = False
 
     @cached_property
     def marker_re(self) -> re.Pattern:
@@ -502,18 +524,26 @@ def _leading_marker(tail: str, marker_re: re.Pattern) -> str | None:
     return m.group(0) if m else None
 
 
-def _closing(tail: str, user_closing: str, marker_re: re.Pattern) -> str | None:
+def _closing(tail: str, user_closing: str, marker_re: re.Pattern, opener: str = "") -> str | None:
     """The markup that closes an answer, from the text that follows it (``tail``).
 
     Templates usually close every message the same way: when the text that closes a user message (``user_closing``)
-    occurs in the tail, the closing runs up to and including it (Cohere: "<|END_RESPONSE|><|END_OF_TURN_TOKEN|>").
+    occurs in the tail, the closing runs up to and including it (Cohere: "<|END_RESPONSE|><|END_OF_TURN_TOKEN|>"),
+    and on over markers written right after it that do not open the next message (``opener``: the text before a
+    user message): a template whose answers end ``"}<|eot|>`` where user messages end ``"}``.
     Otherwise it is the first marker of the tail (DeepSeek "<｜end▁of▁sentence｜>", GLM's next-role "<|user|>").
 
-    Example: tail "<|im_end|>\\n<|im_start|>user\\n", user_closing "<|im_end|>\\n" -> "<|im_end|>"
+    Example: tail "<|im_end|>\n<|im_start|>user\n", user_closing "<|im_end|>\n" -> "<|im_end|>"
     """
     uc = user_closing.strip()
     if uc and uc in tail:
-        return tail[: tail.find(uc) + len(uc)].strip() or None
+        closing = tail[: tail.find(uc) + len(uc)]
+        while True:
+            m = marker_re.match(tail, len(closing))
+            if m is None or m.group(0) in opener:
+                break
+            closing = tail[: m.end()]
+        return closing.strip() or None
     return _leading_marker(tail, marker_re)
 
 
@@ -612,7 +642,7 @@ def _probe(template: str, tokenizer: Any, extra: dict[str, Any] | None, limits: 
     user = [{"role": "user", "content": PROBE_USER}]
     answer = {"role": "assistant", "content": PROBE_ANSWER}
     gen_prompt = header = None
-    user_closing = ""
+    user_closing = opener = ""
     try:
         without, with_gen = r(user), r(user, True)
         if with_gen.startswith(without) and len(with_gen) > len(without):
@@ -622,6 +652,7 @@ def _probe(template: str, tokenizer: Any, extra: dict[str, Any] | None, limits: 
         pos = without.rfind(PROBE_USER)
         if pos >= 0:
             user_closing = _cut_at_opener(without[pos + len(PROBE_USER):], without[:pos], tokenizer, marker_re)
+            opener = without[:pos]
         pos = with_gen.rfind(PROBE_USER)
         if header is None and pos >= 0:
             # the template always writes the assistant header after a user message: Mistral "[/INST]", Phi-3.5
@@ -647,17 +678,27 @@ def _probe(template: str, tokenizer: Any, extra: dict[str, Any] | None, limits: 
         b = text.find(PROBE_USER_2, a + 1)
         if a >= 0 and b >= 0:
             answer_to_user = text[a + len(PROBE_ANSWER):b]
-            add(_closing(answer_to_user, user_closing, marker_re))
+            add(_closing(answer_to_user, user_closing, marker_re, opener))
     except RenderError as exc:
         notes.append(f"probe with a second user message failed: {exc}")
     try:
         text = r(user + [answer])
         a = text.find(PROBE_ANSWER)
         if a >= 0:
-            add(_closing(text[a + len(PROBE_ANSWER):], user_closing, marker_re))
+            add(_closing(text[a + len(PROBE_ANSWER):], user_closing, marker_re, opener))
     except RenderError as exc:
         notes.append(f"probe ending on an answer failed: {exc}")
     _probe_tool_closing(r, user, marker_re, answer_to_user, eots, add)
+    args_as_text, content_none = _probe_tool_shape(r, user)
+    tools_shape = _probe_tools_shape(r, user)
+    opens_turn = False
+    if eots and user_closing is not None:
+        try:
+            one = r(user)
+            at = one.rfind(PROBE_USER)
+            opens_turn = at > 0 and eots[0] in one[:at] and not eots[0].startswith(user_closing.strip() or "\0")
+        except RenderError:
+            pass
 
     bos = str(getattr(tokenizer, "bos_token", "") or "") if tokenizer is not None else ""
     bos_in_template = False
@@ -672,7 +713,55 @@ def _probe(template: str, tokenizer: Any, extra: dict[str, Any] | None, limits: 
         notes.append("needs `tools` to be a list (renders fail when it is undefined): given [] when there are none")
     return TemplateInfo(gen_prompt, tuple(eots), has_generation_tags(template), bos_in_template, tuple(notes),
                         header, answer_to_user, state["tools"] == [], template_variables_used(template), tuple(known),
-                        state.get("timeout"))
+                        state.get("timeout"), arguments_as_text=args_as_text, call_content_none=content_none,
+                        closing_opens_turn=opens_turn, tools_shape=tools_shape)
+
+
+def _probe_tool_shape(r, user) -> tuple[bool, bool]:
+    """(arguments_as_text, call_content_none): how the template wants a tool call.
+
+    Arguments: transformers asks for an object, and templates that iterate ``arguments.items()`` need one; a
+    template that concatenates ``arguments`` to text raises on an object, and one that prints them as they are
+    writes an object as a Python repr ("{'fruit': 'plums'}"): those want JSON text. Content: the loader gives ""
+    for a call-only message; a template that writes the call only for content None, or writes an extra empty
+    piece for "" (DeepSeek-R1-Distill), gets None (the shorter render wins; a template printing "None" loses).
+    """
+    import json
+
+    def attempt(content, args):
+        fn = dict(PROBE_CALL["function"], arguments=args)
+        call = {"role": "assistant", "content": content, "tool_calls": [dict(PROBE_CALL, function=fn)]}
+        try:
+            return r(user + [call], tools=PROBE_TOOLS)
+        except RenderError:
+            return None
+
+    obj = PROBE_CALL["function"]["arguments"]
+    for args_as_text in (False, True):  # an object first: what transformers documents
+        args = json.dumps(obj) if args_as_text else obj
+        empty, none = attempt("", args), attempt(None, args)
+        ok_empty, ok_none = (t is not None and "plums" in t and "{'fruit': 'plums'}" not in t for t in (empty, none))
+        if ok_empty or ok_none:
+            return args_as_text, ok_none and (not ok_empty or len(none) < len(empty))
+    return False, False
+
+
+def _probe_tools_shape(r, user) -> str | None:
+    """"wrapped" when the template renders OpenAI-shaped tool declarations but raises on bare function specs
+    (it reads ``tool.function.name``), "bare" for the reverse (Command R+ reads ``tool.name``), else None."""
+    def renders(tools):
+        try:
+            text = r(user, tools=tools)
+        except RenderError:
+            return False
+        return "probe_lookup" in text
+
+    wrapped, bare = renders(PROBE_TOOLS), renders([t["function"] for t in PROBE_TOOLS])
+    if wrapped and not bare:
+        return "wrapped"
+    if bare and not wrapped:
+        return "bare"
+    return None
 
 
 def _probe_tool_closing(r, user, marker_re, answer_to_user, eots, add) -> None:

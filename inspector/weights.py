@@ -288,6 +288,91 @@ def session_vs_split_example(reduction: str = "sample_mean") -> SessionVsSplit:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# Layouts: the same samples cut into trainer rows (packing)
+# ---------------------------------------------------------------------------------------------------------------------
+
+Slot = tuple[int, int] | None  # (sample, token index in that sample) of a trainer row's token; None for padding
+
+
+def loss_targets(labels: Sequence[int]) -> list[int]:
+    """The labels of one trainer row that are loss terms: a causal LM shifts labels, so the row's first token
+    predicts nothing (transformers' ``ForCausalLMLoss``; its Trainer counts ``labels[..., 1:]``).
+
+    Example: [5, IGNORE_INDEX, 7] -> [IGNORE_INDEX, IGNORE_INDEX, 7].
+    """
+    return [IGNORE_INDEX, *labels[1:]] if len(labels) else []
+
+
+def layout_weights(
+    sample_lengths: Sequence[int],
+    rows: Sequence[Sequence[Slot]],
+    row_labels: Sequence[Sequence[int]],
+    reduction: str,
+    micro_batches: Sequence[Sequence[int]] | None = None,
+) -> list[list[Fraction | None]]:
+    """Every reduction of ``token_weights``, on the rows a trainer actually reduces, mapped back to the samples.
+
+    ``rows[r][t]`` says which sample token sits at token ``t`` of row ``r`` (None: padding), ``row_labels[r]`` are the
+    labels the loss reads there (after the collator); ``micro_batches`` groups row indices as in ``token_weights``.
+    The rows are weighed on their ``loss_targets``. Returns ``out[s][p]``: the weight of token ``p`` of sample ``s``,
+    None when the token is in no row (cut off). Unpacked, every sample is its own row; packed, a row holds several
+    samples, so "mean per sample" becomes "mean per packed row".
+
+    Example (sample_mean): samples with labels [-100, 1] and [-100, 2, 3], one row each -> [[0, 1/2], [0, 1/4, 1/4]];
+    packed into one row [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2)] -> [[0, 1/3], [0, 1/3, 1/3]].
+    """
+    if len(rows) != len(row_labels):
+        raise ValueError(f"{len(rows)} rows but {len(row_labels)} rows of labels")
+    targets = []
+    for r, (row, labels) in enumerate(zip(rows, row_labels)):
+        if len(row) != len(labels):
+            raise ValueError(f"row {r}: {len(row)} slots for {len(labels)} labels")
+        targets.append(loss_targets(list(labels)))
+    weights = token_weights(targets, reduction, micro_batches)
+    out: list[list[Fraction | None]] = [[None] * n for n in sample_lengths]
+    for r, row in enumerate(rows):
+        for t, slot in enumerate(row):
+            if slot is None:
+                continue
+            s, p = slot
+            if not (0 <= s < len(out) and 0 <= p < len(out[s])):
+                raise ValueError(f"row {r}, token {t}: {slot} is not a token of the samples")
+            if out[s][p] is not None:
+                raise ValueError(f"token {p} of sample {s} sits in two places (row {r}, token {t} is the second)")
+            out[s][p] = weights[r][t]
+    return out
+
+
+def micro_batch_groups(n: int, size: int) -> list[list[int]]:
+    """Consecutive groups of ``size`` indices. Example: micro_batch_groups(5, 2) -> [[0, 1], [2, 3], [4]]."""
+    if size < 1:
+        raise ValueError(f"micro-batch size must be above 0, got {size}")
+    return [list(range(a, min(a + size, n))) for a in range(0, n, size)]
+
+
+@dataclass(frozen=True)
+class WeightsBeforeAfter:
+    """The weight of every sample token before and after a change of layout (unpacked -> packed), one reduction.
+
+    ``before[s][p]`` / ``after[s][p]``: a Fraction, or None when that layout does not hold the token.
+    """
+
+    reduction: str
+    before: list[list[Fraction | None]]
+    after: list[list[Fraction | None]]
+
+    def sample_totals(self) -> list[tuple[Fraction, Fraction]]:
+        """(before, after) summed weight of each sample (None counts 0)."""
+        return [(sum((w for w in b if w is not None), Fraction(0)), sum((w for w in a if w is not None), Fraction(0)))
+                for b, a in zip(self.before, self.after)]
+
+    def changed(self) -> list[tuple[int, int]]:
+        """(sample, token) pairs whose weight differs between the two layouts."""
+        return [(s, p) for s, (b, a) in enumerate(zip(self.before, self.after)) for p, (x, y) in enumerate(zip(b, a))
+                if (x or Fraction(0)) != (y or Fraction(0)) or (x is None) != (y is None)]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # The log-probability decomposition
 # ---------------------------------------------------------------------------------------------------------------------
 

@@ -13,7 +13,8 @@ import pytest
 
 from conftest import CHATML, train_tiny_tokenizer
 from inspector.checks import (CHECKS, SEVERITIES, CheckContext, Finding, Report, Thresholds, check_conversation,
-                              check_sample, evaluate, iter_outcomes, run_checks, tokenizer_adds_bos)
+                              check_sample, evaluate, iter_outcomes, run_checks, tokenizer_adds_bos,
+                              verification_findings)
 from inspector.constants import IGNORE_INDEX
 from inspector.conversations import Conversation, Message, Rejected, Source
 from inspector.labels import LabelEngine, LabelOptions
@@ -45,6 +46,19 @@ NO_SYSTEM = ("{% for message in messages %}{% if message['role'] == 'system' %}"
              "{{ raise_exception('System role not supported') }}{% endif %}"
              "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}{% endfor %}"
              "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+# GLM style: no closing marker, the next role token ends a turn, nothing closes the last answer
+NEXT_ROLE = ("{% for message in messages %}{{ '<|' + message['role'] + '|>\n' + message['content'] }}{% endfor %}"
+             "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}")
+# renders reasoning inside <think> (CHATML itself drops it)
+WITH_THINK = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' }}"
+              "{% if message.reasoning_content %}{{ '<think>' + message.reasoning_content + '</think>' }}{% endif %}"
+              "{{ message['content'] + '<|im_end|>\n' }}{% endfor %}"
+              "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+# iterates arguments.items(), as five publisher templates do
+ITEMS = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] }}"
+         "{% for call in message.tool_calls or [] %}{{ call.function.name + '(' }}"
+         "{% for k, v in call.function.arguments.items() %}{{ k + '=' + v }}{% endfor %}{{ ')' }}{% endfor %}"
+         "{{ '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 BOS = "{{ bos_token }}" + CHATML
 TWO_BOS = "{{ bos_token + bos_token }}" + CHATML
 
@@ -116,6 +130,31 @@ def _out_of_vocab(env: Env, bad: bool) -> list[Finding]:
     return check_sample(s, ONE_TURN, CheckContext(setup))
 
 
+def _unverified(env: Env, bad: bool) -> list[Finding]:
+    """A sample whose labels were corrupted after building (one answer token set to -100): only the verifier,
+    which never looks at the engine's spans, can tell."""
+    setup = env.setup()
+    s = sample_of(setup, ONE_TURN)
+    if bad:
+        labels = list(s.labels)
+        first = next(k for k, lab in enumerate(labels) if lab != IGNORE_INDEX)
+        labels[first] = IGNORE_INDEX
+        s = replace(s, labels=labels)
+    return verification_findings(s, ONE_TURN, CheckContext(setup))
+
+
+def _call_conv(arguments) -> Conversation:
+    call = {"type": "function", "function": {"name": "lookup", "arguments": arguments}}
+    return Conversation("t", [Message("user", "Hello! How can I help"), Message("assistant", "", tool_calls=[call]),
+                              Message("tool", "apples and pears 7"), Message("assistant", "Text: the lazy dog.")])
+
+
+TOOL_LEAK = conv(("user", "Hello! How can I help"), ("assistant", "The quick brown fox."), ("tool", "apples and pears"),
+                 ("assistant", "Text: the lazy dog."))
+REASONING = Conversation("r", [Message("user", "Hello! How can I help"),
+                               Message("assistant", "The quick brown fox.", reasoning="The text: apples and pears.")])
+
+
 def _rejected(env: Env, bad: bool) -> list[Finding]:
     items = [Rejected("r-1", Source("d.jsonl", line=1), ["line 1: invalid JSON"])] if bad else [ONE_TURN]
     return [f for oc in evaluate(items, CheckContext(env.setup())) for f in oc.findings]
@@ -154,8 +193,11 @@ CASES = {
     "pad-equals-eos": (lambda e: run(e.deepseek, [TWO_TURNS]), lambda e: run(e.setup(), [TWO_TURNS])),
     "double-bos": (lambda e: run(e.setup(BOS, e.bos_tok), [ONE_TURN]),
                    lambda e: run(e.setup(CHATML, e.bos_tok), [ONE_TURN])),
-    "label-leak": (lambda e: run(e.setup(), [TWO_TURNS], strategy="response-template"),
-                   lambda e: run(e.setup(), [TWO_TURNS])),
+    # the completion-only collator with an instruction template trains a tool result: it masks only from each
+    # user marker to the next response marker
+    "label-leak": (lambda e: run(e.setup(), [TOOL_LEAK], strategy="response-template",
+                                 instruction_template="<|im_start|>user\n"),
+                   lambda e: run(e.setup(), [TOOL_LEAK])),
     "boundary-straddle": (lambda e: run(e.setup(SPACE), [ONE_TURN]), lambda e: run(e.setup(), [ONE_TURN])),
     "train-inference-mismatch": (lambda e: run(e.setup(THINK), [TWO_TURNS]), lambda e: run(e.setup(), [TWO_TURNS])),
     "generation-mask-mismatch": (lambda e: run(e.setup(GEN_CONTENT_ONLY), [TWO_TURNS]),
@@ -167,7 +209,34 @@ CASES = {
                             lambda e: run(e.setup(), [conv(("user", LONG_PROMPT), ("assistant", "Yo"))],
                                           thresholds=Thresholds(min_trainable_share=0.01))),
     "label-out-of-vocab": (lambda e: _out_of_vocab(e, True), lambda e: _out_of_vocab(e, False)),
+    "label-verification": (lambda e: _unverified(e, True), lambda e: _unverified(e, False)),
+    "response-marker-last-match": (lambda e: run(e.setup(), [TWO_TURNS], strategy="response-template"),
+                                   lambda e: run(e.setup(), [ONE_TURN], strategy="response-template")),
+    "eot-appended": (lambda e: run(e.setup(NEXT_ROLE), [TWO_TURNS]), lambda e: run(e.setup(), [TWO_TURNS])),
+    "reasoning-dropped": (lambda e: run(e.setup(), [REASONING]), lambda e: run(e.setup(WITH_THINK), [REASONING])),
+    "tool-call-adapted": (lambda e: run(e.setup(ITEMS), [_call_conv('{"fruit": "plums"}')]),
+                          lambda e: run(e.setup(ITEMS), [_call_conv({"fruit": "plums"})])),
+    # packing (inspector.packing.check_packing), on real samples of the tiny tokenizer
+    "cross-sample-prediction": (lambda e: _packed(e, "all-tokens"), lambda e: _packed(e, "all-tokens", True)),
+    "cross-sample-attention": (lambda e: _packed(e), lambda e: _packed(e, padding_free=True)),
+    "packing-truncates": (lambda e: _packed(e, max_length=10), lambda e: _packed(e, max_length=10,
+                                                                                 strategy="bfd_split")),
+    "packing-splits-sample": (lambda e: _packed(e, max_length=10, strategy="bfd_split"),
+                              lambda e: _packed(e, max_length=10)),
+    "packing-label-masked": (lambda e: _packed(e, "all-tokens", True), lambda e: _packed(e, padding_free=True)),
+    "packing-padding": (lambda e: _packed(e, max_length=30), lambda e: _packed(e, max_length=30, padding_free=True)),
+    "packing-attention": (lambda e: _packed(e), lambda e: _packed(e, max_length=5)),
 }
+
+
+def _packed(env: Env, labels: str = "assistant-only", padding_free: bool = False, **pack_opts) -> list[Finding]:
+    from inspector.packing import PackOptions, check_packing, pack
+
+    convs = [TWO_TURNS, conv(("user", "Hello! How can I help"), ("assistant", "quick brown fox."), id="d")]
+    samples, errors = LabelEngine(env.setup()).build(convs, LabelOptions(strategy=labels))
+    assert not errors
+    return check_packing(pack(samples, PackOptions(**{"max_length": 200, "padding_free": padding_free,
+                                                      **pack_opts})))
 
 
 def test_every_check_has_a_case_both_ways():
@@ -213,12 +282,32 @@ def test_eot_not_labeled_points_at_each_end_marker(env):
     assert "'<|im_end|>'" in found[0].message
 
 
-def test_template_without_eot_fires_unless_session_appends_eos(env):
+# plain text turns: nothing anywhere closes an answer
+PLAIN_TURNS = ("{% for message in messages %}{{ message['role'] + ': ' + message['content'] + '\n\n' }}{% endfor %}"
+               "{% if add_generation_prompt %}{{ 'assistant:' }}{% endif %}")
+
+
+def test_open_last_answer_gets_the_templates_closing_appended(env):
     setup = env.setup(NO_EOT)
+    findings = run(setup, [TWO_TURNS])
+    # answer 1 is closed by the next turn's "<|im_start|>" (labeled, GLM style); the open last answer gets it appended
+    assert only(findings, "eot-not-labeled") == []
+    (f,) = only(findings, "eot-appended")
+    assert f.message_index == 3 and f.details["text"] == "<|im_start|>"
+    s = sample_of(setup, TWO_TURNS)
+    start_id = env.tiny.convert_tokens_to_ids("<|im_start|>")
+    assert s.input_ids[-1] == start_id and s.labels[-1] == start_id  # appended after the answer, labeled
+    assert any("appended '<|im_start|>'" in n for n in s.notes)
+    # not labeling end-of-turn tokens appends nothing
+    assert only(run(setup, [TWO_TURNS], label_eot=False), "eot-appended") == []
+
+
+def test_template_that_closes_nothing_fires_unless_session_appends_eos(env):
+    setup = env.setup(PLAIN_TURNS)
     found = only(run(setup, [TWO_TURNS]), "eot-not-labeled")
-    # the engine closes answer 1 with the next turn's "<|im_start|>" (labeled, GLM style); the last answer has nothing
-    assert [f.message_index for f in found] == [3]
+    assert [f.message_index for f in found] == [1, 3]
     assert "writes no end-of-turn marker" in found[0].message
+    assert only(run(setup, [TWO_TURNS]), "eot-appended") == []
     assert only(run(setup, [TWO_TURNS], strategy="session"), "eot-not-labeled") == []
 
 
@@ -248,14 +337,26 @@ def test_double_bos(env):
     assert only(run(env.deepseek, [ONE_TURN]), "double-bos") == []
 
 
-def test_label_leak_names_the_user_turn_and_its_tokens(env):
+def test_label_leak_names_the_leaked_turn_and_its_tokens(env):
+    setup = env.setup()
+    opts = dict(strategy="response-template", instruction_template="<|im_start|>user\n")
+    s = sample_of(setup, TOOL_LEAK, **opts)
+    (f,) = only(check_sample(s, TOOL_LEAK, CheckContext(setup, LabelOptions(**opts))), "label-leak")
+    expected = [i for i in range(len(s.input_ids)) if s.segments[i] == "tool" and s.message_index[i] == 2]
+    assert f.message_index == 2 and f.positions == expected and "tool message 2" in f.message
+    assert all(s.labels[i] != IGNORE_INDEX for i in expected)
+
+
+def test_response_marker_alone_trains_only_the_last_answer_as_trls_collator(env):
     setup = env.setup()
     s = sample_of(setup, TWO_TURNS, strategy="response-template")
-    (f,) = only(check_sample(s, TWO_TURNS, CheckContext(setup, LabelOptions(strategy="response-template"))),
-                "label-leak")
-    expected = [i for i in range(len(s.input_ids)) if s.segments[i] == "user" and s.message_index[i] == 2]
-    assert f.message_index == 2 and f.positions == expected
-    assert all(s.labels[i] != IGNORE_INDEX for i in expected)
+    labeled = [i for i, lab in enumerate(s.labels) if lab != IGNORE_INDEX]
+    # only the last answer (and its <|im_end|>, "\n") is trained: the collator keeps the LAST marker match
+    assert env.tiny.decode([s.input_ids[i] for i in labeled]) == "Text: the lazy dog.<|im_end|>\n"
+    (f,) = only(run(setup, [TWO_TURNS], strategy="response-template"), "response-marker-last-match")
+    assert f.details == {"matches": 2, "kept": s.extra["marker_positions"][1]}
+    assert "only the last answer is trained" in f.message and "1 earlier answer is silently dropped" in f.message
+    assert f.positions == s.extra["marker_positions"][:1]
 
 
 def test_label_leak_respects_a_message_marked_trainable(env):
@@ -425,9 +526,10 @@ def test_report_fails_on_warning_only_when_asked(env):
 
 
 def test_positions_are_capped_but_counted(env):
-    c = conv(("user", LONG_PROMPT), ("assistant", "Yo"), ("user", LONG_PROMPT), ("assistant", "Yo"))
+    c = conv(("user", "Hi"), ("assistant", "Yo"), ("tool", LONG_PROMPT), ("assistant", "Yo"))
     th = Thresholds(max_positions=3)
-    (f,) = only(run(env.setup(), [c], thresholds=th, strategy="response-template"), "label-leak")
+    (f,) = only(run(env.setup(), [c], thresholds=th, strategy="response-template",
+                    instruction_template="<|im_start|>user\n"), "label-leak")
     assert len(f.positions) == 3 and f.positions == sorted(f.positions)
     n = int(f.message.split(": ")[1].split(" labeled")[0])
     assert n > 3

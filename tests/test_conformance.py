@@ -26,6 +26,7 @@ import pytest
 from inspector.conversations import Conversation, Message
 from inspector.labels import LabelEngine, LabelOptions
 from inspector.tokenizer import ChatSetup
+from inspector.verify import verify_sample
 from test_labels import assistant_only_problems
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "conformance.md"
@@ -58,11 +59,10 @@ CALL_ID = "call0w3a1"  # 9 alphanumeric characters, as Mistral's templates requi
 
 
 def conversations(needs: dict[str, Any]) -> list[Conversation]:
-    """The three test conversations, shaped as a template needs (``needs`` keys: args_as_string, content_none,
-    cohere_tools)."""
+    """The three test conversations, shaped as a template needs (``needs`` key: cohere_tools). Tool-call arguments
+    are an object and a call-only message has content "", as the loader gives them: the engine adapts both to what
+    the template wants."""
     args: Any = {"city": "Oslo"}
-    if needs.get("args_as_string"):
-        args = json.dumps(args)
     call = {"id": CALL_ID, "type": "function", "function": {"name": "get_weather", "arguments": args}}
     plain = Conversation("plain", [
         Message("system", "You are a terse geography tutor."),
@@ -79,7 +79,7 @@ def conversations(needs: dict[str, Any]) -> list[Conversation]:
     tool = Conversation("tool", [
         Message("system", "You can check the weather."),
         Message("user", "What is the weather like in the Norwegian capital?"),
-        Message("assistant", None if needs.get("content_none") else "", tool_calls=[call]),  # type: ignore[arg-type]
+        Message("assistant", "", tool_calls=[call]),
         ToolMessage("tool", '{"temperature": 7, "sky": "overcast"}', name="get_weather", tool_call_id=CALL_ID),
         Message("assistant", "It is 7 degrees and overcast there.")],
         tools=COHERE_TOOLS if needs.get("cohere_tools") else TOOLS)
@@ -87,22 +87,16 @@ def conversations(needs: dict[str, Any]) -> list[Conversation]:
 
 
 # What each template needs beyond `messages` to render these conversations (shown in the notes column).
+# (Tool-call arguments as JSON text and content None on a call-only message are no longer needs: the engine learns
+# them from the template and adapts the messages, noted on the sample: see LabelEngine.template_messages.)
 NEEDS: dict[str, dict[str, Any]] = {
     "CohereForAI-c4ai-command-r-plus-tool_use.jinja": {"cohere_tools": True},
-    "deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja": {"content_none": True, "args_as_string": True},
-    "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja": {"content_none": True, "args_as_string": True},
-    "meetkai-functionary-medium-v3.2.jinja": {"args_as_string": True},
     "fireworks-ai-llama-3-firefunction-v2.jinja": {"template_kwargs": {
         "functions": json.dumps([t["function"] for t in TOOLS]), "datetime": "2024-07-26"}},
 }
 NEEDS_TEXT: dict[str, str] = {
     "CohereForAI-c4ai-command-r-plus-tool_use.jinja": "tools in Cohere's shape (name, description, "
                                                       "parameter_definitions)",
-    "deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja": "content None on a tool-call message (it renders the calls "
-                                                      "only then) and arguments as a JSON string",
-    "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja": "content None on a tool-call message and arguments as a JSON "
-                                                      "string",
-    "meetkai-functionary-medium-v3.2.jinja": "tool-call arguments as a JSON string",
     "fireworks-ai-llama-3-firefunction-v2.jinja": "`functions` (JSON text of the function specs) and `datetime` "
                                                   "(a date string), passed through LabelOptions.template_kwargs",
 }
@@ -221,6 +215,12 @@ class Outcome:
     straddles: int = 0
     generation_mismatch: list[str] = field(default_factory=list)
     info: Any = None
+    verifier: dict[str, list[str]] = field(default_factory=dict)  # conversation -> violations (empty: agrees)
+    verifier_notes: list[str] = field(default_factory=list)
+
+    @property
+    def verified(self) -> bool:
+        return bool(self.verifier) and not any(self.verifier.values())
 
     @property
     def renders(self) -> str:
@@ -263,13 +263,17 @@ def run_template(corpus: Path, template: str, get_tokenizer) -> Outcome:
     for err in errors:
         out.errors[err.conversation_id] = err.reason
     by_id = {c.id: c for c in convs}
-    tmpl_msgs = {c.id: c.template_messages(tool_calls_as_text="tool_calls" not in text) for c in convs}
     for s in samples:
         conv = by_id[s.conversation_id]
         out.rendered.append(s.conversation_id)
 
-        def prefix_render(i, gen, conv=conv):
-            return engine.render(tmpl_msgs[conv.id][:i], conv.tools, opts, add_generation_prompt=gen).text
+        def prefix_render(i, gen, conv=conv, msgs=s.messages):
+            return engine.render(msgs[:i], conv.tools, opts, add_generation_prompt=gen).text
+
+        result = verify_sample(engine, s, conv, opts)
+        out.verifier[s.conversation_id] = [result.skipped] if result.skipped else \
+            [v.message() for v in result.violations]
+        out.verifier_notes += [n for n in result.notes if n not in out.verifier_notes]
 
         out.problems[s.conversation_id] = assistant_only_problems(
             s, conv.messages, expected_eot=EXPECTED_EOT.get(template, ()), prefix_render=prefix_render)
@@ -307,6 +311,8 @@ def test_template_conformance(corpus, corpus_tokenizers, template):
         assert wrong, f"{template} is listed in KNOWN_ISSUES but its labels are now correct: remove it"
         return
     assert not wrong, f"{template} ({out.tokenizer}): wrong labels: {wrong}"
+    disagree = {k: v for k, v in out.verifier.items() if v}
+    assert not disagree, f"{template} ({out.tokenizer}): the perturbation verifier disagrees: {disagree}"
 
 
 # --- the document ----------------------------------------------------------------------------------------------
@@ -361,6 +367,10 @@ def outcome_notes(out: Outcome) -> list[str]:
     for conv_id, problems in out.problems.items():
         for p in problems:
             notes.append(f"WRONG ({conv_id}): {p}")
+    for conv_id, problems in out.verifier.items():
+        for p in problems:
+            notes.append(f"VERIFIER ({conv_id}): {p}")
+    notes += [f"verifier: {n}" for n in out.verifier_notes]
     return notes
 
 
@@ -369,6 +379,7 @@ def write_doc(outcomes: list[Outcome], path: Path = DOC) -> str:
     all3 = sum(1 for o in outcomes if o.renders == "yes")
     some = sum(1 for o in outcomes if o.rendered and o.renders != "yes")
     correct = sum(1 for o in outcomes if o.correct)
+    verified = sum(1 for o in outcomes if o.verified)
     lines = [
         "# Conformance: assistant-only labels over the corpus templates",
         "",
@@ -383,18 +394,23 @@ def write_doc(outcomes: list[Outcome], path: Path = DOC) -> str:
         "that token is reported as straddling; the end-of-turn marker (read from the template by hand, column 5) is "
         "trained and nothing after it; where the conversation so far renders as a prefix, training starts exactly "
         "where the generation prompt ends; and a `{% generation %}` mask, where the template has one, agrees on all "
-        "message text. *Span methods*: how message text was found (`exact`, `stripped`, `sentinel` render) and how "
-        "turns start (`generation-prompt`, `header` = part of it, `content`).",
+        "message text. *Verifier*: the perturbation verifier (`inspector/verify.py`: each field replaced in turn by "
+        "a sentinel, the renders diffed, nothing taken from the engine's spans) agrees with the labels on every "
+        "conversation that renders. *Span methods*: how message text was found (`exact`, `stripped`, `marked` "
+        "render, `sentinel` render; tool calls `marked` or `diff`) and how turns start (`generation-prompt`, "
+        "`header` = part of it, `content`).",
         "",
         f"**Summary: {total} templates; {all3} render all three conversations, {some} render some of them; labels "
-        f"correct for {correct} of the {all3 + some} that render; known issues: {len(KNOWN_ISSUES)}.**",
+        f"correct for {correct} of the {all3 + some} that render; the verifier agrees on {verified}; known issues: "
+        f"{len(KNOWN_ISSUES)}.**",
         "",
-        "| template | tokenizer | renders? | labels correct? | end-of-turn marker | span methods | notes |",
-        "|---|---|---|---|---|---|---|",
+        "| template | tokenizer | renders? | labels correct? | verifier | end-of-turn marker | span methods | notes |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for o in sorted(outcomes, key=lambda o: o.template.lower()):
         ok = "yes" if o.correct else "no" if o.rendered else "n/a"
-        lines.append(f"| {o.template.removesuffix('.jinja')} | {o.tokenizer} | {o.renders} | {ok} | "
+        ver = "agrees" if o.verified else "n/a" if not o.rendered else "DISAGREES"
+        lines.append(f"| {o.template.removesuffix('.jinja')} | {o.tokenizer} | {o.renders} | {ok} | {ver} | "
                      f"{_marker_cell(EXPECTED_EOT.get(o.template, o.end_of_turn))} | {', '.join(sorted(o.methods))} | "
                      f"{'; '.join(_cell(n) for n in outcome_notes(o))} |")
     lines += ["", "Known issues (also in `KNOWN_ISSUES` in the test):", ""]
@@ -410,5 +426,6 @@ def test_write_conformance_doc(corpus, corpus_tokenizers):
     outcomes = [OUTCOMES.get(t) or run_template(corpus, t, corpus_tokenizers) for t in TEMPLATES]
     text = write_doc(outcomes)
     assert text.count("\n| ") == len(TEMPLATES) + 1  # header + one row per template
+    assert all(o.verified for o in outcomes if o.rendered)
     for t in TEMPLATES:
         assert f"| {t.removesuffix('.jinja')} |" in text

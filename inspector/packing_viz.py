@@ -1,0 +1,252 @@
+"""What the Packing page draws, as plain data and Plotly figures. No Streamlit here.
+
+- ``blocks_frame`` / ``blocks_figure``: the packed sequences as blocks coloured by sample (padding gray), one line per
+  sequence, so a cut, a truncated or a split sample shows at a glance.
+- ``sequence_table``: one packed sequence token by token, with the columns of ``viz.token_table`` (so
+  ``viz.token_table_html`` draws it) plus the sample each token came from, its position there, the ``position_ids``
+  the model gets, the piece boundaries and the label the loss reads after the collator.
+- ``weights_frame`` / ``sample_weights_frame`` / ``weights_figure``: every token's gradient weight unpacked vs packed
+  (``packing.weights_before_after``), exact fractions as text.
+- ``worked_example`` / ``worked_example_markdown``: two short answers and one long one, unpacked vs packed, the table
+  ``docs/packing.md`` shows (a test checks the document holds exactly this table).
+
+Example: blocks_frame(pack([a (3 tokens), b (2 tokens)], PackOptions(8))) -> rows (sequence 0, sample a, start 0,
+length 3) and (sequence 0, sample b, start 3, length 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from fractions import Fraction
+from typing import Any
+
+import pandas as pd
+
+from .constants import IGNORE_INDEX
+from .packing import PADDING, Packing, PackInput, PackOptions, pack, weights_before_after
+from .viz import flags_by_position, fraction_text, token_state, token_texts, visible_text
+from .weights import REDUCTION_LABELS, REDUCTION_NAMES, WeightsBeforeAfter
+
+# light hues, readable with black text, neighbours far apart; sample i gets PALETTE[i % len(PALETTE)]
+PALETTE = ("#93c5fd", "#fca5a5", "#86efac", "#fcd34d", "#c4b5fd", "#f9a8d4", "#67e8f9", "#fdba74", "#a5b4fc",
+           "#bef264", "#5eead4", "#fda4af", "#d8b4fe", "#fde68a", "#7dd3fc", "#bbf7d0", "#f0abfc", "#fed7aa",
+           "#99f6e4", "#e9d5ff")
+PADDING_COLOR = "#e5e7eb"
+
+
+def sample_color(sample: int) -> str:
+    """The block colour of sample index ``sample``; padding (``PADDING``) is gray."""
+    return PADDING_COLOR if sample == PADDING else PALETTE[sample % len(PALETTE)]
+
+
+# --- blocks ---------------------------------------------------------------------------------------------------------
+
+def blocks_frame(packing: Packing) -> pd.DataFrame:
+    """One row per block: every piece of every packed sequence, then the padding the collator adds to its row
+    (padded layout: up to the micro-batch's longest row; padding-free: only ``pad_to_multiple_of``, on the batch's
+    last sequence). Columns: sequence, batch, kind ("sample" / "padding"), sample (index, ``PADDING`` for padding),
+    sample_id, start (offset in the sequence), length, tokens (e.g. "0..1023 of 1156"), labeled, truncated, split,
+    color."""
+    fates = packing.fates
+    batch_of = {i: b for b, members in enumerate(packing.batches) for i in members}
+    rows_of = {}  # sequence -> padding in its row (padded) / after it (padding-free: the batch's last sequence)
+    for row in packing.rows:
+        rows_of[row.sequences[-1]] = row.padding
+    records = []
+    for seq in packing.sequences:
+        for piece in seq.pieces:
+            fate = fates[piece.sample]
+            x = packing.samples[piece.sample]
+            records.append({
+                "sequence": seq.index, "batch": batch_of[seq.index], "kind": "sample", "sample": piece.sample,
+                "sample_id": x.id, "start": piece.offset, "length": piece.length,
+                "tokens": f"{piece.start}..{piece.end - 1} of {fate.tokens}",
+                "labeled": sum(1 for lab in x.labels[piece.start:piece.end] if lab != IGNORE_INDEX),
+                "truncated": fate.lost > 0, "split": fate.split, "color": sample_color(piece.sample)})
+        pad = rows_of.get(seq.index, 0)
+        if pad:
+            records.append({"sequence": seq.index, "batch": batch_of[seq.index], "kind": "padding",
+                            "sample": PADDING, "sample_id": "", "start": seq.length, "length": pad, "tokens": "",
+                            "labeled": 0, "truncated": False, "split": False, "color": PADDING_COLOR})
+    columns = ["sequence", "batch", "kind", "sample", "sample_id", "start", "length", "tokens", "labeled", "truncated",
+               "split", "color"]
+    return pd.DataFrame(records, columns=columns)
+
+
+def blocks_figure(packing: Packing, highlight: str | None = None, max_sequences: int = 200) -> Any:
+    """The packed sequences as horizontal bars (sequence 0 on top), one block per piece coloured by sample, padding
+    gray, a dashed line at max_length. ``highlight``: a sample id drawn with a thick outline, the others faded.
+    Shows the first ``max_sequences`` sequences (the title says so when there are more)."""
+    import plotly.graph_objects as go
+
+    df = blocks_frame(packing)
+    df = df[df["sequence"] < max_sequences]
+    fig = go.Figure()
+    for kind, part in df.groupby("kind", sort=False):
+        outline = [3 if highlight and sid == highlight else 0.5 for sid in part["sample_id"]]
+        opacity = [1.0 if not highlight or sid == highlight or kind == "padding" else 0.35 for sid in part["sample_id"]]
+        hover = [f"{r.sample_id}<br>tokens {r.tokens}<br>{r.labeled} labeled" + (" · truncated" if r.truncated else "")
+                 + (" · split" if r.split else "") if kind == "sample" else f"padding: {r.length} tokens"
+                 for r in part.itertuples()]
+        fig.add_trace(go.Bar(
+            x=part["length"], base=part["start"], y=[f"seq {s}" for s in part["sequence"]], orientation="h",
+            marker={"color": list(part["color"]), "line": {"color": "#111827", "width": outline},
+                    "opacity": opacity},
+            text=[sid if kind == "sample" else "" for sid in part["sample_id"]], textposition="inside",
+            insidetextanchor="middle", hovertext=hover, hoverinfo="text", name=str(kind), showlegend=False,
+            customdata=list(part["sample"])))
+    n = packing.stats.sequences
+    title = f"{n} packed sequences ({packing.options.strategy}, {packing.options.layout.replace('_', '-')})"
+    if n > max_sequences:
+        title += f": the first {max_sequences}"
+    fig.add_vline(x=packing.options.max_length, line_dash="dash", line_color="#6b7280")
+    fig.update_layout(barmode="overlay", title=title, xaxis_title="token offset in the packed sequence",
+                      yaxis={"autorange": "reversed", "categoryorder": "array",
+                             "categoryarray": [f"seq {s}" for s in range(min(n, max_sequences))]},
+                      height=max(220, 28 * min(n, max_sequences) + 120), margin={"l": 60, "r": 20, "t": 50, "b": 40},
+                      plot_bgcolor="#ffffff")
+    return fig
+
+
+# --- one sequence, token by token --------------------------------------------------------------------------------
+
+def _trainer_labels(packing: Packing, index: int) -> tuple[list[int], list[int]]:
+    """(labels the loss reads, position_ids the model gets) for the tokens of packed sequence ``index``."""
+    for row in packing.rows:
+        if index in row.sequences:
+            a = row.offsets[row.sequences.index(index)]
+            n = packing.sequences[index].length
+            return row.labels[a:a + n], row.position_ids[a:a + n]
+    raise IndexError(f"packed sequence {index} is in no collated row")
+
+
+def sequence_table(packing: Packing, index: int, samples: Sequence[Any] | None = None,
+                   decode: Callable[[int], str] | None = None, findings: Iterable[Any] = ()) -> pd.DataFrame:
+    """One row per token of packed sequence ``index``.
+
+    Columns of ``viz.token_table`` (index, token_id, token, label, trained, role, message, special, state, flag) where
+    ``label`` is the label the loss reads after the collator and ``state`` follows it; plus sample (index), sample_id,
+    sample_position, position_id (what the model gets), packed_label (as packed = unpacked), boundary (the first
+    token of a piece: position ids restart there when the layout passes them) and color. ``samples``: the original
+    ``labels.Sample`` objects, in packing order, for token texts and roles; ``decode`` otherwise; ``findings``: those
+    of ``check_packing`` (and any others), whose positions into a sample flag the token.
+    """
+    if not 0 <= index < len(packing.sequences):
+        raise IndexError(f"there is no packed sequence {index} (0..{len(packing.sequences) - 1})")
+    seq = packing.sequences[index]
+    labels, positions = _trainer_labels(packing, index)
+    findings = list(findings)
+    flags = {s: flags_by_position(findings, x.id) for s, x in enumerate(packing.samples)
+             if s in set(seq.token_samples)}
+    texts: dict[int, list[str]] = {}
+    rows = []
+    starts = {p.offset for p in seq.pieces}
+    for t, (s, p) in enumerate(zip(seq.token_samples, seq.token_positions)):
+        original = samples[s] if samples is not None else None
+        if s not in texts:
+            ids = packing.samples[s].input_ids
+            texts[s] = (token_texts(original.text, original.offsets, ids, decode) if original is not None
+                        else [decode(i) if decode else str(i) for i in ids])
+        reasons = flags.get(s, {}).get(p, [])
+        segments = getattr(original, "segments", None)
+        message = getattr(original, "message_index", None)
+        rows.append({
+            "index": t, "token_id": seq.input_ids[t], "token": visible_text(texts[s][p]), "label": labels[t],
+            "trained": labels[t] != IGNORE_INDEX, "role": segments[p] if segments is not None else "",
+            "message": int(message[p]) if message is not None and int(message[p]) >= 0 else None,
+            "special": False, "state": token_state(labels[t], bool(reasons)), "flag": "; ".join(reasons),
+            "sample": s, "sample_id": packing.samples[s].id, "sample_position": p, "position_id": positions[t],
+            "packed_label": seq.labels[t], "boundary": t in starts, "color": sample_color(s)})
+    df = pd.DataFrame(rows)
+    if len(df):
+        df["message"] = df["message"].astype("Int64")
+    return df
+
+
+# --- gradient weights before and after -------------------------------------------------------------------------------
+
+def weights_frame(comparison: WeightsBeforeAfter, packing: Packing, only_weighted: bool = True) -> pd.DataFrame:
+    """One row per sample token: sample_id, position, token_id, label, before and after (exact text; "cut" when the
+    layout does not hold the token), before_value / after_value (floats, 0 when cut) and change ("up", "down", "same",
+    "cut"). ``only_weighted`` keeps the tokens with a non-zero weight in either layout."""
+    rows = []
+    for s, (x, before, after) in enumerate(zip(packing.samples, comparison.before, comparison.after)):
+        for p, (b, a) in enumerate(zip(before, after)):
+            if only_weighted and not (b or a):
+                continue
+            bv, av = float(b or 0), float(a or 0)
+            change = "cut" if a is None and b is not None else ("up" if av > bv else "down" if av < bv else "same")
+            rows.append({"sample_id": x.id, "sample": s, "position": p, "token_id": x.input_ids[p],
+                         "label": x.labels[p], "before": "cut" if b is None else fraction_text(b),
+                         "after": "cut" if a is None else fraction_text(a), "before_value": bv, "after_value": av,
+                         "change": change})
+    columns = ["sample_id", "sample", "position", "token_id", "label", "before", "after", "before_value",
+               "after_value", "change"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def sample_weights_frame(comparison: WeightsBeforeAfter, packing: Packing) -> pd.DataFrame:
+    """One row per sample: sample_id, labeled tokens, its total weight before and after (exact text and float)."""
+    rows = []
+    for x, (b, a) in zip(packing.samples, comparison.sample_totals()):
+        rows.append({"sample_id": x.id, "labeled": x.num_labeled, "before": fraction_text(b),
+                     "after": fraction_text(a), "before_value": float(b), "after_value": float(a)})
+    return pd.DataFrame(rows, columns=["sample_id", "labeled", "before", "after", "before_value", "after_value"])
+
+
+def weights_figure(comparison: WeightsBeforeAfter, packing: Packing, max_samples: int = 60) -> Any:
+    """Grouped bars per sample: its share of the objective unpacked vs packed, exact fractions on the bars."""
+    import plotly.graph_objects as go
+
+    df = sample_weights_frame(comparison, packing).head(max_samples)
+    fig = go.Figure()
+    for col, name, color in (("before", "unpacked", "#9ca3af"), ("after", "packed", "#2563eb")):
+        fig.add_trace(go.Bar(x=df["sample_id"], y=df[f"{col}_value"], name=name, marker_color=color,
+                             text=df[col], textposition="outside", hovertext=df[col], hoverinfo="x+text+name"))
+    fig.update_layout(barmode="group", title=f"Weight of each sample: {REDUCTION_LABELS[comparison.reduction]}",
+                      yaxis_title="summed gradient weight", xaxis_title="sample", plot_bgcolor="#ffffff",
+                      margin={"l": 60, "r": 20, "t": 80, "b": 60},
+                      legend={"orientation": "h", "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom"})
+    return fig
+
+
+# --- the worked example ------------------------------------------------------------------------------------------
+
+def worked_example_samples() -> list[PackInput]:
+    """Two short answers and one long one, each after a two-token prompt (ids: prompt 1, 2; answers 10.., 20..)."""
+    q = IGNORE_INDEX
+    return [PackInput("short-1", [1, 2, 10], [q, q, 10]), PackInput("short-2", [1, 2, 11], [q, q, 11]),
+            PackInput("long", [1, 2, 20, 21, 22, 23, 24, 25], [q, q, 20, 21, 22, 23, 24, 25])]
+
+
+def worked_example(options: PackOptions | None = None) -> dict[str, Any]:
+    """The example of ``docs/packing.md``: the three samples packed with bfd into one sequence of at most 16 tokens
+    (padding-free, one sequence per micro-batch), and every reduction's weights before and after.
+
+    Returns {"samples", "packing", "weights": {reduction: WeightsBeforeAfter}}. Under ``sample_mean`` the short
+    answers' tokens fall from 1/3 to 1/8 and the long answer's rise from 1/18 to 1/8 (its total from 1/3 to 3/4).
+    """
+    options = options or PackOptions(16, "bfd", padding_free=True, batch_size=1)
+    samples = worked_example_samples()
+    packing = pack(samples, options)
+    return {"samples": samples, "packing": packing,
+            "weights": {r: weights_before_after(packing, r) for r in REDUCTION_NAMES}}
+
+
+def _arrow(before: Fraction | None, after: Fraction | None) -> str:
+    text = [("cut" if w is None else fraction_text(w)) for w in (before, after)]
+    return f"{text[0]} → {text[1]}"
+
+
+def worked_example_markdown() -> str:
+    """The worked example's table, as ``docs/packing.md`` shows it: per reduction, the weight of each short answer's
+    token, of each of the long answer's tokens and of the long answer in total, unpacked → packed."""
+    ex = worked_example()
+    lines = ["| reduction | short-1's answer token | short-2's answer token | each of long's 6 answer tokens | "
+             "long's answer in total |", "|---|---|---|---|---|"]
+    for r in REDUCTION_NAMES:
+        w = ex["weights"][r]
+        totals = w.sample_totals()
+        lines.append(f"| `{r}` | {_arrow(w.before[0][2], w.after[0][2])} | {_arrow(w.before[1][2], w.after[1][2])} | "
+                     f"{_arrow(w.before[2][2], w.after[2][2])} | {_arrow(*totals[2])} |")
+    return "\n".join(lines)
