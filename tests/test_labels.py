@@ -143,11 +143,11 @@ def assistant_only_problems(sample: Sample, messages: Sequence[Message], *, expe
         for kind, s, e in pieces[i]:
             if not covered[s:e].all():
                 problems.append(f"{kind} of assistant message {i} not fully trained: {text[s:e][:40]!r}")
-        if ends[i] is None:
-            continue
         prev_end = max((e for e in ends[:i] if e is not None), default=0)
         nxt = min((s for s in starts[i + 1:] if s is not None), default=len(text))
-        zones[prev_end:nxt] = True
+        zones[prev_end:nxt] = True  # an answer with no text (its calls not rendered) may still train its closing
+        if ends[i] is None:
+            continue
         window = text[ends[i]:nxt]
         hits = [(window.find(mk), mk) for mk in expected_eot if mk in window]
         if not expected_eot and clean[ends[i]:nxt].any():

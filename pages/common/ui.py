@@ -33,8 +33,8 @@ from inspector.conversations import Conversation, LoadResult
 from inspector.errors import ChatTemplateError, DataError, InspectorError, RenderError, TokenizerLoadError
 from inspector.labels import CHATGLM2_FORMAT, STRATEGIES, LabelEngine, LabelOptions
 from inspector.render import RenderLimits
-from inspector.tokenizer import (DEFAULT_TOKENIZER, DEMO_DIR, ChatSetup, load_tokenizer, resolve_template,
-                                 template_from_file_text)
+from inspector.tokenizer import (DEFAULT_TOKENIZER, DEMO_DIR, MAX_TEMPLATE_FILE_BYTES, ChatSetup, load_tokenizer,
+                                 resolve_template, template_from_file_text)
 
 from . import show
 from .analysis import cached_load_path, cached_tokenizer, for_app  # noqa: F401 (tests use cached_tokenizer)
@@ -373,8 +373,8 @@ def _template_section(ctx: Context, tok: Any, tok_name: str, is_default: bool) -
                     "holds one.")
             return None
         name, data = files[0]
-        if _too_big(files):
-            _problem(ctx, "Chat template", f"{name} is larger than {MAX_UPLOAD_MB} MB.")
+        if len(data) > MAX_TEMPLATE_FILE_BYTES:
+            _problem(ctx, "Chat template", f"{name} is larger than {MAX_TEMPLATE_FILE_BYTES // 2**20} MiB: refused.")
             return None
         try:
             text = template_from_file_text(data.decode("utf-8-sig"), name)
