@@ -173,13 +173,16 @@ def _coverage(mask_chars: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return cum[offsets[:, 1]] - cum[offsets[:, 0]]
 
 
-def annotate(text: str, ids: list[int], offsets: np.ndarray, layout: Layout, label_regions: list[tuple[int, int]]
+def annotate(text: str, ids: list[int], offsets: np.ndarray, layout: Layout, label_regions: list[tuple[int, int]],
+             tool_call_messages: frozenset[int] | set[int] = frozenset()
              ) -> tuple[list[int], list[str], np.ndarray, np.ndarray]:
     """Labels, per-token segment, message index and straddle flags from char-level arrays.
 
     A token is labeled when any of its characters lies in a label region; it straddles when its characters
     belong to more than one segment (e.g. ``"\\n\\nHello"`` merging markup and content), or when it is labeled but
-    some of its characters lie outside every label region.
+    some of its characters lie outside every label region. The tool-call text a template writes for an assistant
+    message in ``tool_call_messages`` (after the message's own text, up to the turn's end-of-turn marker) is that
+    message's ``assistant`` segment: the model generates it.
     """
     n = len(text)
     offsets = np.clip(offsets, 0, n)
@@ -188,6 +191,14 @@ def annotate(text: str, ids: list[int], offsets: np.ndarray, layout: Layout, lab
     for s in layout.spans:
         seg[s.start:s.end] = SEG_CODE.get(s.role, 0)
         msg[s.start:s.end] = s.message_index
+    for t in layout.turns:
+        if t.message_index in tool_call_messages:
+            start = max([t.start] + [s.end for s in layout.spans
+                                     if s.message_index == t.message_index and s.kind in ("content", "reasoning")])
+            calls = np.arange(start, max(start, t.body_end))
+            calls = calls[seg[calls] == 0]
+            seg[calls] = SEG_CODE["assistant"]
+            msg[calls] = t.message_index
     lab = np.zeros(n, dtype=np.int8)
     for a, b in label_regions:
         lab[a:b] = 1
@@ -479,7 +490,8 @@ class LabelEngine:
                 open_turn = self._open_last_turn(job, info, regions)
                 if open_turn is not None and not text[open_turn.body_end:].strip():
                     regions.append((open_turn.body_end, len(text)))  # the answer's trailing newline, as mid turns
-        labels, segments, msg_idx, straddles = annotate(text, ids, offs, layout, regions)
+        calls = frozenset(i for i, m in enumerate(job.messages) if m.get("tool_calls"))
+        labels, segments, msg_idx, straddles = annotate(text, ids, offs, layout, regions, calls)
         if opts.strategy == "all-tokens":
             labels = list(ids)
         arrays = _TokenArrays(list(ids), labels, offs, segments, msg_idx, straddles)

@@ -1131,3 +1131,39 @@ def load_text(text: str | bytes, *, fmt: str | None = None, name: str = "<pasted
         except UnicodeDecodeError as e:
             raise DataError(f"{name} is not UTF-8 text (bad byte at offset {e.start})") from None
     return _collect(_parse_json_text(text.lstrip("\ufeff"), name, fmt), fmt, limit)
+
+
+def load_bytes(data: bytes, name: str, *, fmt: str | None = None, limit: int | None = None) -> LoadResult:
+    """Load a file's bytes held in memory (an upload), by the extension of ``name``: JSON, JSONL or Parquet.
+
+    Nothing is written to disk, and sources, fallback ids and messages name ``name`` (the user's file name).
+
+    >>> r = load_bytes(b'{"prompt": "a", "completion": "b"}\\n', "chat.jsonl")
+    >>> r.conversations[0].id, str(r.conversations[0].source)
+    ('chat-0', 'chat.jsonl:line 1')
+    """
+    import io
+
+    fmt = _check_fmt(fmt)
+    ext = Path(name).suffix.lower()
+    if ext in (".jsonl", ".ndjson"):
+        items: Iterator[Conversation | Rejected] = _iter_jsonl(io.BytesIO(bytes(data)), name, fmt)
+    elif ext == ".json":
+        try:
+            text = bytes(data).decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise DataError(f"{name} is not UTF-8 text (bad byte at offset {e.start}); save it as UTF-8") from None
+        items = _parse_json_text(text, name, fmt)
+    elif ext == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(io.BytesIO(bytes(data)))
+        except Exception as e:  # pyarrow raises ArrowInvalid / OSError for a damaged or non-Parquet file
+            raise DataError(f"{name} is not a readable Parquet file ({e})") from None
+        rows = (r for batch in pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS) for r in batch.to_pylist())
+        items = _iter_rows(rows, name, fmt)
+    else:
+        shown = repr(ext) if ext else "(no extension)"
+        raise DataError(f"unsupported file type {shown} for {name}: supported are .jsonl, .ndjson, .json, .parquet")
+    return _collect(items, fmt, limit)

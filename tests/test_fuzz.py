@@ -580,7 +580,7 @@ def _paste(at, text: str):
 
 @pytest.mark.skipif(not APP.is_file(), reason="app.py does not exist yet")
 def test_app_record_and_size_limits_say_so(monkeypatch):
-    import ui
+    from pages.common import ui
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setattr(ui, "MAX_RECORDS", 3)

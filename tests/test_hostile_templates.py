@@ -637,16 +637,18 @@ def _edit_template(at, text: str):
 
 
 def _shown(at) -> str:
-    return "\n".join(str(e.value) for e in at.error)
+    from pages.common.show import plain  # the app escapes user-supplied text as markdown: read it as shown
+
+    return "\n".join(plain(str(e.value)) for e in at.error)
 
 
 @pytest.fixture()
 def fast_app_limits(monkeypatch):
-    """The app builds LabelOptions in ``ui._options_section`` without a time limit of its own (default 5 s); give
-    the renders a 0.3 s limit so a looping template costs seconds here, not minutes."""
+    """The app builds LabelOptions in ``pages.common.ui._options_section`` without a time limit of its own
+    (default 5 s); give the renders a 0.3 s limit so a looping template costs seconds here, not minutes."""
     import dataclasses
 
-    import ui
+    from pages.common import ui
 
     real = ui._options_section
     monkeypatch.setattr(ui, "_options_section",
@@ -656,7 +658,7 @@ def fast_app_limits(monkeypatch):
 @needs_app
 @pytest.mark.parametrize("template, fragment", [
     (RAISING_TEMPLATE, "Chat template raised: Conversations must alternate user/assistant"),
-    ("{% for m in messages %}{{ m.content }", "Chat template: Chat template does not parse (line 1)"),
+    ("{% for m in messages %}{{ m.content }", "Chat template does not parse (line 1)"),
     (SILENT_LIST_LOOP, "Chat template ran longer than 0.3 s and was stopped"),
     ("{{ ''.__class__.__mro__ }}", "access to attribute '__class__' of 'str' object is unsafe"),
 ])
