@@ -1,0 +1,282 @@
+"""The real loss on a tiny random causal LM built here: per-token losses, top predictions, and every reduction's
+batch loss against what transformers itself computes for the same labels (to 1e-5).
+
+The model is a 2-layer Llama with the vocabulary of the tokenizer conftest trains; nothing is downloaded. The tests
+that need torch skip without it (requirements-model.txt); the one on the real default model is in test_loss_gemma.py.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from inspector.constants import IGNORE_INDEX
+from inspector.conversations import Conversation, Message
+from inspector.errors import MissingExtraError, ModelError
+from inspector.labels import LabelEngine, LabelOptions
+from inspector.weights import REDUCTION_NAMES
+
+torch = pytest.importorskip("torch", reason="the real loss needs torch: pip install -r requirements-model.txt")
+
+from inspector.loss import (TokenLosses, batch_loss, batch_losses, contributions, micro_batches_of,  # noqa: E402
+                            score_sample, score_samples, segment_losses, strategy_losses, token_nll)
+
+CONVERSATIONS = [
+    Conversation("c0", [Message("user", "Hello! How can I help you today?"),
+                        Message("assistant", "I have chicken, bell peppers, and rice.")]),
+    Conversation("c1", [Message("system", "The quick brown fox."),
+                        Message("user", "What describes software in the text?"),
+                        Message("assistant", "Text: Q"),
+                        Message("user", "How can I restore my Unity?"),
+                        Message("assistant", "Answer the question about apples and pears.")]),
+    Conversation("c2", [Message("user", "Probe question about apples."),
+                        Message("assistant", "The lazy dog.")]),
+]
+TOL = 1e-5
+
+
+def tiny_model(vocab_size: int, pad_id: int, seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         initializer_range=0.3, pad_token_id=pad_id, tie_word_embeddings=False)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def model(tiny_tokenizer):
+    return tiny_model(len(tiny_tokenizer), tiny_tokenizer.pad_token_id)
+
+
+def samples_of(setup, strategy, convs=CONVERSATIONS):
+    samples, errors = LabelEngine(setup).build(convs, LabelOptions(strategy=strategy))
+    assert errors == []
+    return samples
+
+
+# --- what transformers computes, for reference ----------------------------------------------------------------------
+
+def padded(samples, pad_id):
+    n = max(len(s.input_ids) for s in samples)
+    ids = torch.tensor([list(s.input_ids) + [pad_id] * (n - len(s.input_ids)) for s in samples])
+    mask = torch.tensor([[1] * len(s.input_ids) + [0] * (n - len(s.input_ids)) for s in samples])
+    labels = torch.tensor([list(s.labels) + [IGNORE_INDEX] * (n - len(s.labels)) for s in samples])
+    return ids, mask, labels
+
+
+def hf_loss(model, samples, pad_id, **kwargs) -> float:
+    """``model(...).loss`` for a right-padded batch of samples (labels -100 on the padding)."""
+    ids, mask, labels = padded(samples, pad_id)
+    with torch.no_grad():
+        return float(model(input_ids=ids, attention_mask=mask, labels=labels, **kwargs).loss)
+
+
+def trainer_count(samples) -> int:
+    """num_items_in_batch as transformers' Trainer counts it for a causal LM: labels[..., 1:] != -100."""
+    return sum(sum(1 for x in s.labels[1:] if x != IGNORE_INDEX) for s in samples)
+
+
+def reference(reduction, model, samples, groups, pad_id) -> float:
+    if reduction == "token_mean":
+        return hf_loss(model, samples, pad_id)
+    if reduction == "sum":
+        return hf_loss(model, samples, pad_id, num_items_in_batch=1)
+    if reduction == "sample_mean":
+        losses = [hf_loss(model, [s], pad_id) for s in samples if trainer_count([s])]
+        return sum(losses) / len(losses)
+    micro = [[samples[i] for i in g] for g in groups]
+    if reduction == "accumulated_token_mean":
+        step = trainer_count(samples)
+        return sum(hf_loss(model, mb, pad_id, num_items_in_batch=torch.tensor(step)) for mb in micro)
+    if reduction == "naive_accumulation":
+        losses = [hf_loss(model, mb, pad_id) for mb in micro if trainer_count(mb)]
+        return sum(losses) / len(losses)
+    raise AssertionError(reduction)
+
+
+# --- per-token losses ---------------------------------------------------------------------------------------------
+
+def test_token_losses_are_the_shifted_cross_entropy(model, tiny_setup):
+    sample = samples_of(tiny_setup, "assistant-only")[1]
+    scored = score_sample(model, sample, top_k=3)
+    ids = torch.tensor([sample.input_ids])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0]
+    expected = torch.nn.functional.cross_entropy(logits[:-1], ids[0, 1:], reduction="none").numpy()
+    assert math.isnan(scored.nll[0])  # nothing predicts position 0
+    np.testing.assert_allclose(scored.nll[1:], expected, rtol=0, atol=TOL)
+    np.testing.assert_allclose(scored.probs[1:], np.exp(-expected), rtol=1e-5)
+    assert scored.cut == 0 and scored.num_tokens == len(sample.input_ids)
+
+
+def test_top_predictions_are_the_most_likely_next_tokens(model, tiny_setup):
+    sample = samples_of(tiny_setup, "assistant-only")[0]
+    scored = score_sample(model, sample, top_k=4)
+    with torch.no_grad():
+        probs = torch.softmax(model(input_ids=torch.tensor([sample.input_ids])).logits[0], -1).numpy()
+    assert scored.top_ids.shape == (len(sample.input_ids), 4)
+    assert list(scored.top_ids[0]) == [-1] * 4 and np.isnan(scored.top_probs[0]).all()
+    for t in range(1, len(sample.input_ids)):
+        order = np.argsort(-probs[t - 1])[:4]
+        assert list(scored.top_ids[t]) == list(order)
+        np.testing.assert_allclose(scored.top_probs[t], probs[t - 1][order], rtol=1e-5)
+        assert (np.diff(scored.top_probs[t]) <= 0).all()
+        # the actual token is the top prediction exactly when its probability is the highest
+        if scored.top_ids[t][0] == sample.input_ids[t]:
+            assert scored.probs[t] == pytest.approx(scored.top_probs[t][0], rel=1e-5)
+        else:
+            assert scored.probs[t] < scored.top_probs[t][0]
+
+
+def test_masked_tokens_have_a_loss_but_no_weight(model, tiny_setup):
+    (scored,) = score_samples(model, samples_of(tiny_setup, "assistant-only")[:1])
+    masked = ~scored.is_target
+    masked[0] = False
+    assert masked.any() and np.isfinite(scored.nll[masked]).all()  # the user turn is scored...
+    (c,) = contributions([scored], "token_mean")
+    assert (c[masked] == 0).all() and (c[scored.is_target] > 0).all()  # ...and adds nothing to the logged loss
+    assert c.sum() == pytest.approx(scored.loss_mean, abs=1e-12)
+
+
+def test_position_zero_is_never_a_target(model, tiny_setup):
+    """all-tokens labels the first token too, but no logit predicts it: the loss and the Trainer skip it."""
+    (sample,) = samples_of(tiny_setup, "all-tokens", CONVERSATIONS[:1])
+    assert sample.labels[0] != IGNORE_INDEX
+    (scored,) = score_samples(model, [sample])
+    assert scored.loss_labels[0] == IGNORE_INDEX and scored.loss_labels[1:] == list(sample.labels[1:])
+    assert scored.num_targets == len(sample.input_ids) - 1 == trainer_count([sample])
+
+
+@pytest.mark.parametrize("strategy", ["assistant-only", "all-tokens", "last-turn", "split-turns"])
+def test_every_reduction_equals_transformers_loss(model, tiny_setup, tiny_tokenizer, strategy):
+    samples = samples_of(tiny_setup, strategy)
+    scored = score_samples(model, samples)
+    groups = micro_batches_of(len(samples), 2)
+    assert len(groups) >= 2  # the accumulation reductions differ from the plain ones here
+    losses = batch_losses(scored, groups)
+    assert list(losses) == list(REDUCTION_NAMES)
+    for reduction in REDUCTION_NAMES:
+        expected = reference(reduction, model, samples, groups, tiny_tokenizer.pad_token_id)
+        # 1e-5 absolute for the means; the sum (~250 here) to 1e-5 relative: transformers adds in float32
+        assert losses[reduction] == pytest.approx(expected, abs=TOL * max(1.0, abs(expected))), reduction
+    # and the reductions do differ on this batch: the choice is visible in the logged number
+    assert abs(losses["token_mean"] - losses["sample_mean"]) > 1e-4
+    assert losses["sum"] == pytest.approx(sum(s.loss_sum for s in scored))
+
+
+def test_token_mean_with_num_items_in_batch_is_the_same_number(model, tiny_setup, tiny_tokenizer):
+    samples = samples_of(tiny_setup, "assistant-only")
+    scored = score_samples(model, samples)
+    n = torch.tensor(trainer_count(samples))
+    assert batch_loss(scored, "token_mean") == pytest.approx(
+        hf_loss(model, samples, tiny_tokenizer.pad_token_id, num_items_in_batch=n), abs=TOL)
+
+
+def test_a_sample_without_targets_is_left_out_of_the_means(model, tiny_setup, tiny_tokenizer):
+    convs = CONVERSATIONS[:2] + [Conversation("none", [Message("user", "Hello! How can I help you today?")])]
+    samples = samples_of(tiny_setup, "assistant-only", convs)
+    scored = score_samples(model, samples)
+    assert scored[2].num_targets == 0 and scored[2].loss_mean is None
+    losses = batch_losses(scored)
+    assert losses["sample_mean"] == pytest.approx((scored[0].loss_mean + scored[1].loss_mean) / 2)
+    assert losses["token_mean"] == pytest.approx(hf_loss(model, samples, tiny_tokenizer.pad_token_id), abs=TOL)
+    nothing = batch_losses(scored[2:])
+    assert nothing["sum"] == 0 and all(nothing[r] is None for r in REDUCTION_NAMES if r != "sum")
+
+
+def test_long_samples_are_scored_up_to_max_tokens(model, tiny_setup):
+    sample = samples_of(tiny_setup, "all-tokens")[1]
+    full = score_sample(model, sample)
+    short = score_sample(model, sample, max_tokens=10)
+    assert short.num_tokens == 10 and short.cut == len(sample.input_ids) - 10
+    np.testing.assert_allclose(short.nll[1:], full.nll[1:10], atol=TOL)  # causal: the prefix does not see the rest
+    assert short.num_targets == 9
+    with pytest.raises(ValueError):
+        score_sample(model, sample, max_tokens=1)
+
+
+def test_identical_texts_share_one_forward_pass(model, tiny_setup, monkeypatch):
+    import inspector.loss as loss
+
+    calls = []
+    real = loss.token_nll
+    monkeypatch.setattr(loss, "token_nll", lambda *a, **k: calls.append(1) or real(*a, **k))
+    result = strategy_losses(model, tiny_setup, CONVERSATIONS, ("assistant-only", "all-tokens", "last-turn"))
+    assert len(calls) == len(CONVERSATIONS)  # three strategies, one rendered text per conversation
+    a, b = result["assistant-only"], result["all-tokens"]
+    assert a.scored[0].nll is b.scored[0].nll  # the same l_t; only the labels differ
+    assert b.num_targets > a.num_targets > result["last-turn"].num_targets
+    assert a.losses["token_mean"] != b.losses["token_mean"]
+
+
+def test_segment_losses_split_the_token_mean(model, tiny_setup):
+    (scored,) = score_samples(model, samples_of(tiny_setup, "all-tokens", CONVERSATIONS[1:2]))
+    parts = segment_losses(scored)
+    assert {"user", "assistant", "system", "template"} <= set(parts)
+    assert sum(p["targets"] for p in parts.values()) == scored.num_targets
+    total = sum(p["target_sum"] for p in parts.values())
+    assert total / scored.num_targets == pytest.approx(batch_loss([scored], "token_mean"))
+
+
+def test_token_ids_outside_the_vocabulary_raise_model_error(model):
+    with pytest.raises(ModelError, match="outside the model's vocabulary"):
+        token_nll(model, [1, 2, model.config.vocab_size + 5])
+
+
+def test_weights_match_fractions_of_the_targets(model, tiny_setup):
+    from inspector.loss import loss_weights
+
+    scored = score_samples(model, samples_of(tiny_setup, "assistant-only"))
+    w = loss_weights(scored, "token_mean")
+    n = sum(s.num_targets for s in scored)
+    assert {x for row in w for x in row} == {Fraction(0), Fraction(1, n)}
+
+
+# --- without torch ------------------------------------------------------------------------------------------------
+
+NO_TORCH = "import sys; sys.modules['torch'] = None\n"
+
+
+def run_python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", NO_TORCH + code], capture_output=True, text=True, timeout=120)
+
+
+def test_the_core_imports_without_torch_and_names_the_extra():
+    proc = run_python(
+        "import inspector.loss, inspector.cli\n"
+        "from inspector.model import has_model_extra, load_model\n"
+        "from inspector.errors import MissingExtraError\n"
+        "assert not has_model_extra()\n"
+        "try:\n    load_model()\nexcept MissingExtraError as e:\n    print('MISSING', e.extra, e)\n")
+    assert proc.returncode == 0, proc.stderr
+    assert "MISSING model" in proc.stdout and "pip install -r requirements-model.txt" in proc.stdout
+
+
+def test_require_torch_raises_the_named_exception(monkeypatch):
+    import builtins
+
+    from inspector.model import require_torch
+
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("No module named 'torch'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    with pytest.raises(MissingExtraError) as exc:
+        require_torch()
+    assert exc.value.extra == "model" and "requirements-model.txt" in str(exc.value)
+
+
+def test_token_losses_is_plain_data(model, tiny_setup):
+    scored = score_sample(model, samples_of(tiny_setup, "assistant-only")[0])
+    assert isinstance(scored, TokenLosses) and scored.nll.dtype == np.float64 and scored.top_ids.dtype == np.int64
