@@ -250,7 +250,7 @@ def run_python(code: str) -> subprocess.CompletedProcess:
 
 def test_the_core_imports_without_torch_and_names_the_extra():
     proc = run_python(
-        "import inspector.loss, inspector.cli\n"
+        "import inspector.loss, inspector.loss_view, inspector.cli\n"
         "from inspector.model import has_model_extra, load_model\n"
         "from inspector.errors import MissingExtraError\n"
         "assert not has_model_extra()\n"
@@ -280,3 +280,88 @@ def test_require_torch_raises_the_named_exception(monkeypatch):
 def test_token_losses_is_plain_data(model, tiny_setup):
     scored = score_sample(model, samples_of(tiny_setup, "assistant-only")[0])
     assert isinstance(scored, TokenLosses) and scored.nll.dtype == np.float64 and scored.top_ids.dtype == np.int64
+
+
+# --- tables and figures (loss_view) -------------------------------------------------------------------------------
+
+def test_token_loss_table_has_one_row_per_token_with_state_and_top(model, tiny_setup, tiny_tokenizer):
+    from inspector.loss_view import token_loss_table
+    from inspector.viz import visible_text
+
+    scored = score_samples(model, samples_of(tiny_setup, "assistant-only"), top_k=3)
+    contrib = contributions(scored, "token_mean")
+    table = token_loss_table(scored[0], tiny_tokenizer, contrib[0])
+    s = scored[0]
+    assert len(table) == s.num_tokens and list(table["token_id"]) == s.input_ids
+    assert table.loc[0, "state"] == "unpredicted" and table.loc[0, "top"] == ""
+    states = table["state"].tolist()[1:]
+    assert states == ["trained" if x else "masked" for x in s.is_target[1:]]
+    np.testing.assert_allclose(table["loss"][1:], s.nll[1:])
+    assert table["contribution"][table["state"] != "trained"].eq(0).all()
+    assert sum(c.sum() for c in contrib) == pytest.approx(batch_loss(scored, "token_mean"))
+    t = 5
+    first = visible_text(tiny_tokenizer.decode([int(s.top_ids[t][0])]))
+    assert table.loc[t, "top"].startswith(f"{first} {s.top_probs[t][0]:.2f} · ") and table.loc[t, "top"].count(" · ") == 2
+
+
+def test_token_loss_figure_colors_trained_and_masked_cells_apart(model, tiny_setup, tiny_tokenizer):
+    from inspector.loss_view import token_loss_figure, token_loss_table
+
+    (scored,) = score_samples(model, samples_of(tiny_setup, "assistant-only")[:1])
+    table = token_loss_table(scored, tiny_tokenizer)
+    fig = token_loss_figure(table, columns=8)
+    traces = {tr.name: tr for tr in fig.data if tr.type == "heatmap"}
+    assert set(traces) == {"trained", "masked", "unpredicted"}
+    flat = {name: [v for row in tr.z for v in row] for name, tr in traces.items()}
+    for name in ("trained", "masked"):
+        where = [k for k, v in enumerate(flat[name]) if v is not None]
+        assert where == [k for k, st in enumerate(table["state"]) if st == name]
+        assert [flat[name][k] for k in where] == pytest.approx(table["loss"][where].tolist())
+    hover = [h for row in traces["trained"].customdata for h in row if h]
+    assert len(hover) == len(table) and "top:" in hover[5] and "loss" in hover[5]
+    text = next(tr for tr in fig.data if tr.type == "scatter")
+    assert len(text.text) == len(table)
+
+
+def test_reduction_and_sample_tables_carry_the_core_numbers(model, tiny_setup):
+    from inspector.loss_view import reduction_figure, reduction_table, sample_loss_table
+
+    scored = score_samples(model, samples_of(tiny_setup, "assistant-only"))
+    groups = micro_batches_of(len(scored), 2)
+    table = reduction_table(scored, groups)
+    losses = batch_losses(scored, groups)
+    assert table["reduction"].tolist() == list(REDUCTION_NAMES)
+    assert table["loss"].tolist() == pytest.approx([losses[r] for r in REDUCTION_NAMES])
+    assert table["trainer"].str.len().min() > 20
+    per_sample = sample_loss_table(scored)
+    assert per_sample["targets"].tolist() == [s.num_targets for s in scored]
+    assert per_sample["loss_mean"].tolist() == pytest.approx([s.loss_mean for s in scored])
+    fig = reduction_figure(table)
+    assert [list(tr.x) for tr in fig.data] == [list(REDUCTION_NAMES[:4]), ["sum"]]
+
+
+def test_strategy_table_and_figure(model, tiny_setup):
+    from inspector.loss_view import strategy_figure, strategy_table
+
+    results = strategy_losses(model, tiny_setup, CONVERSATIONS, ("assistant-only", "all-tokens"), micro_batch_size=2)
+    table = strategy_table(results)
+    assert len(table) == 2 * len(REDUCTION_NAMES)
+    row = table[(table.strategy == "all-tokens") & (table.reduction == "token_mean")].iloc[0]
+    assert row["loss"] == pytest.approx(results["all-tokens"].losses["token_mean"])
+    assert row["targets"] == results["all-tokens"].num_targets
+    fig = strategy_figure(table)
+    assert [tr.name for tr in fig.data] == ["token_mean", "sample_mean"]
+
+
+def test_worked_example_numbers_come_from_the_core(model, tiny_setup, tiny_tokenizer):
+    from inspector.loss_view import worked_example, worked_example_markdown
+
+    ex = worked_example(model, tiny_setup, CONVERSATIONS[1], model_name="tiny")
+    a, b = ex.results["assistant-only"], ex.results["all-tokens"]
+    assert a.scored[0].nll is b.scored[0].nll  # one forward pass
+    assert sum(ex.counted["all-tokens"].values()) == b.num_targets == ex.num_tokens - 1
+    assert ex.counted["assistant-only"].get("user", 0) == 0 and ex.counted["assistant-only"]["assistant"] > 0
+    assert ex.closing["targets"] == 2  # the two <|im_end|> closing the answers
+    md = worked_example_markdown(ex, tiny_tokenizer)
+    assert f"**{a.losses['token_mean']:.3f}**" in md and f"**{b.losses['token_mean']:.3f}**" in md
+    assert "`<|im_end|>`" in md and "Why they differ" in md
