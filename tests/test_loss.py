@@ -365,3 +365,100 @@ def test_worked_example_numbers_come_from_the_core(model, tiny_setup, tiny_token
     md = worked_example_markdown(ex, tiny_tokenizer)
     assert f"**{a.losses['token_mean']:.3f}**" in md and f"**{b.losses['token_mean']:.3f}**" in md
     assert "`<|im_end|>`" in md and "Why they differ" in md
+
+
+# --- loading a model folder, the cache, and the CLI -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def model_dir(model, tiny_tokenizer, tmp_path_factory) -> str:
+    """The tiny model and its tokenizer (with its ChatML template) saved as a local model folder."""
+    path = tmp_path_factory.mktemp("tiny-model")
+    model.save_pretrained(path)
+    tiny_tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def write_data(path) -> str:
+    import json
+
+    rows = [{"id": c.id, "messages": [{"role": m.role, "content": m.content} for m in c.messages]}
+            for c in CONVERSATIONS]
+    lines = [json.dumps(r) for r in rows] + ['{"id": "bad", "messages": []}']
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def test_a_model_folder_loads_once_per_process(model_dir):
+    from inspector.model import clear_model_cache, load_model
+
+    clear_model_cache()
+    first = load_model(model_dir)
+    assert load_model(model_dir) is first
+    assert first.architecture == "LlamaForCausalLM" and first.template_source == "tokenizer"
+    assert first.vocab_size == first.model.config.vocab_size and first.num_parameters > 0
+    assert not first.model.training
+    setup = first.chat_setup()
+    assert setup.tokenizer is first.tokenizer and "<|im_start|>" in setup.template
+
+
+def test_cli_loss_json_equals_transformers(model, model_dir, tiny_setup, tiny_tokenizer, tmp_path, capsys):
+    import json
+
+    from inspector import cli
+
+    data = write_data(tmp_path / "d.jsonl")
+    code = cli.main(["loss", data, "--model", model_dir, "--json", "--micro-batch-size", "2", "--per-token"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    samples = samples_of(tiny_setup, "assistant-only")
+    assert [s["id"] for s in out["samples"]] == [s.id for s in samples]
+    assert [r["id"] for r in out["rejected"]] == ["bad"] and out["rejected"][0]["reasons"]
+    assert out["batch"]["micro_batches"] == [[0, 1], [2]]
+    pad = tiny_tokenizer.pad_token_id
+    for reduction in REDUCTION_NAMES:
+        expected = reference(reduction, model, samples, out["batch"]["micro_batches"], pad)
+        assert out["batch"]["losses"][reduction] == pytest.approx(expected, abs=TOL * max(1.0, abs(expected)))
+    first = out["samples"][0]
+    assert first["labels"] == list(samples[0].labels) and first["token_losses"][0] is None
+    assert first["loss_mean"] == pytest.approx(hf_loss(model, samples[:1], pad), abs=TOL)
+
+
+def test_cli_loss_text_lists_samples_and_reductions(model_dir, tmp_path, capsys):
+    from inspector import cli
+
+    data = write_data(tmp_path / "d.jsonl")
+    assert cli.main(["loss", data, "--model", model_dir, "--strategy", "all-tokens", "--max-tokens", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "strategy all-tokens" in out and "rejected bad:" in out and "3 sample(s) cut" in out
+    for c in CONVERSATIONS:
+        assert c.id in out
+    for reduction in REDUCTION_NAMES:
+        assert f"\n{reduction} " in out
+
+
+def test_cli_loss_exit_2_with_a_message(model_dir, tmp_path, capsys, monkeypatch):
+    from inspector import cli
+
+    data = write_data(tmp_path / "d.jsonl")
+    assert cli.main(["loss", data, "--model", str(tmp_path / "no-such-model")]) == 2
+    assert "Error: Model folder not found" in capsys.readouterr().err
+    assert cli.main(["loss", data, "--model", model_dir, "--max-tokens", "1"]) == 2  # usage
+    assert "2 or more" in capsys.readouterr().err
+    assert cli.main(["loss", data, "--model", model_dir, "--chat-template", str(tmp_path / "x.jinja")]) == 2
+    assert "Chat template file not found" in capsys.readouterr().err
+
+    import inspector.model as model_module
+
+    def missing():
+        raise MissingExtraError("needs the model extra: pip install -r requirements-model.txt", extra="model")
+
+    monkeypatch.setattr(model_module, "require_torch", missing)
+    assert cli.main(["loss", data, "--model", str(tmp_path / "other")]) == 2
+    assert "pip install -r requirements-model.txt" in capsys.readouterr().err
+
+
+def test_cli_loss_without_torch_exits_2_naming_the_extra(tmp_path):
+    data = write_data(tmp_path / "d.jsonl")
+    proc = run_python(f"from inspector.cli import main; raise SystemExit(main(['loss', {data!r}]))")
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install -r requirements-model.txt" in proc.stderr and "Traceback" not in proc.stderr
