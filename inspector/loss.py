@@ -136,6 +136,13 @@ def _network(model: Any) -> tuple[Any, int]:
     return model, int(weight.shape[0]) if weight is not None else int(model.config.vocab_size)
 
 
+def context_length(model: Any) -> int | None:
+    """The longest sequence the model takes (``max_position_embeddings``), or None when its config does not say."""
+    net, _ = _network(model)
+    value = getattr(getattr(net, "config", None), "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) and value > 1 else None
+
+
 def token_nll(model: Any, input_ids: Sequence[int], top_k: int = DEFAULT_TOP_K
               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One forward pass over ``input_ids``: (nll, top_ids, top_probs) per position, position 0 empty.
@@ -176,10 +183,12 @@ def score_samples(model: Any, samples: Iterable[Sample], *, top_k: int = DEFAULT
                   max_tokens: int = DEFAULT_MAX_TOKENS, cache: dict | None = None) -> list[TokenLosses]:
     """Score every sample: one forward pass per distinct token sequence (strategies that label the same rendered
     text differently share it). ``cache`` (a dict the caller keeps) carries those passes across calls.
-    ``model`` is a ``LoadedModel`` or a transformers causal LM."""
+    ``model`` is a ``LoadedModel`` or a transformers causal LM. At most ``max_tokens`` tokens per sample are scored,
+    and never more than the model's context length."""
     if max_tokens < 2:
         raise ValueError(f"max_tokens must be at least 2, got {max_tokens}")
     cache = {} if cache is None else cache
+    max_tokens = min(max_tokens, context_length(model) or max_tokens)
     out = []
     for sample in samples:
         ids = [int(i) for i in sample.input_ids[:max_tokens]]

@@ -119,7 +119,7 @@ def resolve_model(name: str) -> tuple[str, str | None]:
 
 # --- loading and the cache ----------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LoadedModel:
     """A causal LM on the CPU, its tokenizer and the chat template that goes with it (None when neither the
     tokenizer nor this project has one: pass a template then). Shared through the cache: do not mutate."""

@@ -462,3 +462,14 @@ def test_cli_loss_without_torch_exits_2_naming_the_extra(tmp_path):
     proc = run_python(f"from inspector.cli import main; raise SystemExit(main(['loss', {data!r}]))")
     assert proc.returncode == 2, proc.stderr
     assert "pip install -r requirements-model.txt" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_scoring_never_exceeds_the_model_context(model, tiny_setup):
+    from inspector.loss import context_length
+
+    sample = samples_of(tiny_setup, "all-tokens")[1]
+    assert context_length(model) == 256
+    short = tiny_model(model.config.vocab_size, model.config.pad_token_id)
+    short.config.max_position_embeddings = 16
+    scored = score_sample(short, sample, max_tokens=1024)
+    assert scored.num_tokens == 16 and scored.cut == len(sample.input_ids) - 16
