@@ -236,7 +236,7 @@ def test_every_command_and_option_has_help():
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     helps = {c.dest: c.help for c in action._choices_actions}
     subs = _subparsers(parser)
-    assert set(subs) == {"check", "export", "show", "checks", "pack", "training-template"}
+    assert set(subs) == {"check", "export", "show", "checks", "pack", "training-template", "loss"}
     for name, sub in subs.items():
         assert helps.get(name), f"command {name} has no help"
         assert sub.description, f"command {name} has no description"
