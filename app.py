@@ -84,8 +84,26 @@ with page("Inspect") as ctx:
             st.success("No check fired for this conversation.")
         for note in sample.notes:
             show.caption("Note: ", note)
-    # Verification (issue 15) goes here: the core verifier's findings for the conversation on screen, drawn with
-    # show.findings() like the checks above, in an expander of its own.
+    # the independent second opinion (inspector/verify.py), always run on the conversation on screen
+    verdict = analysis.verification(ctx, sample, conv)
+    title = ("Verification: skipped" if verdict.skipped else
+             f"Verification: {len(verdict.violations)} disagreement(s)" if verdict.violations else
+             "Verification: the labels agree")
+    with st.expander(title, expanded=bool(verdict.violations)):
+        st.caption("Each field of the conversation (every message's content and reasoning, every tool call's name "
+                   "and arguments, the tool descriptions) is replaced in turn by a sentinel and the template renders "
+                   "again: the characters that change belong to that field. Text the model writes must be trained; "
+                   "prompt text must be -100. This does not use how the engine found the turns.")
+        if verdict.skipped:
+            show.caption("Not verified: ", verdict.skipped)
+        elif verdict.violations:
+            for v in verdict.violations:
+                show.error("label-verification: ", v.message())
+        else:
+            st.success(f"All {verdict.fields} fields checked: every character the model writes is trained, no "
+                       f"prompt character is.")
+        for note in verdict.notes:
+            show.caption("Note: ", note)
 
     tab_table, tab_chips, tab_sort, tab_text, tab_compare = st.tabs(
         ["Token table", "Chips", "Sortable table", "Rendered text", "Compare"])

@@ -736,9 +736,11 @@ def batch_weights(samples: Sequence[Any], micro_batch_size: int = 1) -> dict[str
     "by_sample": {reduction: {key: Fraction}}, "turn_names": {key: label}}. A mean over a batch without any
     labeled token has no value: that reduction lands in "errors".
     """
-    from .weights import REDUCTION_NAMES, aggregate, token_weights
+    from .weights import REDUCTION_NAMES, aggregate, loss_targets, token_weights
 
-    labels = [list(s.labels) for s in samples]
+    # the loss terms a trainer computes: labels shifted, so a sample's first token is never a target (under
+    # all-tokens its label is set, yet nothing predicts it)
+    labels = [loss_targets(list(s.labels)) for s in samples]
     size = max(1, int(micro_batch_size))
     groups = [list(range(i, min(i + size, len(samples)))) for i in range(0, len(samples), size)]
     roles = [list(s.segments) for s in samples]

@@ -828,3 +828,39 @@ def test_a_scan_of_several_chunks_shows_progress_and_leaves_only_the_page():
     assert not [c for c in at.get("plotly_chart") if "scan_live" in str(getattr(c, "key", "") or "")]
     stats_rows = [d.value for d in at.dataframe if "sample_id" in d.value.columns][0]
     assert len(stats_rows) == 50  # one page of the table, not 600 rows
+
+
+def expander_labels(at: AppTest) -> list[str]:
+    return [e.label for e in at.expander]
+
+
+def test_inspect_verifies_the_conversation_on_screen():
+    at = run_app()
+    no_exception(at)
+    assert "Verification: the labels agree" in expander_labels(at)
+    assert any("fields checked" in s.value for s in at.success)
+
+
+def test_inspect_shows_the_verifiers_disagreement(monkeypatch):
+    """Labels corrupted behind the engine's back (its first answer left untrained): the verifier names it."""
+    import streamlit as st
+    from inspector.labels import LabelEngine
+
+    real = LabelEngine._label_regions
+
+    def drop_first_turn(self, job, opts):
+        regions = real(self, job, opts)
+        first = job.layout.turns[0] if job.layout.turns else None
+        return [r for r in regions if first is None or not (first.start <= r[0] < max(first.eot_end, first.body_end))]
+
+    monkeypatch.setattr(LabelEngine, "_label_regions", drop_first_turn)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    try:
+        at = run_app()
+        no_exception(at)
+        assert any(label.startswith("Verification: ") and "disagreement" in label for label in expander_labels(at))
+        assert any("label-verification" in e and "not labeled" in e for e in errors(at))
+    finally:
+        st.cache_data.clear()
+        st.cache_resource.clear()

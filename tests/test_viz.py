@@ -430,3 +430,11 @@ def test_viz_imports_no_streamlit():
     names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert "streamlit" not in names
+
+
+def test_batch_weights_never_weigh_the_first_token():
+    """all-tokens labels position 0 too, but nothing predicts the first token: it has no loss term."""
+    s = fake_sample([1, 2, 3], [1, 2, 3], ["user", "user", "assistant"], [0, 0, 1])
+    out = viz.batch_weights([s])
+    assert out["weights"]["token_mean"] == [[0, F(1, 2), F(1, 2)]]
+    assert out["weights"]["sum"] == [[0, 1, 1]]

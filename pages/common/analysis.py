@@ -26,6 +26,7 @@ from inspector.checks import CheckContext, Outcome, Report, evaluate, report_set
 from inspector.conversations import Conversation, LoadResult
 from inspector.labels import LabelOptions, Sample, SampleError
 from inspector.tokenizer import ChatSetup, load_tokenizer
+from inspector.verify import Verification, verify_sample
 
 CHUNK_SIZE = 256  # records per cached scan chunk (the progress bar's step)
 EXCERPT_CHARS = 200  # a rejected record is shown and exported as at most this many characters of its JSON
@@ -85,6 +86,19 @@ def check_context(tokenizer_key: str, template_key: str, opts_key: str, _setup: 
                   _opts: LabelOptions) -> CheckContext:
     """The checks' context (template probe, tokenizer facts), once per tokenizer, template and options."""
     return CheckContext(_setup, _opts)
+
+
+@st.cache_data(show_spinner="Verifying the labels…", max_entries=64)
+def _verify(data_key: str, tokenizer_key: str, template_key: str, opts_key: str, sample_id: str,
+            _context: CheckContext, _sample: Sample, _conv: Conversation) -> Verification:
+    return verify_sample(_context.engine, _sample, _conv, _context.opts)
+
+
+def verification(ctx: Any, sample: Sample, conv: Conversation) -> Verification:
+    """The perturbation verifier's verdict on the sample on screen (``inspector.verify``): always run on Inspect."""
+    tkey, template_key, okey = _keys(ctx, ctx.setup, ctx.options)
+    context = check_context(tkey, template_key, okey, ctx.setup, ctx.options)
+    return _verify(ctx.data_key, tkey, template_key, okey, sample.id, context, sample, conv)
 
 
 def _keys(ctx: Any, setup: ChatSetup, opts: LabelOptions) -> tuple[str, str, str]:
@@ -153,8 +167,9 @@ class Scan:
 @st.cache_resource(show_spinner=False, max_entries=2048)
 def _scan_chunk(data_key: str, tokenizer_key: str, template_key: str, opts_key: str, chunk: int,
                 _setup: ChatSetup, _items: list[Any], _opts: LabelOptions) -> Scan:
+    # start: the chunk's place in the dataset, so the verifier samples the same records as the CLI's --verify sample
     outcomes = evaluate(_items, check_context(tokenizer_key, template_key, opts_key, _setup, _opts),
-                        keep_samples=True)
+                        keep_samples=True, start=chunk * CHUNK_SIZE)
     return Scan(*viz.scan_tables(outcomes))
 
 
@@ -207,7 +222,7 @@ def _export_files(key: str, _items: list[Any], _context: CheckContext, _settings
     for fmt in export.EXPORT_FORMATS:
         with tempfile.TemporaryDirectory(prefix="sft-inspector-export-") as tmp:
             outcomes = (oc for i in range(0, len(_items), CHUNK_SIZE)
-                        for oc in evaluate(_items[i:i + CHUNK_SIZE], _context, keep_rows=True))
+                        for oc in evaluate(_items[i:i + CHUNK_SIZE], _context, keep_rows=True, start=i))
             export.export_outcomes(outcomes, tmp, fmt=fmt, force=True, report=Report(settings=dict(_settings)))
             for path in Path(tmp).iterdir():
                 files.setdefault(path.name, path.read_bytes())
