@@ -4,7 +4,8 @@
   sequence, so a cut, a truncated or a split sample shows at a glance.
 - ``sequence_table``: one packed sequence token by token, with the columns of ``viz.token_table`` (so
   ``viz.token_table_html`` draws it) plus the sample each token came from, its position there, the ``position_ids``
-  the model gets, the piece boundaries and the label the loss reads after the collator.
+  the model gets, the piece boundaries and the label the loss reads after the collator; ``sequence_table_html``
+  draws it as Inspect's coloured token table with those columns added and a line at every sample boundary.
 - ``weights_frame`` / ``sample_weights_frame`` / ``weights_figure``: every token's gradient weight unpacked vs packed
   (``packing.weights_before_after``), exact fractions as text.
 - ``worked_example`` / ``worked_example_markdown``: two short answers and one long one, unpacked vs packed, the table
@@ -24,7 +25,8 @@ import pandas as pd
 
 from .constants import IGNORE_INDEX
 from .packing import PADDING, Packing, PackInput, PackOptions, pack, weights_before_after
-from .viz import flags_by_position, fraction_text, token_state, token_texts, visible_text
+from .viz import (_CELL, _TABLE_STYLE, MAX_HTML_TOKENS, SEGMENT_COLORS, _e, _state_style, _token_title,
+                  flags_by_position, fraction_text, token_state, token_texts, visible_text)
 from .weights import REDUCTION_LABELS, REDUCTION_NAMES, WeightsBeforeAfter
 
 # light hues, readable with black text, neighbours far apart; sample i gets PALETTE[i % len(PALETTE)]
@@ -161,6 +163,49 @@ def sequence_table(packing: Packing, index: int, samples: Sequence[Any] | None =
     if len(df):
         df["message"] = df["message"].astype("Int64")
     return df
+
+
+def sequence_table_html(df: pd.DataFrame, max_rows: int = MAX_HTML_TOKENS) -> str:
+    """``sequence_table`` as Inspect's coloured token table (``viz.token_table_html``: rows by state, the label cell
+    trained/masked, reasons on hover, every text escaped) with three more columns: the sample (in its block colour),
+    the token's position in it and the position id the model gets. A boundary row (a piece starts there) has a thick
+    top line in its sample's colour and ``data-boundary="true"``.
+
+    Example: two samples a (3 tokens), b (2), padding-free -> rows 0..4, position ids 0 1 2 0 1, rows 0 and 3 are
+    boundaries.
+    """
+    heads = ("#", "token id", "token", "label", "role", "sample", "pos in sample", "position id")
+    head = "".join(f'<th style="{_CELL}text-align:left;background:#ffffff">{h}</th>' for h in heads)
+    body = []
+    for row in df.head(max_rows).to_dict("records"):
+        style = _state_style(row["state"])
+        token_style = "font-weight:700;" if row["special"] else ""
+        role_bg = SEGMENT_COLORS.get(row["role"], "#ffffff")
+        label_state = token_state(row["label"], False)
+        edge = f"border-top:3px solid {row['color']};" if row["boundary"] and row["index"] else ""
+        title = _token_title(row) + f" | sample {row['sample_id']} token {row['sample_position']}" \
+            + f" | position id {row['position_id']}"
+        chip = f"background-color:{row['color']};color:#111827;padding:0 4px;border-radius:3px"
+        body.append(
+            f'<tr class="sfti-row" data-state="{row["state"]}" data-boundary="{str(bool(row["boundary"])).lower()}" '
+            f'data-sample="{_e(row["sample_id"])}" title="{_e(title)}" style="{style}">'
+            f'<td style="{_CELL}{style}{edge}">{row["index"]}</td>'
+            f'<td style="{_CELL}{style}{edge}">{row["token_id"]}</td>'
+            f'<td class="sfti-token" style="{_CELL}{style}{edge}{token_style}">{_e(row["token"])}</td>'
+            f'<td class="sfti-label" data-label="{row["label"]}" data-state="{label_state}" '
+            f'style="{_CELL}{_state_style(label_state)}{edge}">{row["label"]}</td>'
+            f'<td style="{_CELL}{style}{edge}"><span style="background-color:{role_bg};color:#111827;padding:0 4px;'
+            f'border-radius:3px">{_e(row["role"])}</span></td>'
+            f'<td class="sfti-sample" style="{_CELL}{style}{edge}"><span style="{chip}">{_e(row["sample_id"])}'
+            f'</span></td>'
+            f'<td style="{_CELL}{style}{edge}">{row["sample_position"]}</td>'
+            f'<td class="sfti-position" style="{_CELL}{style}{edge}">{row["position_id"]}</td></tr>')
+    more = ""
+    if len(df) > max_rows:
+        more = f'<p class="sfti-more">Showing the first {max_rows} of {len(df)} tokens.</p>'
+    return (f'<div class="sfti-table-wrap" style="max-height:75vh;overflow:auto">'
+            f'<table class="sfti-tokens sfti-packed" style="{_TABLE_STYLE}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>{more}')
 
 
 # --- gradient weights before and after -------------------------------------------------------------------------------

@@ -100,3 +100,23 @@ def test_weights_frame_marks_cut_tokens():
     df = weights_frame(w, p, only_weighted=False)
     c = df[df["sample_id"] == "c"]
     assert list(c["after"])[5:] == ["cut", "cut"] and list(c["before"])[5:] == ["cut", "cut"]
+
+
+def test_sequence_table_html_shows_boundaries_position_ids_and_escapes_ids():
+    from inspector.packing_viz import sequence_table_html
+
+    samples = [PackInput("a", [1, 2, 3], [Q, 2, 3]), PackInput("<b>&", [4, 5], [Q, 5])]
+    p = pack(samples, PackOptions(8, padding_free=True))
+    df = sequence_table(p, 0, decode=lambda i: f"t{i}")
+    html = sequence_table_html(df)
+    rows = html.split('<tr class="sfti-row"')[1:]
+    assert len(rows) == 5
+    assert [r.split('data-boundary="')[1][:4] for r in rows] == ["true", "fals", "fals", "true", "fals"]
+    positions = [r.split('class="sfti-position"')[1].split(">")[1].split("<")[0] for r in rows]
+    assert positions == ["0", "1", "2", "0", "1"]  # padding-free: position ids restart at the second sample
+    labels = [r.split('data-label="')[1].split('"')[0] for r in rows]
+    assert labels == [str(Q), "2", "3", str(Q), "5"]  # b's first label is the collator's -100
+    assert "border-top:3px solid " + sample_color(1) in rows[3] and "border-top" not in rows[0]
+    assert "&lt;b&gt;&amp;" in html and "<b>" not in html
+    assert 'class="sfti-tokens' in html  # Inspect's table class: the same look and the same browser checks
+    assert "Showing the first 2 of 5 tokens" in sequence_table_html(df, max_rows=2)
