@@ -8,8 +8,9 @@
   draws it as Inspect's coloured token table with those columns added and a line at every sample boundary.
 - ``weights_frame`` / ``sample_weights_frame`` / ``weights_figure``: every token's gradient weight unpacked vs packed
   (``packing.weights_before_after``), exact fractions as text.
-- ``worked_example`` / ``worked_example_markdown``: two short answers and one long one, unpacked vs packed, the table
-  ``docs/packing.md`` shows (a test checks the document holds exactly this table).
+- ``worked_example`` / ``worked_example_frame`` / ``worked_example_markdown``: two short answers and one long one,
+  unpacked vs packed, the table ``docs/packing.md`` shows (a test checks the document holds exactly this table) and
+  the Gradient weights and Packing pages draw.
 
 Example: blocks_frame(pack([a (3 tokens), b (2 tokens)], PackOptions(8))) -> rows (sequence 0, sample a, start 0,
 length 3) and (sequence 0, sample b, start 3, length 2).
@@ -283,15 +284,28 @@ def _arrow(before: Fraction | None, after: Fraction | None) -> str:
     return f"{text[0]} → {text[1]}"
 
 
+EXAMPLE_COLUMNS = ("short-1's answer token", "short-2's answer token", "each of long's 6 answer tokens",
+                   "long's answer in total")
+
+
+def worked_example_frame(example: dict[str, Any] | None = None) -> pd.DataFrame:
+    """The worked example's table as data: one row per reduction (its code name), per ``EXAMPLE_COLUMNS`` the weight
+    unpacked → packed as exact text. Example: the ``sample_mean`` row reads "1/3 → 1/8", "1/3 → 1/8", "1/18 → 1/8",
+    "1/3 → 3/4"."""
+    ex = example or worked_example()
+    rows = []
+    for r in REDUCTION_NAMES:
+        w = ex["weights"][r]
+        cells = (_arrow(w.before[0][2], w.after[0][2]), _arrow(w.before[1][2], w.after[1][2]),
+                 _arrow(w.before[2][2], w.after[2][2]), _arrow(*w.sample_totals()[2]))
+        rows.append({"reduction": r, **dict(zip(EXAMPLE_COLUMNS, cells))})
+    return pd.DataFrame(rows, columns=["reduction", *EXAMPLE_COLUMNS])
+
+
 def worked_example_markdown() -> str:
     """The worked example's table, as ``docs/packing.md`` shows it: per reduction, the weight of each short answer's
     token, of each of the long answer's tokens and of the long answer in total, unpacked → packed."""
-    ex = worked_example()
-    lines = ["| reduction | short-1's answer token | short-2's answer token | each of long's 6 answer tokens | "
-             "long's answer in total |", "|---|---|---|---|---|"]
-    for r in REDUCTION_NAMES:
-        w = ex["weights"][r]
-        totals = w.sample_totals()
-        lines.append(f"| `{r}` | {_arrow(w.before[0][2], w.after[0][2])} | {_arrow(w.before[1][2], w.after[1][2])} | "
-                     f"{_arrow(w.before[2][2], w.after[2][2])} | {_arrow(*totals[2])} |")
+    lines = ["| reduction | " + " | ".join(EXAMPLE_COLUMNS) + " |", "|---|---|---|---|---|"]
+    for row in worked_example_frame().to_dict("records"):
+        lines.append(f"| `{row['reduction']}` | " + " | ".join(row[c] for c in EXAMPLE_COLUMNS) + " |")
     return "\n".join(lines)

@@ -183,7 +183,6 @@ with page("Packing", icon=ICON) as ctx:
     # --- findings and attention -------------------------------------------------------------------------------
     st.header("What packing does here")
     found = [f for fs in per_sample for f in fs] + dataset
-    errors = [f for f in found if f.severity == "error"]
     with st.expander(f"Packing checks: {len(found)} finding(s)" if found else "Packing checks: nothing found",
                      expanded=True):
         if found:

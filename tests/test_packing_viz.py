@@ -120,3 +120,14 @@ def test_sequence_table_html_shows_boundaries_position_ids_and_escapes_ids():
     assert "&lt;b&gt;&amp;" in html and "<b>" not in html
     assert 'class="sfti-tokens' in html  # Inspect's table class: the same look and the same browser checks
     assert "Showing the first 2 of 5 tokens" in sequence_table_html(df, max_rows=2)
+
+
+def test_worked_example_frame_is_the_documented_table():
+    from inspector.packing_viz import EXAMPLE_COLUMNS, worked_example_frame
+    from inspector.weights import REDUCTION_NAMES
+
+    df = worked_example_frame()
+    assert list(df["reduction"]) == list(REDUCTION_NAMES)
+    mean = df.set_index("reduction").loc["sample_mean"]
+    assert [mean[c] for c in EXAMPLE_COLUMNS] == ["1/3 → 1/8", "1/3 → 1/8", "1/18 → 1/8", "1/3 → 3/4"]
+    assert df.set_index("reduction").loc["sum", EXAMPLE_COLUMNS[3]] == "6 → 6"
