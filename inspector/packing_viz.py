@@ -97,7 +97,10 @@ def blocks_figure(packing: Packing, highlight: str | None = None, max_sequences:
                     "opacity": opacity},
             text=[sid if kind == "sample" else "" for sid in part["sample_id"]], textposition="inside",
             insidetextanchor="middle", hovertext=hover, hoverinfo="text", name=str(kind), showlegend=False,
-            customdata=list(part["sample"])))
+            customdata=list(part["sample"]),
+            # plotly.js styles selected text from these; with a per-bar opacity array and none given, a click
+            # throws "Cannot read properties of undefined (reading 'textfont')" and the app never hears of it
+            selected={"textfont": {"color": "#111827"}}, unselected={"textfont": {"color": "#4b5563"}}))
     n = packing.stats.sequences
     title = f"{n} packed sequences ({packing.options.strategy}, {packing.options.layout.replace('_', '-')})"
     if n > max_sequences:

@@ -80,11 +80,11 @@ def training_template_section(ctx) -> None:
     file_name = "chat_template.training.jinja"
     d = st.columns(2)
     d[0].download_button("Training template (.jinja)", tt.template.encode("utf-8"), file_name=file_name,
-                         mime="text/plain", key="export_dl_training_template")
+                         mime="text/plain", key="export_dl_training_template", on_click="ignore")
     d[1].download_button("Verification (JSON)", json.dumps(report.to_dict(), ensure_ascii=False, indent=2,
                                                            default=str).encode("utf-8"),
                          file_name="training_template_report.json", mime="application/json",
-                         key="export_dl_training_report")
+                         key="export_dl_training_report", on_click="ignore")
     flagged = [r for r in v.rows if r.flags]
     if flagged:
         show.warning("", f"{sum(r.flags for r in flagged):,} tokens in {len(flagged)} conversation(s) are masked "
