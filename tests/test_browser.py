@@ -4,7 +4,7 @@ Checks what only a browser shows: the token table's -100 cells are gray and trai
 background colors), every page opened as the first request of a freshly started server has the full sidebar and
 its content, every sidebar value survives a tour of the pages, Plotly bars open what they show when clicked, two
 browser sessions never see each other's upload, user-supplied markdown never becomes an <img>, and the screenshots
-look right. Screenshots go to tests/artifacts/; the Inspect, Dataset and Gradient weights ones are copied to
+look right. Screenshots go to tests/artifacts/; the Inspect, Dataset, Gradient weights and Packing ones are copied to
 docs/screenshots/ for the README when those are missing or SFT_UPDATE_SCREENSHOTS=1 (so a normal run leaves the
 committed screenshots alone). Special tokens
 such as DeepSeek's <｜User｜> need a font with full-width forms (Debian: fonts-droid-fallback) to look right.

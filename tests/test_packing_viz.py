@@ -131,3 +131,10 @@ def test_worked_example_frame_is_the_documented_table():
     mean = df.set_index("reduction").loc["sample_mean"]
     assert [mean[c] for c in EXAMPLE_COLUMNS] == ["1/3 → 1/8", "1/3 → 1/8", "1/18 → 1/8", "1/3 → 3/4"]
     assert df.set_index("reduction").loc["sum", EXAMPLE_COLUMNS[3]] == "6 → 6"
+
+
+def test_blocks_figure_can_be_clicked_in_the_browser():
+    """plotly.js styles the text of selected bars from ``selected``/``unselected``: with a per-bar opacity and
+    neither given, a click throws in the browser and the app never hears of it (test_browser clicks a block)."""
+    for trace in blocks_figure(small(strategy="wrapped"), highlight="a").data:
+        assert trace.selected.textfont.color and trace.unselected.textfont.color
