@@ -18,6 +18,7 @@ length 3) and (sequence 0, sample b, start 3, length 2).
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
 from typing import Any
@@ -35,6 +36,13 @@ PALETTE = ("#93c5fd", "#fca5a5", "#86efac", "#fcd34d", "#c4b5fd", "#f9a8d4", "#6
            "#bef264", "#5eead4", "#fda4af", "#d8b4fe", "#fde68a", "#7dd3fc", "#bbf7d0", "#f0abfc", "#fed7aa",
            "#99f6e4", "#e9d5ff")
 PADDING_COLOR = "#e5e7eb"
+
+
+def plotly_text(value: Any) -> str:
+    """A data text for a Plotly label: Plotly draws a subset of HTML in texts, hovers and ticks (a sample id
+    ``<a href="http://host/">x</a>`` would become a link), and decodes ``&lt;``/``&gt;``/``&amp;``, so escaping them
+    shows the id as it is. Example: plotly_text("<b>a</b> & b") -> "&lt;b&gt;a&lt;/b&gt; &amp; b"."""
+    return html.escape(str(value), quote=False)
 
 
 def sample_color(sample: int) -> str:
@@ -88,14 +96,14 @@ def blocks_figure(packing: Packing, highlight: str | None = None, max_sequences:
     for kind, part in df.groupby("kind", sort=False):
         outline = [3 if highlight and sid == highlight else 0.5 for sid in part["sample_id"]]
         opacity = [1.0 if not highlight or sid == highlight or kind == "padding" else 0.35 for sid in part["sample_id"]]
-        hover = [f"{r.sample_id}<br>tokens {r.tokens}<br>{r.labeled} labeled" + (" · truncated" if r.truncated else "")
-                 + (" · split" if r.split else "") if kind == "sample" else f"padding: {r.length} tokens"
-                 for r in part.itertuples()]
+        hover = [f"{plotly_text(r.sample_id)}<br>tokens {r.tokens}<br>{r.labeled} labeled"
+                 + (" · truncated" if r.truncated else "") + (" · split" if r.split else "")
+                 if kind == "sample" else f"padding: {r.length} tokens" for r in part.itertuples()]
         fig.add_trace(go.Bar(
             x=part["length"], base=part["start"], y=[f"seq {s}" for s in part["sequence"]], orientation="h",
             marker={"color": list(part["color"]), "line": {"color": "#111827", "width": outline},
                     "opacity": opacity},
-            text=[sid if kind == "sample" else "" for sid in part["sample_id"]], textposition="inside",
+            text=[plotly_text(sid) if kind == "sample" else "" for sid in part["sample_id"]], textposition="inside",
             insidetextanchor="middle", hovertext=hover, hoverinfo="text", name=str(kind), showlegend=False,
             customdata=list(part["sample"]),
             # plotly.js styles selected text from these; with a per-bar opacity array and none given, a click
@@ -250,8 +258,9 @@ def weights_figure(comparison: WeightsBeforeAfter, packing: Packing, max_samples
     df = sample_weights_frame(comparison, packing).head(max_samples)
     fig = go.Figure()
     for col, name, color in (("before", "unpacked", "#9ca3af"), ("after", "packed", "#2563eb")):
-        fig.add_trace(go.Bar(x=df["sample_id"], y=df[f"{col}_value"], name=name, marker_color=color,
-                             text=df[col], textposition="outside", hovertext=df[col], hoverinfo="x+text+name"))
+        fig.add_trace(go.Bar(x=[plotly_text(x) for x in df["sample_id"]], y=df[f"{col}_value"], name=name,
+                             marker_color=color, text=df[col], textposition="outside", hovertext=df[col],
+                             hoverinfo="x+text+name"))
     fig.update_layout(barmode="group", title=f"Weight of each sample: {REDUCTION_LABELS[comparison.reduction]}",
                       yaxis_title="summed gradient weight", xaxis_title="sample", plot_bgcolor="#ffffff",
                       margin={"l": 60, "r": 20, "t": 80, "b": 60},

@@ -985,3 +985,27 @@ def test_export_builds_and_verifies_the_training_template(deepseek_setup, demo):
     assert "{% generation %}" in side and '<mark class="sfti-tag"' in side
     at.run()  # built once: later runs show it without asking again
     assert "Training template (.jinja)" in [b.label for b in at.get("download_button")]
+
+
+def test_packing_and_the_training_template_show_ids_and_template_text_as_text():
+    """A record id that is markdown and a template that holds HTML: shown as text on Packing and on Export's
+    training template (the side-by-side escapes the template; ids in the tables and captions stay plain)."""
+    bad = {"id": IMAGE_ID, "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}
+    template = ('{# <img src="http://host/t.png"> #}{% for m in messages %}{{ "<|im_start|>" + m.role + "\\n" + '
+                'm.content + "<|im_end|>\\n" }}{% endfor %}')
+    at = run_app()
+    widget(at, "radio", "sb_data_source").set_value("Paste JSON").run()
+    widget(at, "text_area", "sb_data_paste").set_value(json.dumps(bad)).run()
+    widget(at, "radio", "sb_template_source").set_value("Edit (Jinja)").run()
+    by_label(at, "text_area", "Jinja chat template").set_value(template).run()
+    at.switch_page(PACKING_PAGE).run()
+    no_exception(at)
+    assert metrics(at)["Samples"] == "1"
+    assert_no_live_markdown(at)
+    at.switch_page(PAGES["export"]).run()
+    widget(at, "button", "export_tt_build").click().run()
+    no_exception(at)
+    assert_no_live_markdown(at)
+    assert next(d.value for d in at.dataframe if "agree" in d.value.columns)["conversation"].tolist() == [IMAGE_ID]
+    side = html_with(at, "sfti-side-by-side")
+    assert "&lt;img src=&quot;http://host/t.png&quot;&gt;" in side and "<img" not in side

@@ -138,3 +138,13 @@ def test_blocks_figure_can_be_clicked_in_the_browser():
     neither given, a click throws in the browser and the app never hears of it (test_browser clicks a block)."""
     for trace in blocks_figure(small(strategy="wrapped"), highlight="a").data:
         assert trace.selected.textfont.color and trace.unselected.textfont.color
+
+
+def test_figures_show_markup_in_sample_ids_as_text():
+    samples = [PackInput('<a href="http://host/">x</a>', [1, 2, 3], [Q, 2, 3]), PackInput("b&c", [4, 5], [Q, 5])]
+    p = pack(samples, PackOptions(8))
+    blocks = blocks_figure(p).data[0]
+    assert list(blocks.text) == ['&lt;a href="http://host/"&gt;x&lt;/a&gt;', "b&amp;c"]
+    assert all("<a " not in h for h in blocks.hovertext)
+    bars = weights_figure(weights_before_after(p, "sum"), p).data[0]
+    assert list(bars.x) == ['&lt;a href="http://host/"&gt;x&lt;/a&gt;', "b&amp;c"]
