@@ -16,6 +16,8 @@ import streamlit as st
 
 from inspector import packing_viz as pv
 from inspector import viz, weights
+from inspector.checks import evaluate
+from inspector.labels import SampleError
 from inspector.packing import (DEFAULT_BATCH_SIZE, PACKING_STRATEGIES, TRL_MAP_BATCH_SIZE, PackOptions,
                                attention_support, layout_inputs, pack, packing_findings, weights_before_after)
 from pages.common import analysis, page, show, ui
@@ -33,6 +35,23 @@ STRATEGY_HELP = {
                  "pieces trained without their start",
     "wrapped": "everything concatenated and cut every max length tokens, across samples",
 }
+
+
+@st.cache_resource(show_spinner="Building the samples…", max_entries=4)
+def _built(key: str, _context, _convs: list) -> analysis.Analysis:
+    """Samples, template errors and findings of the conversations packed here, as the CLI's ``pack`` builds them
+    (``checks.evaluate``). A resource, not data: up to ``MAX_PACKED`` conversations' samples are never pickled, and
+    at most four settings are kept."""
+    samples, errors, findings = [], [], []
+    for oc in evaluate(_convs, _context, keep_samples=True):
+        samples.extend(oc.samples or [])
+        for f in oc.findings:
+            if f.conversation_id is None:
+                f.conversation_id = oc.record_id
+            findings.append(f)
+            if f.code == "template-error":
+                errors.append(SampleError(oc.record_id, "", f.message, oc.source))
+    return analysis.Analysis(samples, errors, findings)
 
 
 @st.cache_resource(show_spinner="Packing…", max_entries=8)
@@ -93,7 +112,10 @@ with page("Packing", icon=ICON) as ctx:
         st.info(f"The first {MAX_PACKED:,} of {len(ctx.conversations):,} conversations are packed here: one "
                 f"datasets.map batch, which TRL packs on its own. `python -m inspector pack` packs them all.")
     opts = replace(ctx.options, max_length=None)  # TRL does not truncate before packing: bfd does
-    result = analysis.analyze(ctx, convs, opts=opts)
+    opts_key = ui.options_key(opts)
+    context = analysis.check_context(ctx.tokenizer_key, ctx.template_key, opts_key, ctx.setup, opts)
+    result = _built("|".join((ctx.data_key, ctx.tokenizer_key, ctx.template_key, opts_key, str(len(convs)))),
+                    context, convs)
     samples = result.samples
     if result.errors:
         show.warning(f"{len(result.errors)} conversation(s) could not be rendered and are left out; the first: ",
@@ -106,8 +128,7 @@ with page("Packing", icon=ICON) as ctx:
                0)
     popts = PackOptions(length, strategy, padding_free=LAYOUTS[layout], batch_size=int(batch_size),
                         pad_token_id=int(pad))
-    key = "|".join((ctx.data_key, ctx.tokenizer_key, ctx.template_key, ui.options_key(opts), str(len(convs)),
-                    repr(popts)))
+    key = "|".join((ctx.data_key, ctx.tokenizer_key, ctx.template_key, opts_key, str(len(convs)), repr(popts)))
     packing, per_sample, dataset = _packed(key, samples, popts)
     stats = packing.stats
 

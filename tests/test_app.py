@@ -1009,3 +1009,16 @@ def test_packing_and_the_training_template_show_ids_and_template_text_as_text():
     assert next(d.value for d in at.dataframe if "agree" in d.value.columns)["conversation"].tolist() == [IMAGE_ID]
     side = html_with(at, "sfti-side-by-side")
     assert "&lt;img src=&quot;http://host/t.png&quot;&gt;" in side and "<img" not in side
+
+
+def test_packing_page_packs_at_most_one_map_batch_and_says_so():
+    rows = "\n".join(json.dumps({"id": f"r{i}", "messages": [{"role": "user", "content": f"Question {i}?"},
+                                                            {"role": "assistant", "content": f"Answer {i}."}]})
+                     for i in range(1003))
+    at = run_app()
+    widget(at, "radio", "sb_data_source").set_value("Paste JSON").run()
+    widget(at, "text_area", "sb_data_paste").set_value(rows).run()
+    at.switch_page(PACKING_PAGE).run()
+    no_exception(at)
+    assert metrics(at)["Samples"] == "1,000"
+    assert any("The first 1,000 of 1,003 conversations are packed here" in i.value for i in at.info)
