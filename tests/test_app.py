@@ -1022,3 +1022,19 @@ def test_packing_page_packs_at_most_one_map_batch_and_says_so():
     no_exception(at)
     assert metrics(at)["Samples"] == "1,000"
     assert any("The first 1,000 of 1,003 conversations are packed here" in i.value for i in at.info)
+
+
+def test_the_training_template_is_verified_on_at_most_300_conversations_and_says_so():
+    rows = "\n".join(json.dumps({"id": f"r{i}", "messages": [{"role": "user", "content": f"Question {i}?"},
+                                                            {"role": "assistant", "content": f"Answer {i}."}]})
+                     for i in range(302))
+    at = run_app()
+    widget(at, "radio", "sb_data_source").set_value("Paste JSON").run()
+    widget(at, "text_area", "sb_data_paste").set_value(rows).run()
+    at.switch_page(PAGES["export"]).run()
+    assert any("first 300 of 302 conversations" in c.value for c in at.caption)
+    widget(at, "button", "export_tt_build").click().run()
+    no_exception(at)
+    table = next(d.value for d in at.dataframe if "agree" in d.value.columns)
+    assert len(table) == 300 and table["conversation"].iloc[-1] == "r299"
+    assert metrics(at)["Conversations verified"] == "300 of 300"
