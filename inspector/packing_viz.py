@@ -18,7 +18,6 @@ length 3) and (sequence 0, sample b, start 3, length 2).
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
 from typing import Any
@@ -28,7 +27,7 @@ import pandas as pd
 from .constants import IGNORE_INDEX
 from .packing import PADDING, Packing, PackInput, PackOptions, pack, weights_before_after
 from .viz import (_CELL, _TABLE_STYLE, MAX_HTML_TOKENS, SEGMENT_COLORS, _e, _state_style, _token_title,
-                  flags_by_position, fraction_text, token_state, token_texts, visible_text)
+                  flags_by_position, fraction_text, plotly_text, token_state, token_texts, visible_text)
 from .weights import REDUCTION_LABELS, REDUCTION_NAMES, WeightsBeforeAfter
 
 # light hues, readable with black text, neighbours far apart; sample i gets PALETTE[i % len(PALETTE)]
@@ -36,13 +35,6 @@ PALETTE = ("#93c5fd", "#fca5a5", "#86efac", "#fcd34d", "#c4b5fd", "#f9a8d4", "#6
            "#bef264", "#5eead4", "#fda4af", "#d8b4fe", "#fde68a", "#7dd3fc", "#bbf7d0", "#f0abfc", "#fed7aa",
            "#99f6e4", "#e9d5ff")
 PADDING_COLOR = "#e5e7eb"
-
-
-def plotly_text(value: Any) -> str:
-    """A data text for a Plotly label: Plotly draws a subset of HTML in texts, hovers and ticks (a sample id
-    ``<a href="http://host/">x</a>`` would become a link), and decodes ``&lt;``/``&gt;``/``&amp;``, so escaping them
-    shows the id as it is. Example: plotly_text("<b>a</b> & b") -> "&lt;b&gt;a&lt;/b&gt; &amp; b"."""
-    return html.escape(str(value), quote=False)
 
 
 def sample_color(sample: int) -> str:

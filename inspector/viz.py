@@ -54,6 +54,13 @@ _CELL = "padding:1px 8px;border-bottom:1px solid #ffffff;white-space:pre;"
 _MONO = "font-family:ui-monospace,SFMono-Regular,Menlo,monospace;"
 
 
+def plotly_text(value: Any) -> str:
+    """A data text (an id, a turn name) for a Plotly label, hover or tick: Plotly draws a subset of HTML there (a
+    sample id ``<a href="http://host/">x</a>`` would become a link) and decodes ``&lt;``/``&gt;``/``&amp;``, so
+    escaping them shows the text as it is. Example: plotly_text("<b>a</b> & b") -> "&lt;b&gt;a&lt;/b&gt; &amp; b"."""
+    return html.escape(str(value), quote=False)
+
+
 def _e(value: Any) -> str:
     """Escape any value for HTML text and attributes."""
     return html.escape(str(value), quote=True)
@@ -508,7 +515,7 @@ def share_bars(rows: pd.DataFrame, title: str = "") -> Any:
     fig = _figure(90 + 26 * max(n, 1), barmode="stack", title=title or None, clickmode="event+select",
                   xaxis={"title": "share of tokens", "tickformat": ".0%", "range": [0, 1]},
                   yaxis={"autorange": "reversed", "type": "category", "automargin": True})
-    y = rows["sample_id"].astype(str).tolist()
+    y = [plotly_text(v) for v in rows["sample_id"].astype(str)]  # ids are user text: Plotly draws tags in labels
     custom = np.stack([rows["conversation_id"].astype(str).to_numpy(), rows["tokens"].to_numpy()], axis=-1) \
         if n else None
     for s in SEGMENTS:
@@ -595,7 +602,7 @@ def length_share_scatter(stats: pd.DataFrame, webgl_above: int = WEBGL_ABOVE) ->
     fig = _figure(340, showlegend=False, clickmode="event+select",
                   xaxis={"title": "tokens per sample (before truncation)", "rangemode": "tozero"},
                   yaxis={"title": "trained share", "tickformat": ".0%", "range": [-0.03, 1.03]})
-    text = stats["sample_id"].astype(str).tolist() if n <= LABELS_UP_TO else None
+    text = [plotly_text(v) for v in stats["sample_id"].astype(str)] if n <= LABELS_UP_TO else None
     fig.add_trace(trace(x=stats["original_tokens"].to_numpy(), y=stats["trained_share"].to_numpy(), mode="markers",
                         text=text, marker={"size": 6 if n <= webgl_above else 4, "opacity": 0.6 if n > 500 else 0.9,
                                            "color": STRONG_COLORS["assistant"]},
@@ -848,7 +855,7 @@ def weights_figure(table: Mapping[str, Mapping[Any, Fraction]], keys: Sequence[A
         values = [float(col.get(key, Fraction(0))) for key in rows_keys]
         text = [e if Fraction(e).denominator <= APPROX_ABOVE else f"{v:.1%}" for e, v in zip(exact, values)]
         title = reduction_title(name) if name in REDUCTION_WORDS else name
-        fig.add_bar(name=title, x=names, y=values, text=text, textposition="outside",
+        fig.add_bar(name=title, x=[plotly_text(n) for n in names], y=values, text=text, textposition="outside",
                     marker_color=palette[k % len(palette)],
                     customdata=[[n, e] for n, e in zip(names, exact)],
                     hovertemplate=f"{_e(title)}<br>%{{x}}: %{{customdata[1]}} "

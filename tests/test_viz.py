@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from inspector import viz
@@ -438,3 +439,17 @@ def test_batch_weights_never_weigh_the_first_token():
     out = viz.batch_weights([s])
     assert out["weights"]["token_mean"] == [[0, F(1, 2), F(1, 2)]]
     assert out["weights"]["sum"] == [[0, 1, 1]]
+
+
+def test_user_ids_reach_plotly_labels_escaped():
+    """Plotly draws a subset of HTML in labels and hovers: an id must show as typed, never become a link."""
+    evil = '<a href="http://host/x">id</a>'
+    stats = pd.DataFrame({"sample_id": [evil], "conversation_id": [evil], "tokens": [4], "original_tokens": [4],
+                          "trained_share": [0.5], **{s: [1 if s in ("user", "assistant") else 0] for s in SEGMENTS}})
+    bars = viz.share_bars(stats)
+    assert all("<a" not in y for trace in bars.data for y in trace.y)
+    assert bars.data[0].customdata[0][0] == evil  # the click still opens the real id
+    scatter = viz.length_share_scatter(stats)
+    assert scatter.data[0].text[0] == '&lt;a href="http://host/x"&gt;id&lt;/a&gt;'
+    fig = viz.weights_figure({"sum": {evil: F(1)}})
+    assert fig.data[0].x[0].startswith("&lt;a") and fig.data[0].customdata[0][0] == evil
