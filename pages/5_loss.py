@@ -27,9 +27,9 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "loss.md"
 MODEL_SOURCES = ("Embedded default: Gemma 3 270M", "Hub id or local folder", "GGUF file")
 HUB_ONLY = "Hub id"
 SETUP_CHOICES = {
-    "model": "The model's tokenizer and chat template",
-    "model+sidebar-template": "The model's tokenizer with the sidebar's chat template",
-    "sidebar": "The sidebar's tokenizer and chat template (it has the model's vocabulary)",
+    "model": "the model's tokenizer and chat template",
+    "model+sidebar-template": "the model's tokenizer, the sidebar's chat template",
+    "sidebar": "the sidebar's tokenizer and chat template",
 }
 WIDGETS = ("loss_model_source", "loss_model_name", "loss_model_gguf", "loss_setup", "loss_batch", "loss_micro",
            "loss_strategy", "loss_sample", "loss_reduction", "loss_columns")  # kept across pages
@@ -104,33 +104,36 @@ with page("Loss", icon=ICON, needs_data=False) as ctx:
 
     glue.keep_widgets(WIDGETS)
     # --- the model ---------------------------------------------------------------------------------------------
-    name = model_picker()
     current = st.session_state.get(glue.MODEL_KEY)
-    cols = st.columns([1, 1, 4])
-    clicked = cols[0].button("Load the model", key="loss_load", type="primary", disabled=name is None)
-    if current and cols[1].button("Stop using it", key="loss_forget",
-                                  help="This session stops using the model (Inspect drops its loss column)."):
-        glue.forget()
-        st.rerun()
-    if clicked and name is not None:
-        with st.spinner(f"Loading {name}… (the default takes ~30-45 s on 2 cores, once per server process)"):
-            try:
-                glue.load(name)
-            except InspectorError as exc:  # MissingExtraError, ModelError, TokenizerLoadError
-                show.error("Could not load the model: ", exc)
-            except Exception as exc:  # noqa: BLE001 - a model folder can raise anything
-                show.error("Could not load the model: ", f"{type(exc).__name__}: {exc}")
-    lm = glue.session_model()
+    label = f"Model: {show.md_text(current[0])} (loaded)" if current else "Model: choose one and load it"
+    with st.expander(label, expanded=not current):
+        name = model_picker()
+        cols = st.columns([1, 1, 4])
+        clicked = cols[0].button("Load the model", key="loss_load", type="primary", disabled=name is None)
+        if current and cols[1].button("Stop using it", key="loss_forget",
+                                      help="This session stops using the model (Inspect drops its loss column)."):
+            glue.forget()
+            st.rerun()
+        if clicked and name is not None:
+            with st.spinner(f"Loading {name}… (the default takes ~30-45 s on 2 cores, once per server process)"):
+                try:
+                    glue.load(name)
+                except InspectorError as exc:  # MissingExtraError, ModelError, TokenizerLoadError
+                    show.error("Could not load the model: ", exc)
+                except Exception as exc:  # noqa: BLE001 - a model folder can raise anything
+                    show.error("Could not load the model: ", f"{type(exc).__name__}: {exc}")
+        lm = glue.session_model()
+        if lm is not None:
+            show.caption("Loaded: ", f"{glue.display_name(lm)} · {lm.architecture} · {glue.parameters(lm)} "
+                                     f"parameters · vocabulary {lm.vocab_size:,} · loaded in {lm.load_seconds:.1f} s · "
+                                     "CPU, float32 · trust_remote_code off")
+            if name is not None and (name, False) != tuple(st.session_state.get(glue.MODEL_KEY, ())):
+                show.caption("", f"Click Load to switch to {name}.")
     if lm is None:
         st.info("No model loaded in this session. Loading takes a while (the default ~30-45 s on 2 cores, about "
                 "1 GB of memory) and happens once per server process; then each conversation takes about a second.")
         teaching_from_docs()
         st.stop()
-    show.caption("Loaded: ", f"{glue.display_name(lm)} · {lm.architecture} · {glue.parameters(lm)} parameters · "
-                             f"vocabulary {lm.vocab_size:,} · loaded in {lm.load_seconds:.1f} s · CPU, "
-                             "float32")
-    if name is not None and (name, False) != tuple(st.session_state.get(glue.MODEL_KEY, ())):
-        show.caption("", f"Click Load to switch to {name}.")
 
     # --- which tokenizer builds the samples --------------------------------------------------------------------
     matches = glue.vocab_matches(ctx, lm)
@@ -138,26 +141,27 @@ with page("Loss", icon=ICON, needs_data=False) as ctx:
                                                                                           else [])
     if st.session_state.get("loss_setup") not in offered:
         st.session_state["loss_setup"] = offered[0]
-    choice = st.radio("Samples are built with", offered, key="loss_setup", format_func=SETUP_CHOICES.get)
+    choice = st.radio("Samples are built with", offered, key="loss_setup", format_func=SETUP_CHOICES.get,
+                      horizontal=True)
     if ctx.setup is None:
-        explain = "The sidebar has no usable tokenizer, so the model's own is used."
+        explain = "The sidebar has no usable tokenizer, so the model's own builds the samples."
     elif matches:
         explain = (f"The sidebar's tokenizer ({ctx.setup.name or 'uploaded'}) has the model's vocabulary, so either "
-                   "can build the samples; Inspect shows a loss column too.")
+                   "can build the samples, and Inspect shows a loss column.")
     else:
-        explain = (f"The loss needs the model's own vocabulary: a token id picks a row of the model's output layer. "
-                   f"The sidebar's tokenizer ({ctx.setup.name or 'uploaded'}, {len(ctx.setup.tokenizer):,} tokens) "
-                   f"is not the model's ({len(lm.tokenizer):,} tokens), so this page uses the model's tokenizer: "
-                   "token counts and ids differ from Inspect's.")
-    show.caption("", explain + " The sidebar's data and training-sample options (strategy, max length, end-of-turn) "
-                               "apply.")
+        explain = (f"The loss needs the model's own vocabulary (a token id picks a row of the model's output "
+                   f"layer), and the sidebar's tokenizer ({ctx.setup.name or 'uploaded'}, "
+                   f"{len(ctx.setup.tokenizer):,} tokens) is not the model's ({len(lm.tokenizer):,} tokens): this "
+                   "page builds the samples with the model's tokenizer, so token counts and ids differ from "
+                   "Inspect's.")
     try:
         setup, setup_key = glue.built_with(choice, lm, ctx)
     except ChatTemplateError as exc:
         show.error("The model has no chat template of its own: ", exc)
-        st.caption("Choose the sidebar's chat template above (paste or upload one in the sidebar).")
+        st.caption("Build the samples with the sidebar's chat template instead (paste or upload one there).")
         st.stop()
-    show.caption("Template: ", setup.template_source)
+    show.caption("", f"{explain} Chat template: {setup.template_source}. The sidebar's data and training-sample "
+                     "options (strategy, max length, end-of-turn) apply.")
     if ctx.data is None or not ctx.data.conversations:
         st.info("Choose data in the sidebar: the bundled demo, an upload, a path or pasted JSON.")
         st.stop()
@@ -220,6 +224,7 @@ with page("Loss", icon=ICON, needs_data=False) as ctx:
         st.session_state["loss_sample"] = sample_ids[0]
     cols = st.columns([2, 2, 1])
     sid = cols[0].selectbox("Sample", sample_ids, key="loss_sample")
+    st.session_state.setdefault("loss_reduction", "token_mean")  # what transformers logs by default
     reduction = cols[1].selectbox("Contribution under", REDUCTION_NAMES, key="loss_reduction",
                                   format_func=lambda r: f"{REDUCTION_LABELS[r]} ({r})")
     st.session_state.setdefault("loss_columns", 16)
@@ -231,7 +236,7 @@ with page("Loss", icon=ICON, needs_data=False) as ctx:
         show.warning("", exc)
         contrib = None
     table = loss_view.token_loss_table(scored, setup.tokenizer, contrib)
-    st.markdown(TOKEN_KEY)
+    st.caption(TOKEN_KEY)
     st.plotly_chart(loss_view.token_loss_figure(table, columns=int(width)), key="loss_token_chart",
                     config={"displayModeBar": False})
     mean = "–" if scored.loss_mean is None else f"{scored.loss_mean:.4f}"
