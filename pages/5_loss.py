@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from inspector import loss_view
-from inspector.errors import ChatTemplateError, InspectorError
+from inspector.errors import ChatTemplateError, InspectorError, ModelError
 from inspector.labels import STRATEGIES
 from inspector.loss import contributions
 from inspector.model import DEFAULT_MODEL, has_model_extra
@@ -191,11 +191,15 @@ with page("Loss", icon=ICON, needs_data=False) as ctx:
     strategy = st.radio("Strategy", STRATEGIES, key="loss_strategy", horizontal=True,
                         help="\n".join(f"- **{k}**: {v}" for k, v in ui.STRATEGY_HELP.items()))
     compared = list(dict.fromkeys([*loss_view.STRATEGY_PAIR, strategy]))  # a stable order
-    results = glue.strategy_results(lm, setup, setup_key, [by_id[c] for c in picked], compared, ctx.options,
-                                    ctx.options_key, int(micro))
+    try:
+        results = glue.strategy_results(lm, setup, setup_key, [by_id[c] for c in picked], compared, ctx.options,
+                                        ctx.options_key, int(micro))
+    except ModelError as exc:  # a token id the model cannot score
+        show.error("The model cannot score these samples: ", exc)
+        st.stop()
     res = results[strategy]
     for err in res.errors:
-        show.warning(f"{err.conversation_id}: not rendered: ", err.reason)
+        show.warning("Not rendered: ", f"{err.conversation_id}: {err.reason}")
     cut = sum(1 for s in res.scored if s.cut)
     st.caption(f"At most {glue.MAX_SCORED_TOKENS:,} tokens of a sample are scored (one forward pass holds tokens × "
                f"vocabulary logits: {glue.MAX_SCORED_TOKENS * lm.vocab_size * 4 / 2**30:.2f} GB for this model); "
