@@ -125,8 +125,8 @@ with page("Loss", icon=ICON, needs_data=False) as ctx:
         lm = glue.session_model()
         if lm is not None:
             show.caption("Loaded: ", f"{glue.display_name(lm)} · {lm.architecture} · {glue.parameters(lm)} "
-                                     f"parameters · vocabulary {lm.vocab_size:,} · loaded in {lm.load_seconds:.1f} s · "
-                                     "CPU, float32 · trust_remote_code off")
+                                     f"parameters · vocabulary {lm.vocab_size:,} · loaded in "
+                                     f"{lm.load_seconds:.1f} s · CPU, float32 · trust_remote_code off")
             if name is not None and (name, False) != tuple(st.session_state.get(glue.MODEL_KEY, ())):
                 show.caption("", f"Click Load to switch to {name}.")
     if lm is None:
@@ -261,8 +261,8 @@ with page("Loss", icon=ICON, needs_data=False) as ctx:
         if red["loss"].notna().all():
             st.plotly_chart(loss_view.reduction_figure(red), key="loss_reduction_chart",
                             config={"displayModeBar": False})
-        st.caption(f"The batch: {len(res.scored)} sample(s) under {strategy}, micro-batches "
-                   f"{res.micro_batches}. Each value is sum_t w_t · l_t with the weights of the Gradient weights page.")
+        st.caption(f"The batch: {len(res.scored)} sample(s) under {strategy}, micro-batches {res.micro_batches}. "
+                   "Each value is sum_t w_t · l_t with the weights of the Gradient weights page.")
     with tab_samples:
         st.dataframe(loss_view.sample_loss_table(res.scored), hide_index=True, width="stretch",
                      column_config={"loss_sum": st.column_config.NumberColumn(format="%.2f"),

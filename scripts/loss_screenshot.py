@@ -4,8 +4,8 @@
 
 Starts `streamlit run app.py` on a free local port, opens /loss in Debian's chromium (Playwright, never a downloaded
 browser), clicks "Load the model" (~30-45 s on 2 cores, longer when the machine is busy) with the batch starting at
---conversation, and saves a screenshot of the logged losses and the tokens colored by loss. Needs requirements-model.txt,
-playwright and /usr/bin/chromium. Not a test: the suite never loads Gemma in a browser.
+--conversation, and saves a screenshot of the logged losses and the tokens colored by loss. Needs
+requirements-model.txt, playwright and /usr/bin/chromium. Not a test: the suite never loads Gemma in a browser.
 """
 
 from __future__ import annotations
@@ -50,11 +50,12 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="loss-shot-") as tmp:
-        log = open(Path(tmp) / "streamlit.log", "wb")
-        server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                                   "--server.port", str(port), "--server.fileWatcherType", "none"],
-                                  cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                  env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        log = Path(tmp) / "streamlit.log"
+        with open(log, "wb") as out:
+            server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                                       "--server.port", str(port), "--server.fileWatcherType", "none"],
+                                      cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
             for _ in range(200):
                 try:
