@@ -1,5 +1,6 @@
 """Gradient weights: how much each trained token counts in the loss under each reduction, computed exactly by
-``inspector.weights`` — the seed preset, a batch of the loaded samples, and the log-probability decomposition.
+``inspector.weights`` — the seed preset, the packed worked example (``packing_viz.worked_example``), a batch of the
+loaded samples, and the log-probability decomposition.
 
 Reductions are named in words with their code name beside them; fractions with large denominators read as
 percentages with the exact fraction on hover. Clicking a sample's bar shows its tokens' weights.
@@ -10,6 +11,7 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
+from inspector import packing_viz as pv
 from inspector import viz, weights
 from pages.common import analysis, page, show, ui
 
@@ -71,6 +73,36 @@ with page("Gradient weights", icon=ICON, needs_data=False) as ctx:  # the preset
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
         st.caption("The preset is one batch in one micro-batch, so both accumulation reductions equal the token "
                    "mean here; the batch below lets you split it into micro-batches.")
+
+    # --- packing: the worked example ------------------------------------------------------------------------------
+    st.header("Packed: two short answers and one long one")
+    st.markdown(
+        "Packing puts several samples in one training sequence, so a mean per sequence becomes a mean per *packed* "
+        "sequence. Three samples, each a two-token prompt (masked) and an answer: `short-1` and `short-2` answer in "
+        "one token, `long` in six. Unpacked, each is its own row (one row per micro-batch); packed with `bfd` at max "
+        "length 16 they share one sequence of 14 tokens. Under the reduction chosen above, unpacked → packed:")
+    packed = pv.worked_example()
+    pw = packed["weights"][reduction]
+    cols = st.columns(3)
+    for col, (name, before, after) in zip(cols, [
+            ("A short answer's token", pw.before[0][2], pw.after[0][2]),
+            ("Each of the long answer's 6 tokens", pw.before[2][2], pw.after[2][2]),
+            ("The long answer in total", *pw.sample_totals()[2])]):
+        col.metric(f"{name}: unpacked → packed",
+                   f"{weights.format_fraction(before)} → {weights.format_fraction(after)}")
+    left, right = st.columns([3, 2])
+    with left:
+        frame = pv.worked_example_frame(packed)
+        frame["reduction"] = [viz.reduction_title(r) for r in frame["reduction"]]
+        st.table(frame.set_index("reduction"))
+    with right:
+        st.plotly_chart(pv.blocks_figure(packed["packing"]), key="weights_packed_blocks",
+                        config={"displayModeBar": False})
+    st.caption("A reduction that was already a mean over the tokens does not change; the ones that averaged per "
+               "row now average over the packed row, so the long answer gains and the short ones lose. "
+               "docs/packing.md works it through; the Packing page packs your own samples.")
+    st.page_link(show.page_path("Packing"), label="Pack your samples on the Packing page",
+                 icon=":material/view_agenda:", query_params=ui.url_params())
 
     # --- a batch of the loaded samples ---------------------------------------------------------------------------
     st.header("A batch of your samples")

@@ -864,3 +864,177 @@ def test_inspect_shows_the_verifiers_disagreement(monkeypatch):
     finally:
         st.cache_data.clear()
         st.cache_resource.clear()
+
+
+# --- issue 10: the Packing page; the packed worked example on Gradient weights -----------------------------------
+
+PACKING_PAGE = "pages/4_packing.py"
+
+
+def core_packing(setup, demo, strategy="bfd", padding_free=True, batch_size=8):
+    """The demo packed by the core as the page packs it: whole samples, the sidebar's max length (1024) as the packed
+    length, the tokenizer's pad id (or its eos id)."""
+    from inspector.labels import LabelEngine, LabelOptions
+    from inspector.packing import PackOptions, pack
+
+    samples, _ = LabelEngine(setup).build(list(demo.values()), LabelOptions(max_length=None))
+    tok = setup.tokenizer
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    return pack(samples, PackOptions(1024, strategy, padding_free=padding_free, batch_size=batch_size,
+                                     pad_token_id=pad))
+
+
+def packing_metrics(packing) -> dict[str, str]:
+    s = packing.stats
+    return {"Samples": f"{s.samples:,}", "Packed sequences": f"{s.sequences:,}", "Full": f"{s.fill:.1%}",
+            "Tokens lost": f"{s.tokens_lost:,}", "Samples split": f"{s.split_samples:,}",
+            "Padding": f"{s.padding_share:.1%}"}
+
+
+def test_packing_page_shows_what_the_core_packs(deepseek_setup, demo):
+    at = run_app()
+    at.switch_page(PACKING_PAGE).run()
+    no_exception(at)
+    assert [t.value for t in at.title] == ["Packing"]
+    packing = core_packing(deepseek_setup, demo)
+    m = metrics(at)
+    assert {k: m[k] for k in packing_metrics(packing)} == packing_metrics(packing)
+    assert m["Packed sequence length"] == "1,024"
+    charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    assert {"packing_blocks", "packing_weights_chart", "packing_example_blocks"} <= set(charts), list(charts)
+    blocks = [t for t in charts["packing_blocks"]["data"] if t["name"] == "sample"][0]
+    assert blocks["text"] == [packing.samples[p.sample].id for q in packing.sequences for p in q.pieces]
+    # the sequence on screen: the first one that holds several samples, boundaries marked where its pieces start
+    seq = next(s for s in packing.sequences if len(s.pieces) > 1)
+    assert widget(at, "selectbox", "packing_seq").value == seq.index
+    at.toggle(key="packing_around").set_value(False).run()
+    table = html_with(at, 'class="sfti-tokens sfti-packed"')
+    assert table.count('class="sfti-row"') == seq.length
+    assert table.count('data-boundary="true"') == len(seq.pieces)
+    positions = [int(r.split('class="sfti-position"')[1].split(">")[1].split("<")[0])
+                 for r in table.split('<tr class="sfti-row"')[1:]]
+    assert positions == seq.position_ids  # padding-free: restarting at every sample
+    findings = [e.value for e in at.warning] + [i.value for i in at.info]
+    assert any("packing-truncates" in f for f in findings)  # bfd cuts demo-07 at 1024 tokens
+    assert any("packing-attention" in f for f in findings)
+
+
+@pytest.mark.parametrize("strategy, layout", [("bfd_split", "padding-free"), ("wrapped", "padded")])
+def test_packing_options_change_what_the_core_computes(deepseek_setup, demo, strategy, layout):
+    at = run_app()
+    at.switch_page(PACKING_PAGE).run()
+    widget(at, "selectbox", "packing_strategy").set_value(strategy).run()
+    widget(at, "radio", "packing_layout").set_value(layout).run()
+    widget(at, "number_input", "packing_batch_size").set_value(2).run()
+    no_exception(at)
+    packing = core_packing(deepseek_setup, demo, strategy, layout == "padding-free", 2)
+    default = packing_metrics(core_packing(deepseek_setup, demo))
+    shown = {k: metrics(at)[k] for k in default}
+    assert shown == packing_metrics(packing) != default
+    assert shown["Tokens lost"] == "0"  # bfd_split and wrapped keep every token; bfd lost 132
+
+
+def test_gradient_weights_page_shows_the_packed_worked_example():
+    from inspector.packing_viz import worked_example, worked_example_frame
+    from inspector.weights import format_fraction
+
+    ex = worked_example()
+
+    def expected(reduction):
+        w = ex["weights"][reduction]
+        pairs = [(w.before[0][2], w.after[0][2]), (w.before[2][2], w.after[2][2]), w.sample_totals()[2]]
+        return [f"{format_fraction(a)} → {format_fraction(b)}" for a, b in pairs]
+
+    at = run_app()
+    at.switch_page(PAGES["weights"]).run()
+    no_exception(at)
+    names = ["A short answer's token: unpacked → packed", "Each of the long answer's 6 tokens: unpacked → packed",
+             "The long answer in total: unpacked → packed"]
+    assert [metrics(at)[n] for n in names] == expected("sample_mean") == ["1/3 → 1/8", "1/18 → 1/8", "1/3 → 3/4"]
+    table = next(t.value for t in at.table if "short-1's answer token" in t.value.columns)
+    frame = worked_example_frame(ex)
+    assert table.values.tolist() == frame.drop(columns="reduction").values.tolist()
+    widget(at, "selectbox", "weights_preset_reduction").set_value("token_mean").run()
+    assert [metrics(at)[n] for n in names] == expected("token_mean") == ["1/8 → 1/8", "1/8 → 1/8", "3/4 → 3/4"]
+
+
+# --- issue 14: the training template on Export -----------------------------------------------------------------
+
+def test_export_builds_and_verifies_the_training_template(deepseek_setup, demo):
+    from inspector.labels import LabelOptions
+    from inspector.template_check import export_training_template
+
+    report = export_training_template(deepseek_setup, list(demo.values()), LabelOptions())
+    at = run_app()
+    at.switch_page(PAGES["export"]).run()
+    no_exception(at)
+    assert "Training template (.jinja)" not in [b.label for b in at.get("download_button")]  # only when asked
+    widget(at, "button", "export_tt_build").click().run()
+    no_exception(at)
+    assert report.verified
+    assert [s.value.split(":")[0] for s in at.success] == ["**Verified**"]
+    m = metrics(at)
+    n = len(report.verification.compared)
+    assert m["Conversations verified"] == f"{n} of {n}" and n == len(demo)
+    assert m["Edits"] == str(len(report.training.edits))
+    labels = [b.label for b in at.get("download_button")]
+    assert {"Training template (.jinja)", "Verification (JSON)"} <= set(labels)
+    table = next(d.value for d in at.dataframe if "agree" in d.value.columns)
+    assert list(table["conversation"]) == list(demo) and set(table["result"]) == {"verified"}
+    side = html_with(at, "sfti-side-by-side")
+    assert "{% generation %}" in side and '<mark class="sfti-tag"' in side
+    at.run()  # built once: later runs show it without asking again
+    assert "Training template (.jinja)" in [b.label for b in at.get("download_button")]
+
+
+def test_packing_and_the_training_template_show_ids_and_template_text_as_text():
+    """A record id that is markdown and a template that holds HTML: shown as text on Packing and on Export's
+    training template (the side-by-side escapes the template; ids in the tables and captions stay plain)."""
+    bad = {"id": IMAGE_ID, "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}
+    template = ('{# <img src="http://host/t.png"> #}{% for m in messages %}{{ "<|im_start|>" + m.role + "\\n" + '
+                'm.content + "<|im_end|>\\n" }}{% endfor %}')
+    at = run_app()
+    widget(at, "radio", "sb_data_source").set_value("Paste JSON").run()
+    widget(at, "text_area", "sb_data_paste").set_value(json.dumps(bad)).run()
+    widget(at, "radio", "sb_template_source").set_value("Edit (Jinja)").run()
+    by_label(at, "text_area", "Jinja chat template").set_value(template).run()
+    at.switch_page(PACKING_PAGE).run()
+    no_exception(at)
+    assert metrics(at)["Samples"] == "1"
+    assert_no_live_markdown(at)
+    at.switch_page(PAGES["export"]).run()
+    widget(at, "button", "export_tt_build").click().run()
+    no_exception(at)
+    assert_no_live_markdown(at)
+    assert next(d.value for d in at.dataframe if "agree" in d.value.columns)["conversation"].tolist() == [IMAGE_ID]
+    side = html_with(at, "sfti-side-by-side")
+    assert "&lt;img src=&quot;http://host/t.png&quot;&gt;" in side and "<img" not in side
+
+
+def test_packing_page_packs_at_most_one_map_batch_and_says_so():
+    rows = "\n".join(json.dumps({"id": f"r{i}", "messages": [{"role": "user", "content": f"Question {i}?"},
+                                                            {"role": "assistant", "content": f"Answer {i}."}]})
+                     for i in range(1003))
+    at = run_app()
+    widget(at, "radio", "sb_data_source").set_value("Paste JSON").run()
+    widget(at, "text_area", "sb_data_paste").set_value(rows).run()
+    at.switch_page(PACKING_PAGE).run()
+    no_exception(at)
+    assert metrics(at)["Samples"] == "1,000"
+    assert any("The first 1,000 of 1,003 conversations are packed here" in i.value for i in at.info)
+
+
+def test_the_training_template_is_verified_on_at_most_300_conversations_and_says_so():
+    rows = "\n".join(json.dumps({"id": f"r{i}", "messages": [{"role": "user", "content": f"Question {i}?"},
+                                                            {"role": "assistant", "content": f"Answer {i}."}]})
+                     for i in range(302))
+    at = run_app()
+    widget(at, "radio", "sb_data_source").set_value("Paste JSON").run()
+    widget(at, "text_area", "sb_data_paste").set_value(rows).run()
+    at.switch_page(PAGES["export"]).run()
+    assert any("first 300 of 302 conversations" in c.value for c in at.caption)
+    widget(at, "button", "export_tt_build").click().run()
+    no_exception(at)
+    table = next(d.value for d in at.dataframe if "agree" in d.value.columns)
+    assert len(table) == 300 and table["conversation"].iloc[-1] == "r299"
+    assert metrics(at)["Conversations verified"] == "300 of 300"

@@ -4,7 +4,7 @@ Checks what only a browser shows: the token table's -100 cells are gray and trai
 background colors), every page opened as the first request of a freshly started server has the full sidebar and
 its content, every sidebar value survives a tour of the pages, Plotly bars open what they show when clicked, two
 browser sessions never see each other's upload, user-supplied markdown never becomes an <img>, and the screenshots
-look right. Screenshots go to tests/artifacts/; the Inspect, Dataset and Gradient weights ones are copied to
+look right. Screenshots go to tests/artifacts/; the Inspect, Dataset, Gradient weights and Packing ones are copied to
 docs/screenshots/ for the README when those are missing or SFT_UPDATE_SCREENSHOTS=1 (so a normal run leaves the
 committed screenshots alone). Special tokens
 such as DeepSeek's <｜User｜> need a font with full-width forms (Debian: fonts-droid-fallback) to look right.
@@ -546,6 +546,78 @@ def test_selecting_a_row_of_the_paged_table_opens_it_in_inspect(server, browser_
     page.locator("table.sfti-tokens").first.wait_for(state="visible")
     _settle(page)
     assert _selected(page, "stMain", "Conversation") == "demo-04-reasoning"
+
+
+# --- issue 10: the Packing page; issue 14: the training template on Export ----------------------------------------
+
+def test_packing_page_as_the_first_request_of_a_fresh_server_and_a_block_click(tmp_path, browser_page):
+    """/packing first on a fresh server: the full sidebar, the blocks chart; clicking a block selects its sequence and
+    highlights its sample. The README's Packing screenshot is taken here."""
+    page = browser_page
+    with streamlit_server(tmp_path) as url:
+        page.goto(f"{url}/packing")
+        _heading(page, "Packing")
+        chart = page.locator(".st-key-packing_blocks .js-plotly-plot")
+        chart.wait_for(state="visible")
+        page.locator("table.sfti-packed").first.wait_for(state="visible")
+        _settle(page)
+        _no_exception(page)
+        _sidebar_is_full(page)
+        assert page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Packing", exact=True).count() == 1
+        assert page.title().startswith("Packing")
+        # the first sequence holding several samples is on screen, a thick line where each of them starts
+        assert _selected(page, "stMain", "Packed sequence").startswith("seq 1: 4 piece(s)")
+        boundary = page.locator('table.sfti-packed tr[data-boundary="true"]')
+        assert boundary.count() == 4
+        assert boundary.nth(1).locator("td").first.evaluate("el => getComputedStyle(el).borderTopWidth") == "3px"
+        assert boundary.nth(1).locator("td.sfti-position").inner_text() == "0"  # position ids restart
+        page.set_viewport_size({"width": 1500, "height": 1500})
+        try:
+            page.evaluate("() => document.activeElement && document.activeElement.blur()")
+            _settle(page)
+            out = _shot(page, "packing.png")
+        finally:
+            page.set_viewport_size({"width": 1500, "height": 1100})
+        _publish(out, "packing.png")
+        _click_bar(page, chart, 0)  # the first block: sequence 0 (demo-07, the long answer bfd truncates)
+        _eventually(lambda: _selected(page, "stMain", "Packed sequence").startswith("seq 0:"))
+        _settle(page)
+        _no_exception(page)
+        assert page.get_by_text("Selected sample: demo-07-truncated-answer", exact=False).count() == 1
+        assert page.locator("table.sfti-packed tr.sfti-row").first.get_attribute("data-sample") == \
+            "demo-07-truncated-answer"
+        _shot(page, "packing-clicked.png")
+
+
+def test_export_training_template_download(server, browser_page, deepseek_setup, tmp_path):
+    from inspector.labels import LabelOptions
+    from inspector.loaders import load_data
+    from inspector.template_check import export_training_template
+    from inspector.tokenizer import DEMO_DIR
+
+    expected = export_training_template(deepseek_setup, load_data(DEMO_DIR / "demo.jsonl").conversations,
+                                        LabelOptions()).training.template
+    page = browser_page
+    page.goto(f"{server}/export")
+    _heading(page, "Export")
+    build = page.get_by_role("button", name="Build and verify the training template")
+    build.wait_for(state="visible")
+    _settle(page)
+    build.click()
+    page.locator(".sfti-side-by-side").wait_for(state="visible")
+    _settle(page)
+    _no_exception(page)
+    assert page.locator(".sfti-side-by-side mark.sfti-tag").count() > 0
+    with page.expect_download() as info:
+        page.get_by_role("button", name="Training template (.jinja)").click()
+    download = info.value
+    assert download.suggested_filename == "chat_template.training.jinja"
+    path = tmp_path / download.suggested_filename
+    download.save_as(str(path))
+    assert path.read_text(encoding="utf-8") == expected and "{% generation %}" in expected
+    _settle(page)
+    page.locator(".sfti-side-by-side").scroll_into_view_if_needed()
+    _shot(page, "export-training-template.png")
 
 
 # --- issue 12: the Loss page -------------------------------------------------------------------------------------
