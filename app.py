@@ -14,7 +14,7 @@ from inspector import viz
 from inspector.errors import ChatTemplateError
 from inspector.labels import STRATEGIES
 from inspector.tokenizer import ChatSetup, resolve_template
-from pages.common import analysis, page, show, ui
+from pages.common import analysis, model, page, show, ui
 
 with page("Inspect") as ctx:
     tok = ctx.setup.tokenizer
@@ -56,6 +56,7 @@ with page("Inspect") as ctx:
     decode = ui.decoder(tok)
     specials = ui.special_ids(tok)
     table = viz.token_table(sample, decode, specials, flags)
+    table, loss_note = model.loss_column(ctx, sample, table)  # when this session loaded a model (Loss page)
 
     n, k = len(table), int(table["trained"].sum())
     cols = st.columns(5)
@@ -109,14 +110,17 @@ with page("Inspect") as ctx:
         ["Token table", "Chips", "Sortable table", "Rendered text", "Compare"])
 
     with tab_table:
+        if loss_note:
+            show.caption("", loss_note)
         show.html(viz.legend_html() + viz.token_table_html(table))
 
     with tab_chips:
         show.html(viz.legend_html() + viz.chips_html(table))
 
     with tab_sort:
-        st.dataframe(table[["index", "token_id", "token", "label", "trained", "role", "message", "special", "flag"]],
-                     hide_index=True, width="stretch", height=480)
+        st.dataframe(table[["index", "token_id", "token", "label", *(["loss", "top"] if "loss" in table else []),
+                            "trained", "role", "message", "special", "flag"]], hide_index=True, width="stretch",
+                     height=480)
 
     with tab_text:
         show.html(viz.segment_legend_html()

@@ -213,6 +213,20 @@ def _load(name: str, trust_remote_code: bool) -> LoadedModel:
         gguf_file=gguf_file)
 
 
+def same_vocabulary(a: Any, b: Any) -> bool:
+    """True when two tokenizers give every token string the same id, so ids built with one can be scored by a model
+    that belongs to the other (its output layer's rows are those ids). Special tokens count too.
+
+    Example: the Gemma tokenizer read from the GGUF vs the same tokenizer from a folder -> True; the DeepSeek
+    tokenizer vs Gemma's -> False (128,000 vs 262,144 entries).
+    """
+    if a is b:
+        return True
+    if len(a) != len(b):
+        return False
+    return a.get_vocab() == b.get_vocab()
+
+
 def _vocab_size(model: Any) -> int:
     """Rows of the output layer: the token ids the model can score (config.vocab_size when there is no layer)."""
     out = model.get_output_embeddings()

@@ -191,9 +191,14 @@ def legend_html() -> str:
 
 def token_table_html(df: pd.DataFrame, max_rows: int = MAX_HTML_TOKENS) -> str:
     """The colored token table: index, token id, token text, label, role. Rows are colored by state, flagged rows
-    carry their reasons in a ``title`` (shown on hover); special tokens are bold. Every text is escaped."""
+    carry their reasons in a ``title`` (shown on hover); special tokens are bold. Every text is escaped.
+
+    When ``df`` has a ``loss`` column (a model's l_t per token, NaN where none), a "loss" cell follows the label,
+    with the ``top`` predictions (when given) on hover. Example: loss 2.31 -> ``<td class="sfti-loss"
+    data-loss="2.3100" title="top: ▁the 0.41 · ▁a 0.12">2.31</td>``; position 0 shows "–"."""
+    has_loss = "loss" in df.columns
     head = "".join(f'<th style="{_CELL}text-align:left;background:#ffffff">{h}</th>'
-                   for h in ("#", "token id", "token", "label", "role"))
+                   for h in ("#", "token id", "token", "label", *(("loss",) if has_loss else ()), "role"))
     body = []
     for row in df.head(max_rows).to_dict("records"):
         style = _state_style(row["state"])
@@ -208,7 +213,8 @@ def token_table_html(df: pd.DataFrame, max_rows: int = MAX_HTML_TOKENS) -> str:
             f'<td class="sfti-token" style="{_CELL}{style}{token_style}">{_e(row["token"])}</td>'
             f'<td class="sfti-label" data-label="{row["label"]}" data-state="{label_state}" '
             f'style="{_CELL}{_state_style(label_state)}">{row["label"]}</td>'
-            f'<td style="{_CELL}{style}"><span style="background-color:{role_bg};color:#111827;padding:0 4px;'
+            + (_loss_cell(row, style) if has_loss else "")
+            + f'<td style="{_CELL}{style}"><span style="background-color:{role_bg};color:#111827;padding:0 4px;'
             f'border-radius:3px">{_e(row["role"])}</span></td></tr>')
     more = ""
     if len(df) > max_rows:
@@ -216,6 +222,15 @@ def token_table_html(df: pd.DataFrame, max_rows: int = MAX_HTML_TOKENS) -> str:
     return (f'<div class="sfti-table-wrap" style="max-height:75vh;overflow:auto">'
             f'<table class="sfti-tokens" style="{_TABLE_STYLE}"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>{more}')
+
+
+def _loss_cell(row: Mapping[str, Any], style: str) -> str:
+    loss = row.get("loss")
+    if loss is None or not np.isfinite(loss):
+        return f'<td class="sfti-loss" data-loss="" style="{_CELL}{style}">–</td>'
+    top = f"top: {row['top']}" if row.get("top") else ""
+    return (f'<td class="sfti-loss" data-loss="{float(loss):.4f}" title="{_e(top)}" style="{_CELL}{style}'
+            f'text-align:right">{float(loss):.2f}</td>')
 
 
 def chips_html(df: pd.DataFrame, max_tokens: int = MAX_HTML_TOKENS) -> str:

@@ -618,3 +618,75 @@ def test_export_training_template_download(server, browser_page, deepseek_setup,
     _settle(page)
     page.locator(".sfti-side-by-side").scroll_into_view_if_needed()
     _shot(page, "export-training-template.png")
+
+
+# --- issue 12: the Loss page -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_lm_folder(tiny_tokenizer, tmp_path_factory) -> str:
+    """A 2-layer random Llama with the tiny tokenizer's vocabulary, saved with the tokenizer as a model folder."""
+    torch = pytest.importorskip("torch", reason="the Loss page's model needs torch: pip install -r "
+                                                "requirements-model.txt")
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         initializer_range=0.3, pad_token_id=tiny_tokenizer.pad_token_id, tie_word_embeddings=False)
+    path = tmp_path_factory.mktemp("tiny-lm")
+    LlamaForCausalLM(config).eval().save_pretrained(path)
+    tiny_tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def _hover_cell(page, chart, column: int, row: int) -> str:
+    """Move the mouse over one cell of a Plotly heatmap (axis units) and return the hover label's text."""
+    x, y = chart.evaluate(
+        "(el, [c, r]) => { const L = el._fullLayout, b = el.getBoundingClientRect();"
+        " return [b.x + L.xaxis._offset + L.xaxis.l2p(c), b.y + L.yaxis._offset + L.yaxis.l2p(r)]; }", [column, row])
+    page.mouse.move(x, y)
+    label = chart.locator(".hoverlayer .hovertext")
+    label.first.wait_for(state="visible")
+    return label.first.text_content()
+
+
+def test_the_loss_page_as_the_first_request_of_a_fresh_server_loads_a_model_folder(tmp_path, browser_page,
+                                                                                   tiny_lm_folder):
+    page = browser_page
+    with streamlit_server(tmp_path, env={"SFT_INSPECTOR_SERVER_PATHS": "on"}) as url:
+        page.goto(f"{url}/loss")
+        _heading(page, "Loss")
+        main = page.locator('[data-testid="stMain"]')
+        main.get_by_role("button", name="Load the model").wait_for(state="visible")
+        _settle(page)
+        _no_exception(page)
+        _sidebar_is_full(page)
+        assert page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Loss", exact=True).count() == 1
+        assert page.title().startswith("Loss")
+        assert "No model loaded in this session" in main.inner_text()
+        # a local model folder typed into the page, then loaded
+        main.get_by_text("Hub id or local folder", exact=True).click()
+        _settle(page)
+        box = main.get_by_role("textbox", name="Hub id or local folder")
+        box.fill(tiny_lm_folder)
+        box.press("Enter")
+        _settle(page)
+        main.get_by_role("button", name="Load the model").click()
+        chart = page.locator(".st-key-loss_token_chart .js-plotly-plot")
+        chart.wait_for(state="visible")
+        _settle(page)
+        _no_exception(page)
+        text = main.inner_text()
+        assert "Logged loss · assistant-only" in text and "Logged loss · all-tokens" in text
+        assert "needs the model's own vocabulary" in text and "Why they differ" in text
+        # hover: position 1 (ChatML's role name after <|im_start|>) is masked, with the model's top predictions
+        chart.scroll_into_view_if_needed()
+        hover = _hover_cell(page, chart, 1, 0)
+        assert "#1" in hover and "-100 (masked)" in hover and "top:" in hover and "loss" in hover
+        _shot(page, "loss-tiny-model.png")
+        # the strategy switch: under all-tokens the same cell is trained and the logged number is the other one
+        page.locator(".st-key-loss_strategy").get_by_text("all-tokens", exact=True).click()
+        _settle(page)
+        _eventually(lambda: chart.count() == 1)  # the chart of the previous run is gone
+        hover = _hover_cell(page, chart, 1, 0)
+        assert "· trained" in hover and "-100" not in hover

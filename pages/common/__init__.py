@@ -9,7 +9,8 @@ the sidebar keeps its values across pages in session state (``ui``), mirrored in
 
 Modules: ``ui`` (the sidebar, its limits and the ``Context`` it builds), ``analysis`` (cached tokenizers, labels
 and findings of one conversation, the streamed scan of the whole dataset, export files), ``show`` (the page frame
-``page()``, navigation, error boxes and findings drawn as text).
+``page()``, navigation, error boxes and findings drawn as text), ``model`` (the Loss page's model, loaded only on
+request, and Inspect's loss column).
 
 Adding a page is one file: ``pages/4_packing.py`` with a docstring whose first line is "Packing: what it shows" and
 a body inside ``with page("Packing") as ctx:``; the navigation lists it from that docstring (``show.page_list``).
