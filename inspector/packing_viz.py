@@ -26,8 +26,9 @@ import pandas as pd
 
 from .constants import IGNORE_INDEX
 from .packing import PADDING, Packing, PackInput, PackOptions, pack, weights_before_after
-from .viz import (_CELL, _TABLE_STYLE, MAX_HTML_TOKENS, SEGMENT_COLORS, _e, _state_style, _token_title,
-                  flags_by_position, fraction_text, plotly_text, token_state, token_texts, visible_text)
+from .viz import (_CELL, MAX_HTML_TOKENS, SEGMENT_COLORS, _e, _state_style, _token_title,
+                  flags_by_position, fraction_text, plotly_text, token_state, token_table_frame, token_texts,
+                  visible_text)
 from .weights import REDUCTION_LABELS, REDUCTION_NAMES, WeightsBeforeAfter
 
 # light hues, readable with black text, neighbours far apart; sample i gets PALETTE[i % len(PALETTE)]
@@ -204,12 +205,7 @@ def sequence_table_html(df: pd.DataFrame, max_rows: int = MAX_HTML_TOKENS) -> st
             f'</span></td>'
             f'<td style="{_CELL}{style}{edge}">{row["sample_position"]}</td>'
             f'<td class="sfti-position" style="{_CELL}{style}{edge}">{row["position_id"]}</td></tr>')
-    more = ""
-    if len(df) > max_rows:
-        more = f'<p class="sfti-more">Showing the first {max_rows} of {len(df)} tokens.</p>'
-    return (f'<div class="sfti-table-wrap" style="max-height:75vh;overflow:auto">'
-            f'<table class="sfti-tokens sfti-packed" style="{_TABLE_STYLE}"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table></div>{more}')
+    return token_table_frame(head, body, len(df), max_rows, "sfti-packed")
 
 
 # --- gradient weights before and after -------------------------------------------------------------------------------

@@ -216,12 +216,15 @@ def token_table_html(df: pd.DataFrame, max_rows: int = MAX_HTML_TOKENS) -> str:
             + (_loss_cell(row, style) if has_loss else "")
             + f'<td style="{_CELL}{style}"><span style="background-color:{role_bg};color:#111827;padding:0 4px;'
             f'border-radius:3px">{_e(row["role"])}</span></td></tr>')
-    more = ""
-    if len(df) > max_rows:
-        more = f'<p class="sfti-more">Showing the first {max_rows} of {len(df)} tokens.</p>'
+    return token_table_frame(head, body, len(df), max_rows)
+
+
+def token_table_frame(head: str, body: Sequence[str], total: int, max_rows: int, extra_class: str = "") -> str:
+    """The scrolling frame every token table shares: header cells, body rows, and a note when rows were cut."""
+    more = f'<p class="sfti-more">Showing the first {max_rows} of {total} tokens.</p>' if total > max_rows else ""
     return (f'<div class="sfti-table-wrap" style="max-height:75vh;overflow:auto">'
-            f'<table class="sfti-tokens" style="{_TABLE_STYLE}"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table></div>{more}')
+            f'<table class="sfti-tokens{" " + extra_class if extra_class else ""}" style="{_TABLE_STYLE}">'
+            f'<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>{more}')
 
 
 def _loss_cell(row: Mapping[str, Any], style: str) -> str:

@@ -17,7 +17,6 @@ import streamlit as st
 from inspector import packing_viz as pv
 from inspector import viz, weights
 from inspector.checks import evaluate
-from inspector.labels import SampleError
 from inspector.packing import (DEFAULT_BATCH_SIZE, PACKING_STRATEGIES, TRL_MAP_BATCH_SIZE, PackOptions,
                                attention_support, layout_inputs, pack, packing_findings, weights_before_after)
 from pages.common import analysis, page, show, ui
@@ -42,16 +41,7 @@ def _built(key: str, _context, _convs: list) -> analysis.Analysis:
     """Samples, template errors and findings of the conversations packed here, as the CLI's ``pack`` builds them
     (``checks.evaluate``). A resource, not data: up to ``MAX_PACKED`` conversations' samples are never pickled, and
     at most four settings are kept."""
-    samples, errors, findings = [], [], []
-    for oc in evaluate(_convs, _context, keep_samples=True):
-        samples.extend(oc.samples or [])
-        for f in oc.findings:
-            if f.conversation_id is None:
-                f.conversation_id = oc.record_id
-            findings.append(f)
-            if f.code == "template-error":
-                errors.append(SampleError(oc.record_id, "", f.message, oc.source))
-    return analysis.Analysis(samples, errors, findings)
+    return analysis.from_outcomes(evaluate(_convs, _context, keep_samples=True))
 
 
 @st.cache_resource(show_spinner="Packing…", max_entries=8)

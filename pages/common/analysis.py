@@ -139,6 +139,12 @@ def analyze(ctx: Any, convs: list[Conversation], *, setup: ChatSetup | None = No
     tkey, template_key, okey = _keys(ctx, setup, opts)
     outcomes = _evaluate_few(ctx.data_key, tkey, template_key, okey, tuple(c.id for c in convs), setup, list(convs),
                              opts)
+    return from_outcomes(outcomes)
+
+
+def from_outcomes(outcomes: list[Outcome]) -> Analysis:
+    """An ``Analysis`` of ``checks.evaluate(..., keep_samples=True)`` outcomes: their samples, findings (each with
+    its conversation id) and template errors."""
     samples: list[Sample] = []
     errors: list[SampleError] = []
     findings: list[Any] = []
