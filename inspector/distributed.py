@@ -37,19 +37,24 @@ record (Ray Data shows its own progress bars), and ``pack`` (packing needs every
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import json
 import os
 import pickle
 import secrets
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from .checks import DEFAULT_CHUNK_SIZE, CheckContext, Report, iter_outcomes
-from .conversations import Source
+from .conversations import Rejected, Source
 from .errors import DataError, InspectorError
 from .export import ACCEPT_RULE, EXPORT_FORMATS, ExportError, _dumps, accepted_file, accepted_schema, rejected_row
-from .loaders import SUPPORTED_EXTENSIONS, _check_fmt, _convert, _parse_json_text, is_blank_line, jsonl_item
+from .loaders import (MAX_JSON_FILE_BYTES, MAX_RECORD_BYTES, SUPPORTED_EXTENSIONS, _bounded_lines, _check_fmt, _convert,
+                      _encoding, _iter_jsonl, _LongLine, is_blank_line, json_file_items, jsonl_item)
 
 RAY_EXTRA = "ray"
 RAY_INSTALL_HINT = "pip install 'sft-inspector[ray]' (from a checkout: pip install -r requirements-ray.txt)"
@@ -96,6 +101,7 @@ class InputFile:
     path: str
     name: str
     kind: str  # "jsonl", "json" or "parquet"
+    in_folder: bool = False  # one of a folder's files: a file that cannot be read is one rejected record
 
 
 def _is_uri(data: str) -> bool:
@@ -142,7 +148,7 @@ def list_inputs(data: str):
         if not files:
             raise DataError(f"{data} is a folder with no {', '.join(SUPPORTED_EXTENSIONS)} files and is not a dataset "
                             "saved with datasets' save_to_disk")
-        return fs, [InputFile(e.path, name_of(e.path), _kind(e.path)) for e in files]
+        return fs, [InputFile(e.path, name_of(e.path), _kind(e.path), in_folder=True) for e in files]
     kind = _kind(root)
     if kind is None:
         ext = os.path.splitext(root)[1].lower()
@@ -184,13 +190,19 @@ def split_bytes(total: int, workers: int) -> int:
 
 
 def plan_ranges(files: list[InputFile], fs, split: int) -> list[_Range]:
-    """Cut the files into read ranges of about ``split`` bytes (Parquet: whole row groups)."""
+    """Cut the files into read ranges of about ``split`` bytes (Parquet: whole row groups). A JSONL file that is not
+    UTF-8 becomes one ``"jsonl-text"`` range (its entry in ``files`` is replaced with that kind)."""
     import pyarrow.parquet as pq
 
     ranges: list[_Range] = []
     for k, file in enumerate(files):
         size = fs.get_file_info(file.path).size or 0
-        if file.kind == "jsonl":
+        if file.kind == "jsonl" and _not_utf8(fs, file):
+            # UTF-16/32 with a byte-order mark (or text that looks like UTF-16 without one, refused as locally):
+            # its lines cannot be cut at b"\n", so the file is one range, decoded as the local loader decodes it
+            files[k] = file = dataclasses.replace(file, kind="jsonl-text")
+            ranges.append(_Range(k, 0, 0, size))
+        elif file.kind == "jsonl":
             cuts = list(range(0, size, split)) or [0]
             ranges += [_Range(k, a, min(a + split, size), min(a + split, size) - a) for a in cuts]
         elif file.kind == "parquet":
@@ -198,7 +210,10 @@ def plan_ranges(files: list[InputFile], fs, split: int) -> list[_Range]:
                 with fs.open_input_file(file.path) as f:
                     meta = pq.ParquetFile(f).metadata
             except Exception as exc:  # pyarrow raises ArrowInvalid / OSError for a damaged or non-Parquet file
-                raise _parquet_error(file.name, exc) from None
+                if not file.in_folder:
+                    raise _parquet_error(file.name, exc) from None
+                ranges.append(_Range(k, 0, 0, size, 1))  # read, it fails again: one rejected record saying why
+                continue
             begin, rows, nbytes = 0, 0, 0
             for g in range(meta.num_row_groups):
                 rows += meta.row_group(g).num_rows
@@ -213,24 +228,53 @@ def plan_ranges(files: list[InputFile], fs, split: int) -> list[_Range]:
     return ranges
 
 
-def _iter_lines(f, chunk: int = 1 << 20) -> Iterator[bytes]:
+def _not_utf8(fs, file: InputFile) -> bool:
+    """True when a JSONL file starts with a UTF-16/32 byte-order mark, or looks like UTF-16 without one."""
+    with fs.open_input_file(file.path) as f:
+        head = f.read(4)
+    try:
+        return _encoding(head, file.name) is not None
+    except DataError:
+        return True
+
+
+def _iter_lines(f, chunk: int = 1 << 20, limit: int | None = None) -> Iterator[bytes | _LongLine]:
     """The lines of a binary stream from where it stands, each with its b"\\n" (the last one without, when the file
-    does not end in one): what iterating over a file opened with ``open(path, "rb")`` gives."""
+    does not end in one): what iterating over a file opened with ``open(path, "rb")`` gives. A line longer than
+    ``limit`` (``MAX_RECORD_BYTES``) is read to its end without being kept and stands as a ``_LongLine``, as the
+    local loader's ``_bounded_lines`` does."""
+    limit = MAX_RECORD_BYTES if limit is None else limit
     rest = b""
+    long: _LongLine | None = None  # the line being skipped
     while True:
         data = f.read(chunk)
         if not data:
             break
+        if long is not None:
+            end = data.find(b"\n")
+            if end < 0:
+                long.size += len(data)
+                continue
+            long.size += end + 1
+            yield long
+            long, data = None, data[end + 1:]
         data = rest + data
         start = 0
         while True:
             end = data.find(b"\n", start)
             if end < 0:
                 break
-            yield data[start:end + 1]
+            if end - start > limit:  # the line without its \n, as _bounded_lines counts
+                yield _LongLine(end + 1 - start, data[start:start + 1000])
+            else:
+                yield data[start:end + 1]
             start = end + 1
         rest = data[start:]
-    if rest:
+        if len(rest) > limit:
+            long, rest = _LongLine(len(rest), rest[:1000]), b""
+    if long is not None:
+        yield long
+    elif rest:
         yield rest
 
 
@@ -244,18 +288,24 @@ def range_lines(f, begin: int, end: int) -> Iterator[bytes]:
     if begin > 0:
         f.seek(begin - 1)
         lines = _iter_lines(f)
-        pos = begin - 1 + len(next(lines, b""))  # the rest of the line holding byte begin - 1 (maybe just its \\n)
+        pos = begin - 1 + _size(next(lines, b""))  # the rest of the line holding byte begin - 1 (maybe just its \\n)
     else:
         lines = _iter_lines(f)
     for line in lines:
         if pos >= end:
             break
         yield line
-        pos += len(line)
+        pos += _size(line)
+
+
+def _size(line: bytes | _LongLine) -> int:
+    return line.size if isinstance(line, _LongLine) else len(line)
 
 
 def _is_blank(raw: bytes, lineno: int) -> bool:
     """``loaders.is_blank_line`` with a fast answer for the usual line (its first byte printable ASCII)."""
+    if isinstance(raw, _LongLine):
+        return False
     return not (raw and 0x21 <= raw[0] <= 0x7E) and is_blank_line(raw, lineno)
 
 
@@ -267,12 +317,45 @@ def _parquet_error(name: str, exc: Exception, row: int | None = None) -> DataErr
 
 def _range_records(fs, file: InputFile, rng: _Range, start: _Start, fmt: str | None
                    ) -> Iterator[tuple[int, int, int, bytes]]:
-    """(record number in the file, line or 0, kind, payload) for every record of one range, in order."""
+    """(record number in the file, line or 0, kind, payload) for every record of one range, in order. In a folder,
+    a file that cannot be read (broken JSON, a damaged Parquet file) ends with one rejected record saying why, as
+    the local loader's ``_iter_folder`` does; the other files go on."""
+    index = start.index
+    try:
+        for record in _read_range(fs, file, rng, start, fmt):
+            index = record[0] + 1
+            yield record
+    except DataError as e:
+        if not file.in_folder:
+            raise
+        where = f" after {index} records" if index else ""
+        rejected = Rejected(f"{os.path.basename(file.path)}{'#rest' if index else ''}", Source(file.name),
+                            [f"the file could not be read{where}: {e}"], None)
+        yield index, 0, ITEM, pickle.dumps(rejected, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _read_range(fs, file: InputFile, rng: _Range, start: _Start, fmt: str | None
+                ) -> Iterator[tuple[int, int, int, bytes]]:
+    """``_range_records`` without the folder's rule."""
     with fs.open_input_file(file.path) as f:
-        if file.kind == "jsonl":
+        if file.kind == "jsonl-text":  # one range: the whole file, decoded as it streams
+            encoding = _encoding(f.read(4), file.name)
+            f.seek(0)
+            try:
+                with io.TextIOWrapper(f, encoding=encoding, newline="") as text:
+                    for i, item in enumerate(_iter_jsonl(_bounded_lines(text), file.name, fmt)):
+                        line = item.source.line if item.source is not None and item.source.line else 0
+                        yield i, line, ITEM, pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+            except UnicodeDecodeError as e:
+                raise DataError(f"{file.name} is not valid {encoding} text ({e.reason}): save it as UTF-8") from None
+        elif file.kind == "jsonl":
             index, lineno = start.index, start.line
             for raw in range_lines(f, rng.begin, rng.end):
-                if not _is_blank(raw, lineno):
+                if isinstance(raw, _LongLine):  # rejected as too long; only its size and head travel
+                    yield index, lineno, ITEM, pickle.dumps(jsonl_item(raw, file.name, lineno, index, fmt),
+                                                            protocol=pickle.HIGHEST_PROTOCOL)
+                    index += 1
+                elif not _is_blank(raw, lineno):
                     yield index, lineno, LINE, raw
                     index += 1
                 lineno += 1
@@ -282,6 +365,9 @@ def _range_records(fs, file: InputFile, rng: _Range, start: _Start, fmt: str | N
             i = start.index
             try:
                 pf = pq.ParquetFile(f)
+            except Exception as exc:  # as plan_ranges: a damaged or non-Parquet file
+                raise _parquet_error(file.name, exc) from None
+            try:
                 for batch in pf.iter_batches(batch_size=1024, row_groups=list(range(rng.begin, rng.end))):
                     for record in batch.to_pylist():
                         yield i, 0, ROW, pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
@@ -289,12 +375,8 @@ def _range_records(fs, file: InputFile, rng: _Range, start: _Start, fmt: str | N
             except (OSError, ValueError) as exc:  # pyarrow.ArrowException subclasses these
                 raise _parquet_error(file.name, exc, i) from None
         else:  # .json: parsed whole, as the loader does (it may turn out to be JSON Lines)
-            try:
-                text = f.read().decode("utf-8-sig")
-            except UnicodeDecodeError as e:
-                raise DataError(f"{file.name} is not UTF-8 text (bad byte at offset {e.start}); save it as UTF-8"
-                                ) from None
-            for i, item in enumerate(_parse_json_text(text, file.name, fmt)):
+            items = json_file_items(f.read(MAX_JSON_FILE_BYTES + 1), file.name, fmt)
+            for i, item in enumerate(items):
                 yield i, 0, ITEM, pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -654,8 +736,10 @@ def _run(data: str, ctx: CheckContext, report: Report, *, fmt: str | None, limit
     try:
         import ray.data
 
-        if not options.progress:  # no progress bars, and none of Ray Data's progress logging in their place
-            data_logger.setLevel(logging.ERROR)
+        # Ray Data logs a failed task's traceback before raising it; this run raises it itself (a record-level
+        # error as the local engine words it, anything else with Ray's traceback), so its logs stay quiet; with no
+        # progress bars, none of its progress logging either
+        data_logger.setLevel(logging.CRITICAL)
         warnings.filterwarnings("ignore", message=".*minimum number of concurrent actors", category=UserWarning)
         dctx = ray.data.DataContext.get_current()
         dctx.enable_progress_bars = options.progress
@@ -674,7 +758,10 @@ def _run(data: str, ctx: CheckContext, report: Report, *, fmt: str | None, limit
         ds = ds.map_batches(_Evaluator, fn_constructor_kwargs={"setup_ref": setup_ref, "job": job},
                             batch_size=options.batch_size, batch_format="pyarrow", num_cpus=1,
                             compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1))
-        rows = sorted(ds.take_all(), key=lambda r: r["start"])
+        # Ray prints what its workers report (e.g. "A worker died ...", then retried) to stdout; stdout is the
+        # report's (--json), so while Ray runs, what it prints goes to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            rows = sorted(ds.take_all(), key=lambda r: r["start"])
     except Exception as exc:
         found = _inspector_error(exc)
         if found is not None:

@@ -35,3 +35,17 @@ class RenderError(InspectorError):
 
 class RenderTimeout(RenderError):
     """The chat template ran past the time or output-size limit (a loop without bound, a runaway string)."""
+
+
+class MissingExtraError(InspectorError):
+    """An optional extra is not installed (e.g. torch for the real loss). ``extra`` names it; the message says which
+    ``pip install`` brings it."""
+
+    def __init__(self, message: str, extra: str = "model"):
+        super().__init__(message)
+        self.extra = extra
+
+
+class ModelError(InspectorError):
+    """A model cannot be loaded (no network for a hub id, missing folder or file, not a causal LM) or cannot score a
+    sample (a token id beyond its vocabulary: the tokenizer does not belong to the model)."""

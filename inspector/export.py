@@ -18,15 +18,21 @@ Example: 3 records, one with ``loss_weight: 0`` on its only answer and one inval
 1 row, rejected.jsonl 2 rows ("no-trainable-tokens: 0 of 23 tokens are trained ...", "line 3: invalid JSON ...").
 
 Streaming: records are processed in chunks (``checks.iter_outcomes``) and written as they come, so memory does not
-grow with the number of records. Existing files are never overwritten unless ``force=True``; files are written
-under temporary names in ``out_dir`` and renamed at the end, so a failed run leaves no half-written export.
+grow with the number of records. Existing files are never overwritten unless ``force=True``. The export is all or
+nothing: files are written into a hidden staging folder inside ``out_dir`` and committed at the end (old files
+moved aside, new ones renamed in, ``report.json`` last); a failure at any point (a full disk, a read-only folder,
+SIGTERM) removes the staging folder and leaves ``out_dir`` as it was, with an ``ExportError`` saying why. A run
+killed outright leaves its staging folder behind; the next export into the folder removes it.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import secrets
+import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -100,11 +106,99 @@ def rejected_row(outcome: Outcome) -> dict[str, Any]:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+    """One line of strict JSON. Text that UTF-8 cannot hold (a lone surrogate in a rejected record) is written as
+    JSON escapes ("\\ud800"), as it arrived; NaN and infinities (a rejected ``loss_weight: NaN``) as the strings
+    "NaN", "Infinity"; a value JSON cannot hold at all becomes its description."""
+    try:
+        try:
+            text = json.dumps(value, ensure_ascii=False, default=str, allow_nan=False)
+        except ValueError as exc:
+            if "Out of range float" not in str(exc):
+                raise
+            value = _finite(value)
+            text = json.dumps(value, ensure_ascii=False, default=str, allow_nan=False)
+    except (ValueError, RecursionError) as exc:  # a number past the int limit, nesting past the stack
+        return json.dumps({"unwritable": f"{type(exc).__name__}: {exc}"})
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(value, ensure_ascii=True, default=str)
+    return text
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinite floats as strings. Example: {"w": float("nan")} -> {"w": "NaN"}."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+STAGING_PREFIX = ".sft-inspector-export."  # + pid + random + ".partial": one hidden folder per run, inside --out
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def clean_stale_partials(folder: Path) -> list[str]:
+    """Remove what killed runs left in ``folder`` (their process is gone): staging folders, and the hidden
+    ``.accepted.jsonl.<pid>.<hex>.partial`` files of older versions. Returns the names removed."""
+    removed = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        if not name.endswith(".partial"):
+            continue
+        parts = name[len(STAGING_PREFIX):].split(".") if name.startswith(STAGING_PREFIX) else name.split(".")[-3:]
+        pid = next((int(x) for x in parts if x.isdigit()), None)
+        if pid is None or pid == os.getpid() or _is_alive(pid):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            if any(x.name.startswith("old-") for x in entry.iterdir()):
+                continue  # a commit that could not be undone left the previous export here: never delete it
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            try:
+                entry.unlink()
+            except OSError:
+                continue
+        removed.append(name)
+    return removed
+
+
+def _os_error(exc: OSError, folder: Path, doing: str) -> ExportError:
+    """An OSError while writing as a clear ExportError: nothing of the new export is left in ``folder``."""
+    reason = exc.strerror or f"{type(exc).__name__}: {exc}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = f"No space left on the device ({reason})"
+    else:
+        what = f"Cannot write in {folder} ({reason})"
+    return ExportError(f"{what} while {doing}: the export was not written (partial files removed), {folder} is "
+                       "as it was")
 
 
 class ExportWriter:
-    """Writes outcomes into ``out_dir`` as they come. Use as a context manager; ``finish(report)`` commits.
+    """Writes outcomes into a hidden staging folder inside ``out_dir`` as they come; ``finish(report)`` commits.
+    Use as a context manager: leaving it without ``finish`` (an error, Ctrl-C, SIGTERM) removes the staging folder.
+
+    The commit is all or nothing: the old files are moved aside into the staging folder, the new ones are renamed
+    into place (``report.json`` last), and only then is the staging folder removed; if a rename fails, everything
+    is moved back. A run killed outright (SIGKILL) leaves its staging folder, which the next export into the same
+    folder removes. Readers can rely on ``report.json``: it is written last and lists the files it belongs to.
 
     >>> with ExportWriter("out", "jsonl") as w:         # doctest: +SKIP
     ...     for oc in outcomes: w.write(oc); report.add(oc)
@@ -120,6 +214,7 @@ class ExportWriter:
         self.targets = {k: _inside(self.dir, name) for k, name in self.names.items()}
         # an accepted file of the other format from an earlier run would leave two "accepted" sets side by side
         self.stale = [_inside(self.dir, accepted_file(f)) for f in EXPORT_FORMATS if f != fmt]
+        clean_stale_partials(self.dir)
         existing = [p.name for p in [*self.targets.values(), *self.stale] if p.exists() or p.is_symlink()]
         if existing and not force:
             raise ExportError(f"{self.dir} already holds {', '.join(existing)}: pass --force (force=True) to "
@@ -127,36 +222,42 @@ class ExportWriter:
         for p in [*self.targets.values(), *self.stale]:
             if p.is_symlink():
                 raise ExportError(f"{p} is a symbolic link: refusing to write through it")
+            if p.exists() and not p.is_file():
+                raise ExportError(f"{p} is a folder (or another non-file), not a file: remove it or choose another "
+                                  "--out folder")
+        self.closed = False
+        self.keep_staging = False  # set when a failed commit could not put the old files back
         self.tmp: dict[str, Path] = {}
         self.accepted_records = self.accepted_samples = self.rejected_records = 0
         self._rows: list[dict[str, Any]] = []
         self._parquet = None
-        self._accepted_fh = None
-        self._rejected_fh = self._open_tmp("rejected")
-        if fmt == "jsonl":
-            self._accepted_fh = self._open_tmp("accepted")
-        else:
-            self.tmp["accepted"] = self._tmp_path("accepted")
-        self.closed = False
-
-    def _tmp_path(self, key: str) -> Path:
-        """A new hidden file next to the target (created here, so the normal umask applies)."""
-        for _ in range(100):
-            path = self.dir / f".{self.names[key]}.{os.getpid()}.{secrets.token_hex(4)}.partial"
-            try:
-                with open(path, "x", encoding="utf-8"):
-                    return path
-            except FileExistsError:
-                continue
-        raise ExportError(f"Cannot create a temporary file in {self.dir}")
+        self._accepted_fh = self._rejected_fh = None
+        self.staging = self.dir / f"{STAGING_PREFIX}{os.getpid()}.{secrets.token_hex(4)}.partial"
+        try:
+            self.staging.mkdir()
+            self._rejected_fh = self._open_tmp("rejected")
+            if fmt == "jsonl":
+                self._accepted_fh = self._open_tmp("accepted")
+            else:
+                self.tmp["accepted"] = self.staging / self.names["accepted"]
+        except OSError as exc:
+            self.abort()
+            raise _os_error(exc, self.dir, "preparing the export") from None
 
     def _open_tmp(self, key: str):
-        path = self._tmp_path(key)
+        path = self.staging / self.names[key]
         self.tmp[key] = path
-        return open(path, "w", encoding="utf-8")
+        return open(path, "x", encoding="utf-8")
 
     def write(self, outcome: Outcome) -> None:
         """Write one record's outcome: its samples' rows to accepted, or one row to rejected."""
+        try:
+            self._write(outcome)
+        except OSError as exc:
+            self.abort()
+            raise _os_error(exc, self.dir, "writing the export") from None
+
+    def _write(self, outcome: Outcome) -> None:
         if outcome.accepted:
             if outcome.rows is None:
                 raise ValueError("accepted outcomes need their rows: evaluate(..., keep_rows=True)")
@@ -190,44 +291,81 @@ class ExportWriter:
                 "rejected_records": self.rejected_records, "rule": ACCEPT_RULE}
 
     def finish(self, report: Report) -> dict[str, Any]:
-        """Write report.json, close every file and move them to their final names. Returns the export summary."""
-        if self.fmt == "parquet":
-            self._flush_parquet()  # also creates an empty file with the schema when nothing was accepted
-            self._parquet.close()
-            self._parquet = None
-        else:
-            self._accepted_fh.close()
-        self._rejected_fh.close()
-        report.extra["export"] = self.summary()
-        data = report.to_dict()
-        report_tmp = self._open_tmp("report")
-        with report_tmp:
-            report_tmp.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
-        for key, tmp in self.tmp.items():
-            os.replace(tmp, self.targets[key])
-        self.tmp = {}
-        for p in self.stale:
-            if p.exists():
-                p.unlink()
+        """Write report.json, close every file and commit them (see the class). Returns the export summary."""
+        try:
+            if self.fmt == "parquet":
+                self._flush_parquet()  # also creates an empty file with the schema when nothing was accepted
+                self._parquet.close()
+                self._parquet = None
+            else:
+                _close_synced(self._accepted_fh)
+            _close_synced(self._rejected_fh)
+            report.extra["export"] = self.summary()
+            report.extra["export"]["files"] = {self.names[k]: self.tmp[k].stat().st_size
+                                               for k in ("accepted", "rejected")}
+            data = report.to_dict()
+            report_fh = self._open_tmp("report")
+            report_fh.write(json.dumps(data, ensure_ascii=True, indent=2, default=str) + "\n")
+            _close_synced(report_fh)
+            self._commit()
+        except OSError as exc:
+            self.abort()
+            raise _os_error(exc, self.dir, "writing the export") from None
         self.closed = True
         return data["export"]
 
+    def _commit(self) -> None:
+        """Old files aside, new files in (report.json last), staging removed; undone on any failure."""
+        moved_aside: list[tuple[Path, Path]] = []
+        placed: list[Path] = []
+        try:
+            for target in [self.targets["report"], self.targets["accepted"], self.targets["rejected"], *self.stale]:
+                if target.exists():
+                    aside = self.staging / f"old-{target.name}"
+                    os.replace(target, aside)
+                    moved_aside.append((aside, target))
+            for key in ("accepted", "rejected", "report"):
+                os.replace(self.tmp[key], self.targets[key])
+                placed.append(self.targets[key])
+        except OSError as exc:
+            for target in placed:
+                try:
+                    target.unlink()
+                except OSError:
+                    pass
+            stuck = []
+            for aside, target in moved_aside:
+                try:
+                    os.replace(aside, target)
+                except OSError:
+                    stuck.append(target.name)
+            if stuck:  # the file system refuses even that: keep the old files where they are and say so
+                self.keep_staging = True
+                raise ExportError(f"Cannot write in {self.dir} ({exc.strerror or exc}) while committing the export, "
+                                  f"and the previous {', '.join(stuck)} could not be put back: they are in "
+                                  f"{self.staging}") from None
+            raise
+        self.tmp = {}
+        shutil.rmtree(self.staging, ignore_errors=True)
+        _fsync_dir(self.dir)
+
     def abort(self) -> None:
-        """Close and delete the temporary files (nothing final is touched)."""
+        """Close and delete everything of this run (nothing final is touched). Never raises: it runs on the way
+        out of another error (a full disk fails again when a file is closed)."""
         for fh in (self._accepted_fh, self._rejected_fh):
             if fh is not None and not fh.closed:
-                fh.close()
+                try:
+                    fh.close()
+                except Exception:
+                    pass
         if self._parquet is not None:
             try:
                 self._parquet.close()
             except Exception:
                 pass
             self._parquet = None
-        for tmp in self.tmp.values():
-            try:
-                tmp.unlink()
-            except FileNotFoundError:
-                pass
+        if not self.keep_staging:
+            shutil.rmtree(self.staging, ignore_errors=True)
         self.tmp = {}
         self.closed = True
 
@@ -240,6 +378,26 @@ class ExportWriter:
         return False
 
 
+def _close_synced(fh: Any) -> None:
+    """Flush, fsync and close: a full disk shows up here, before anything is renamed into place."""
+    fh.flush()
+    os.fsync(fh.fileno())
+    fh.close()
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _prepare_dir(out_dir: str | os.PathLike) -> Path:
     path = Path(out_dir).expanduser()
     if path.exists() and not path.is_dir():
@@ -247,7 +405,7 @@ def _prepare_dir(out_dir: str | os.PathLike) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ExportError(f"Cannot create the output folder {out_dir}: {exc}") from exc
+        raise ExportError(f"Cannot create the output folder {out_dir}: {exc.strerror or exc}") from None
     return path.resolve()
 
 

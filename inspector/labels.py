@@ -12,9 +12,13 @@ Strategies (``STRATEGIES``):
   ``TurnFormat`` the dialogue is laid out by that format instead of the chat template.
 - ``split-turns``: one sample per assistant turn k, rendered from messages[:k+1], only turn k labeled
   (``keep_history_labels=True``: earlier answers stay labeled too).
-- ``response-template``: the completion-only collator: search the token ids of a response marker in the sequence
-  and label what follows it; when the marker tokenizes differently in context, nothing is found and every label
-  is -100, exactly as the collator does.
+- ``response-template``: the completion-only collator, exactly (TRL's ``DataCollatorForCompletionOnlyLM``): pad
+  ids -100, then everything through the LAST match of the response marker's token ids masked (only the final
+  answer of a multi-turn conversation is trained); when the marker tokenizes differently in context, nothing is
+  found and every label is -100, exactly as the collator does.
+
+A final answer the template leaves open (no closing after it, though other answers have one: GLM's next-role
+``<|user|>``) gets the template's closing appended and labeled (``_close_open_last_turn``).
 
 Example (ChatML, assistant-only): "<|im_start|>user\\nHi<|im_end|>\\n<|im_start|>assistant\\nHello!<|im_end|>\\n"
 -> labeled tokens decode to "Hello!<|im_end|>"; all others are -100.
@@ -35,9 +39,10 @@ import numpy as np
 from .constants import IGNORE_INDEX, SEGMENTS
 from .conversations import Conversation
 from .errors import RenderError, RenderTimeout
-from .render import RenderLimits, Rendered, TemplateInfo, probe_template, render, template_variables
+from .render import (RenderLimits, Rendered, TemplateInfo, probe_template, render, template_variables,
+                     too_many_tokens)
 from .spans import Layout, Span, Turn, locate
-from .tokenizer import ChatSetup
+from .tokenizer import ChatSetup, is_tokenizer_failure
 
 DEFAULT_RECORD_TIME_LIMIT = 30.0
 STRATEGIES = ("assistant-only", "all-tokens", "last-turn", "session", "split-turns", "response-template")
@@ -220,20 +225,24 @@ def _coverage(mask_chars: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return cum[offsets[:, 1]] - cum[offsets[:, 0]]
 
 
-def annotate(text: str, ids: list[int], offsets: np.ndarray, layout: Layout, label_regions: list[tuple[int, int]]
+def annotate(text: str, ids: list[int], offsets: np.ndarray, layout: Layout, label_regions: list[tuple[int, int]],
+             tool_call_messages: frozenset[int] | set[int] = frozenset()
              ) -> tuple[list[int], list[str], np.ndarray, np.ndarray]:
     """Labels, per-token segment, message index and straddle flags from char-level arrays.
 
     A token is labeled when any of its characters lies in a label region; it straddles when its characters
     belong to more than one segment (e.g. ``"\\n\\nHello"`` merging markup and content), or when it is labeled but
-    some of its characters lie outside every label region.
+    some of its characters lie outside every label region. The tool-call text a template writes for an assistant
+    message in ``tool_call_messages`` (after the message's own text, up to the turn's end-of-turn marker) is that
+    message's ``assistant`` segment: the model generates it.
     """
-    labels, codes, msg_tok, straddles = _annotate(text, ids, offsets, layout, label_regions)
+    labels, codes, msg_tok, straddles = _annotate(text, ids, offsets, layout, label_regions, tool_call_messages)
     return labels.tolist(), _SEGMENT_NAMES[codes].tolist(), msg_tok, straddles
 
 
 def _annotate(text: str, ids: Sequence[int], offsets: np.ndarray, layout: Layout,
-              label_regions: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+              label_regions: list[tuple[int, int]], tool_call_messages: frozenset[int] | set[int] = frozenset()
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``annotate`` with every result an array: labels (int64) and segment codes (into ``SEGMENTS``)."""
     n = len(text)
     offsets = np.clip(offsets, 0, n)
@@ -242,6 +251,14 @@ def _annotate(text: str, ids: Sequence[int], offsets: np.ndarray, layout: Layout
     for s in layout.spans:
         seg[s.start:s.end] = SEG_CODE.get(s.role, 0)
         msg[s.start:s.end] = s.message_index
+    for t in layout.turns:
+        if t.message_index in tool_call_messages:
+            start = max([t.start] + [s.end for s in layout.spans
+                                     if s.message_index == t.message_index and s.kind in ("content", "reasoning")])
+            calls = np.arange(start, max(start, t.body_end))
+            calls = calls[seg[calls] == 0]
+            seg[calls] = SEG_CODE["assistant"]
+            msg[calls] = t.message_index
     lab = np.zeros(n, dtype=np.int8)
     for a, b in label_regions:
         lab[a:b] = 1
@@ -449,17 +466,29 @@ class LabelEngine:
             errors: list[SampleError] = []
             try:
                 encoded = tokenize_batch(self.tokenizer, [j.rendered.text for j in jobs])
-            except Exception:  # one text the tokenizer refuses must not sink the batch: find it, keep the rest
+            except BaseException as exc:  # one text the tokenizer refuses must not sink the batch: find it
+                if not is_tokenizer_failure(exc):  # a Rust panic derives from BaseException; Ctrl-C does not count
+                    raise
                 encoded, kept = [], []
                 for job in jobs:
                     try:
                         encoded.extend(tokenize_batch(self.tokenizer, [job.rendered.text]))
                         kept.append(job)
-                    except Exception as exc:
+                    except BaseException as exc:
+                        if not is_tokenizer_failure(exc):
+                            raise
                         errors.append(SampleError(job.conv.id, opts.strategy, f"the tokenizer refused the rendered "
                                                   f"text: {type(exc).__name__}: {exc}",
                                                   str(job.conv.source) if job.conv.source else None))
                 jobs = kept
+            over = {k for k, (ids, _) in enumerate(encoded) if len(ids) > opts.limits.max_tokens}
+            for k in sorted(over):  # the token cap per sample (RenderLimits.max_tokens): refused with the reason
+                conv = jobs[k].conv
+                errors.append(SampleError(conv.id, opts.strategy, too_many_tokens(len(encoded[k][0]), opts.limits),
+                                          str(conv.source) if conv.source else None))
+            if over:
+                keep = [k for k in range(len(jobs)) if k not in over]
+                jobs, encoded = [jobs[k] for k in keep], [encoded[k] for k in keep]
             return jobs, encoded, errors
 
         if opts.strategy == "session" and opts.turn_format is not None:
@@ -564,7 +593,8 @@ class LabelEngine:
                 if open_turn is not None and not text[open_turn.body_end:].strip():
                     regions.append((open_turn.body_end, len(text)))  # the answer's trailing newline, as mid turns
         ids = np.asarray(ids, dtype=np.int64)
-        labels, segments, msg_idx, straddles = _annotate(text, ids, offs, layout, regions)
+        calls = frozenset(i for i, m in enumerate(job.messages) if m.get("tool_calls"))
+        labels, segments, msg_idx, straddles = _annotate(text, ids, offs, layout, regions, calls)
         if opts.strategy == "all-tokens":
             labels = ids.copy()
         arrays = _TokenArrays(ids, labels, offs, segments, msg_idx, straddles)

@@ -28,8 +28,12 @@ checks, not here.
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import os
+import re
+import stat
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
@@ -66,6 +70,13 @@ _REASONING_KEYS = ("reasoning_content", "reasoning", "thinking")
 _JSON_CONTAINER_KEYS = ("data", "train", "examples")
 _PARQUET_BATCH_ROWS = 1024
 _UNKNOWN_ROLE_HINT = "expected one of system, user, assistant, tool or their ShareGPT names"
+
+# Bounds on what one record may hold (far beyond any real conversation). A record past one is rejected with the
+# reason and the rest load: nothing about it can exhaust memory or Python's stack further down.
+MAX_DEPTH = 100  # objects and arrays inside each other (real records: under 10, tool schemas included)
+MAX_RECORD_BYTES = 16 * 2**20  # one JSONL line, read in at most this many bytes; the text one record holds
+MAX_JSON_FILE_BYTES = 512 * 2**20  # a .json file is read whole; larger data belongs in JSON Lines (streamed)
+MAX_INT_DIGITS = 4300  # Python's int conversion limit (sys.get_int_max_str_digits)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -106,6 +117,85 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _huge_int(value: Any) -> bool:
+    """An int too long for ``str()`` (about 4,300 digits). Example: _huge_int(10**5000) -> True."""
+    return isinstance(value, int) and value.bit_length() > 14_000
+
+
+def _loads(text: str) -> Any:
+    """``json.loads`` that raises only ``json.JSONDecodeError`` (not JSON) or ``RecordError`` with the reason: JSON
+    nested deeper than Python's parser goes (``RecursionError``) or than ``MAX_DEPTH``, a number too long for
+    ``int``, more text than a record may hold (``_shape_problem``).
+
+    Example: _loads("[" * 100000) raises RecordError("JSON nested too deeply to read ...")
+    """
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        raise RecordError(f"JSON nested too deeply to read (objects and arrays inside each other; a record may "
+                          f"nest {MAX_DEPTH} levels)") from None
+    except ValueError as e:  # "Exceeds the limit (4300 digits) for integer string conversion: value has N digits"
+        m = re.search(r"has (\d+) digits", str(e))
+        digits = f"{int(m.group(1)):,} digits" if m else f"more than {MAX_INT_DIGITS:,} digits"
+        raise RecordError(f"holds a number of {digits}: more than the {MAX_INT_DIGITS:,} digits a number may have"
+                          ) from None
+    # short text with few brackets can be neither too deep nor hold a huge number: skip the walk
+    if len(text) > MAX_INT_DIGITS or text.count("[") + text.count("{") > MAX_DEPTH:
+        problem = _shape_problem(value)
+        if problem is not None:
+            raise RecordError(problem)
+    return value
+
+
+def _shape_problem(record: Any) -> str | None:
+    """Why a parsed record cannot be used safely, or None: nested deeper than ``MAX_DEPTH``, a number longer than
+    ``MAX_INT_DIGITS`` digits, or more than ``MAX_RECORD_BYTES`` characters of text. Iterative, so it never runs
+    out of stack itself.
+
+    Example: _shape_problem({"messages": [[[[]]]]}) -> None; a record 200 levels deep -> "nested 101 levels ..."
+    """
+    chars = 0
+    stack = [(record, 1)]
+    while stack:
+        value, depth = stack.pop()
+        t = type(value)
+        if t is str:
+            chars += len(value)
+            continue
+        if depth > MAX_DEPTH and (t is dict or t is list or isinstance(value, (Mapping, list, tuple))):
+            return (f"record is nested {MAX_DEPTH + 1} or more levels deep (objects and arrays inside each other), "
+                    f"more than the {MAX_DEPTH} a record may have")
+        if t is dict or isinstance(value, Mapping):
+            for key, item in value.items():
+                if isinstance(key, str):
+                    chars += len(key)
+                stack.append((item, depth + 1))
+        elif t is list or isinstance(value, (list, tuple)):
+            stack.extend((item, depth + 1) for item in value)
+        elif _huge_int(value):
+            return f"record holds a number of more than {MAX_INT_DIGITS:,} digits"
+        if chars > MAX_RECORD_BYTES:
+            break
+    if chars > MAX_RECORD_BYTES:
+        return (f"record holds more than {MAX_RECORD_BYTES:,} characters of text, more than one record may hold "
+                "(the rendered text of a record is limited to 2,000,000 characters anyway)")
+    return None
+
+
+def _excerpt(value: Any, limit: int = 1000) -> str | None:
+    """The start of a record's text, for a record that is not kept whole (too deep, too large)."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else value.decode("utf-8", "replace") if isinstance(value, bytes) \
+        else None
+    if text is None:
+        return None
+    text = printable(text)
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text):,} characters)"
+
+
 def _error(reasons: list[str]) -> RecordError:
     """One RecordError for several reasons; ``.reasons`` keeps them apart for ``Rejected.reasons``."""
     err = RecordError("; ".join(reasons))
@@ -144,12 +234,32 @@ def _record_id(record: Any, source: Source | None, index: int) -> str:
     >>> _record_id({"id": 7}, None, 3), _record_id({}, Source("data/chat.jsonl", line=4), 3)
     ('7', 'chat-3')
     """
+    raw = _raw_record_id(record)
+    return printable(raw) if raw is not None else f"{_stem(source)}-{index}"
+
+
+def _raw_record_id(record: Any) -> str | None:
+    """The record's own id as written (it may hold lone surrogates, which ``_check_encodable`` rejects)."""
     if isinstance(record, Mapping):
         for key in _ID_KEYS:
             value = record.get(key)
+            if _huge_int(value):
+                continue  # str() would raise: the fallback id names the record instead
             if value is not None and value != "" and not isinstance(value, (Mapping, list)):
                 return str(value)
-    return f"{_stem(source)}-{index}"
+    return None
+
+
+def printable(text: str) -> str:
+    """``text`` with lone surrogates written as escapes, so it can be printed and written as UTF-8 (a record id
+    like "bad\\ud800" is shown, not a crash). Example: printable("a\\ud800") -> "a\\\\ud800"."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -219,7 +329,7 @@ def _call(obj: Any) -> dict[str, Any] | None:
     args = obj.get("arguments", obj.get("parameters", {}))
     if isinstance(args, str):
         try:
-            parsed = json.loads(args)
+            parsed = _loads(args)
         except json.JSONDecodeError:
             parsed = None
         if isinstance(parsed, Mapping):
@@ -231,7 +341,7 @@ def _calls_from(value: Any) -> list[dict[str, Any]] | None:
     """Tool calls from a JSON text or value holding one call or a list of calls; None if it is not that."""
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = _loads(value)
         except json.JSONDecodeError:
             return None
     if isinstance(value, Mapping):
@@ -254,9 +364,11 @@ def _json_objects(value: Any, what: str, expected: str, item: str) -> list[dict[
     """A list of objects, or its JSON text, checked item by item. Example: '[{"a": 1}]' -> [{"a": 1}]."""
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = _loads(value)
         except json.JSONDecodeError as e:
             raise RecordError(f"{what} is not valid JSON ({e.msg}: column {e.colno})") from None
+        except RecordError as e:
+            raise RecordError(f"{what}: {e}") from None
     if not isinstance(value, list):
         raise RecordError(f"{what} is {_a(value)}, expected {expected}")
     for j, obj in enumerate(value):
@@ -319,7 +431,14 @@ def _train_flags(item: Mapping, where: str) -> tuple[bool | None, float | None]:
     if loss_weight is not None:
         if not _is_number(loss_weight):
             raise RecordError(f"{where} loss_weight is {_a(loss_weight)}, expected a number")
-        loss_weight = float(loss_weight)
+        try:
+            as_float = float(loss_weight)
+        except OverflowError:  # an int of hundreds of digits
+            as_float = math.inf
+        if not math.isfinite(as_float):
+            shown = str(loss_weight) if isinstance(loss_weight, float) else "a number too large for a float"
+            raise RecordError(f"{where} loss_weight is {shown}, expected a finite number (0 = do not train)")
+        loss_weight = as_float
         flags.append(("loss_weight", loss_weight > 0))
     for key in ("train", "trainable"):
         value = item.get(key)
@@ -331,6 +450,8 @@ def _train_flags(item: Mapping, where: str) -> tuple[bool | None, float | None]:
     if weight is not None:
         if not (_is_number(weight) or isinstance(weight, bool)):
             raise RecordError(f"{where} weight is {_a(weight)}, expected a number")
+        if isinstance(weight, float) and not math.isfinite(weight):
+            raise RecordError(f"{where} weight is {weight}, expected a finite number (0 = do not train)")
         flags.append(("weight", weight > 0))
     if len({flag for _, flag in flags}) > 1:
         said = ", ".join(f"{key} says {'train' if flag else 'do not train'}" for key, flag in flags)
@@ -515,15 +636,22 @@ def normalize_record(record: Any, *, fmt: str | None = None, source: Source | No
     ...
     inspector.errors.RecordError: message 0 has unknown role 'narrator' (expected one of system, user, ...)
     """
-    fmt = _check_fmt(fmt)
+    problem = _shape_problem(record)
+    if problem is not None:
+        raise RecordError(problem)
+    return _normalize(record, _check_fmt(fmt), source, index)
+
+
+def _normalize(record: Any, fmt: str | None, source: Source | None, index: int) -> Conversation:
+    """``normalize_record`` for a record whose shape was checked (``_shape_problem``)."""
     if fmt is None:
         fmt = detect_format(record)
     elif not isinstance(record, Mapping):
         raise RecordError(f"record is {_a(record)}, expected a JSON object")
     messages, tools = _BUILDERS[fmt](record)
-    record_id = _record_id(record, source, index)
-    _check_encodable(messages, tools, record_id)
-    return Conversation(id=record_id, messages=messages, tools=tools, source=source, format=fmt)
+    _check_encodable(messages, tools, _raw_record_id(record) or "")
+    return Conversation(id=_record_id(record, source, index), messages=messages, tools=tools, source=source,
+                        format=fmt)
 
 
 def _check_encodable(messages: list[Message], tools: Any = None, record_id: str = "") -> None:
@@ -561,15 +689,51 @@ def _refuse_surrogates(value: Any, where: str) -> None:
             _refuse_surrogates(item, where)
 
 
-def _convert(record: Any, fmt: str | None, source: Source, index: int) -> Conversation | Rejected:
+def _convert(record: Any, fmt: str | None, source: Source, index: int, checked: bool = False
+             ) -> Conversation | Rejected:
+    """One record -> Conversation or Rejected. ``checked``: its shape was checked while parsing (``_loads``)."""
+    problem = None if checked else _shape_problem(record)
+    if problem is not None:  # not kept whole: writing it back out could fail the same way
+        return Rejected(id=_record_id(record, source, index), source=source, reasons=[problem], record=None)
     try:
-        return normalize_record(record, fmt=fmt, source=source, index=index)
+        return _normalize(record, fmt, source, index)
     except RecordError as e:
         return Rejected(id=_record_id(record, source, index), source=source, reasons=_reasons(e), record=record)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # containers
+
+
+class _LongLine:
+    """A line longer than ``MAX_RECORD_BYTES``: skipped to its end without being kept (``_bounded_lines``)."""
+
+    def __init__(self, size: int, head: bytes | str):
+        self.size, self.head = size, head
+
+
+def _bounded_lines(f: Any, limit: int | None = None) -> Iterator[bytes | str | _LongLine]:
+    """The lines of a binary (or text) file, each read in at most ``limit`` bytes (characters). A longer line is
+    read to its end in pieces that are dropped, and stands as a ``_LongLine``: a file with no line end at all
+    (a device, a stream of zeros) never makes one line the size of the file."""
+    limit = MAX_RECORD_BYTES if limit is None else limit
+    newline: Any = None
+    while True:
+        line = f.readline(limit + 1)
+        if not line:
+            return
+        if newline is None:
+            newline = b"\n" if isinstance(line, bytes) else "\n"
+        if len(line) > limit and not line.endswith(newline):
+            size = len(line)
+            while True:
+                piece = f.readline(1 << 20)
+                size += len(piece)
+                if not piece or piece.endswith(newline):
+                    break
+            yield _LongLine(size, line[:1000])
+        else:
+            yield line
 
 
 def _jsonl_text(raw: bytes | str, lineno: int) -> str:
@@ -581,19 +745,21 @@ def _jsonl_text(raw: bytes | str, lineno: int) -> str:
     return text.rstrip("\r\n")
 
 
-def is_blank_line(raw: bytes | str, lineno: int) -> bool:
+def is_blank_line(raw: bytes | str | _LongLine, lineno: int) -> bool:
     """True when a JSONL line holds no record (whitespace only): it is skipped and takes no record number.
 
     >>> is_blank_line(b"  \\r\\n", 3), is_blank_line(b"\\xff\\n", 3), is_blank_line("{}", 1)
     (True, False, False)
     """
+    if isinstance(raw, _LongLine):
+        return False  # a record, rejected as too long
     try:
         return not _jsonl_text(raw, lineno).strip()
     except UnicodeDecodeError:
         return False  # a record, rejected as not UTF-8
 
 
-def jsonl_item(raw: bytes | str, file: str, lineno: int, index: int,
+def jsonl_item(raw: bytes | str | _LongLine, file: str, lineno: int, index: int,
                fmt: str | None) -> Conversation | Rejected | None:
     """One JSONL line (1-based ``lineno``) -> its Conversation or Rejected (``index``: the record's number in the
     file, for fallback ids), or None for a blank line. ``_iter_jsonl`` and the Ray engine both read lines with it.
@@ -602,23 +768,31 @@ def jsonl_item(raw: bytes | str, file: str, lineno: int, index: int,
     ["line 2: invalid JSON (Expecting ',' delimiter: column 13)"]
     """
     source = Source(file, line=lineno)
+    stem = _stem(Source(file))
+    if isinstance(raw, _LongLine):
+        reason = (f"line {lineno}: {raw.size:,} bytes long, more than the {MAX_RECORD_BYTES:,} one record may "
+                  "hold: not read (is the file JSON Lines, one record a line?)")
+        return Rejected(f"{stem}-{index}", source, [reason], _excerpt(raw.head))
     try:
         text = _jsonl_text(raw, lineno)
     except UnicodeDecodeError as e:
         shown = raw.decode("utf-8", errors="replace").rstrip("\r\n")
         reason = f"line {lineno}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1})"
-        return Rejected(f"{_stem(Source(file))}-{index}", source, [reason], shown)
+        return Rejected(f"{stem}-{index}", source, [reason], shown)
     if not text.strip():
         return None
     try:
-        record = json.loads(text)
+        record = _loads(text)
     except json.JSONDecodeError as e:
         reason = f"line {lineno}: invalid JSON ({e.msg}: column {e.colno})"
-        return Rejected(f"{_stem(Source(file))}-{index}", source, [reason], text)
-    return _convert(record, fmt, source, index)
+        return Rejected(f"{stem}-{index}", source, [reason], text)
+    except RecordError as e:  # too deep, a huge number, too much text: not kept whole
+        return Rejected(f"{stem}-{index}", source, [f"line {lineno}: {e}"], _excerpt(text))
+    return _convert(record, fmt, source, index, checked=True)
 
 
-def _iter_jsonl(lines: Iterable[bytes | str], file: str, fmt: str | None) -> Iterator[Conversation | Rejected]:
+def _iter_jsonl(lines: Iterable[bytes | str | _LongLine], file: str, fmt: str | None
+                ) -> Iterator[Conversation | Rejected]:
     """One item per non-blank line. Bytes are decoded line by line, so one bad line does not sink the others."""
     index = 0
     for lineno, raw in enumerate(lines, 1):
@@ -628,9 +802,53 @@ def _iter_jsonl(lines: Iterable[bytes | str], file: str, fmt: str | None) -> Ite
             index += 1
 
 
+# Byte-order marks of the encodings JSON may come in besides UTF-8 (longest first: UTF-32 LE starts like UTF-16 LE).
+_BOMS = ((b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"), (b"\xff\xfe", "utf-16"),
+         (b"\xfe\xff", "utf-16"))
+
+
+def _encoding(head: bytes, path: Path | str) -> str | None:
+    """The encoding a byte-order mark names (None: UTF-8). Text that looks like UTF-16 without one is refused.
+
+    Example: _encoding(b"\xff\xfe{\x00", p) -> "utf-16"; _encoding(b'{"a', p) -> None
+    """
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name
+    if len(head) >= 2 and ((head[0] == 0 and 32 <= head[1] < 127) or (head[1] == 0 and 32 <= head[0] < 127)):
+        raise DataError(f"{path} looks like UTF-16 text without a byte-order mark (every other byte is 0): save it "
+                        "as UTF-8")
+    return None
+
+
+def _open_data(path: Path) -> Any:
+    """Open a data file for reading in binary, with a clear DataError when it cannot be read."""
+    try:
+        return open(path, "rb")
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
+
+
 def _iter_jsonl_file(path: Path, fmt: str | None) -> Iterator[Conversation | Rejected]:
-    with open(path, "rb") as f:
-        yield from _iter_jsonl(f, str(path), fmt)
+    """Stream a JSON Lines file: UTF-8, or UTF-16/UTF-32 with a byte-order mark (decoded as it streams)."""
+    f = _open_data(path)
+    try:
+        encoding = _encoding(f.peek(4)[:4], path)
+    except BaseException:
+        f.close()
+        raise
+
+    def items() -> Iterator[Conversation | Rejected]:
+        source = io.TextIOWrapper(f, encoding=encoding, newline="") if encoding else f
+        with source:
+            try:
+                yield from _iter_jsonl(_bounded_lines(source), str(path), fmt)
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path} is not valid {encoding} text ({e.reason}): save it as UTF-8") from None
+            except OSError as e:
+                raise DataError(f"{path}: reading failed ({e.strerror or e})") from None
+
+    return items()
 
 
 def _iter_rows(rows: Iterable[Any], file: str, fmt: str | None) -> Iterator[Conversation | Rejected]:
@@ -656,13 +874,16 @@ def _records_in(value: Any, name: str) -> list[Any]:
 
 
 def _first_line_is_object(text: str) -> bool:
-    """True if the first non-blank line is a whole JSON object by itself: the text is JSON Lines."""
+    """True if the first non-blank line is a whole JSON object by itself: the text is JSON Lines. (A first line too
+    deep or with too long a number to read counts too when it starts like an object: it is rejected as a line.)"""
     for line in text.split("\n"):
         if line.strip():
             try:
-                return isinstance(json.loads(line), dict)
+                return isinstance(_loads(line), dict)
             except json.JSONDecodeError:
                 return False
+            except RecordError:
+                return line.lstrip().startswith("{")
     return False
 
 
@@ -674,25 +895,98 @@ def _json_error(name: str, e: json.JSONDecodeError, text: str) -> DataError:
     return DataError(f"{name} is not valid JSON: {e.msg} at {where}")
 
 
+# A JSON string (escapes included) or one of the characters that shape an array: enough to find an array's items.
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},]', re.DOTALL)
+
+
+def _split_json_array(text: str) -> Iterator[str]:
+    """The texts of the items of a top-level JSON array, found without parsing them (strings skipped whole), so
+    each can be read on its own. Example: '[{"a": [1, 2]}, 3]' -> '{"a": [1, 2]}', '3'."""
+    depth = 0
+    start = None
+    for m in _JSON_TOKEN.finditer(text):
+        token = m.group()
+        if token[0] == '"':
+            continue
+        if token in "[{":
+            depth += 1
+            if depth == 1:
+                start = m.end()
+        elif token in "]}":
+            depth -= 1
+            if depth == 0:
+                piece = text[start:m.start()].strip()
+                if piece:
+                    yield piece
+                return
+        elif depth == 1:  # a comma between two items
+            yield text[start:m.start()].strip()
+            start = m.end()
+    if start is not None and text[start:].strip():  # the array never closes: what is left is one (broken) item
+        yield text[start:].strip()
+
+
+def _iter_json_items(text: str, name: str, fmt: str | None) -> Iterator[Conversation | Rejected]:
+    """A JSON array read item by item: one item nested too deep (or with a huge number) is rejected alone."""
+    stem = _stem(Source(name))
+    for i, piece in enumerate(_split_json_array(text)):
+        source = Source(name, row=i)
+        try:
+            record = _loads(piece)
+        except json.JSONDecodeError as e:
+            yield Rejected(f"{stem}-{i}", source, [f"record {i}: invalid JSON ({e.msg})"], _excerpt(piece))
+        except RecordError as e:
+            yield Rejected(f"{stem}-{i}", source, [f"record {i}: {e}"], _excerpt(piece))
+        else:
+            yield _convert(record, fmt, source, i, checked=True)
+
+
 def _parse_json_text(text: str, name: str, fmt: str | None) -> Iterator[Conversation | Rejected]:
-    """JSON first; JSON Lines when the text is several JSON objects, one a line (named .json or pasted)."""
+    """JSON first; JSON Lines when the text is several JSON objects, one a line (named .json or pasted). Text that
+    is too deep or holds a number too long to parse whole is read record by record instead."""
     if not text.strip():
         raise DataError(f"{name} is empty")
     try:
-        value = json.loads(text)
+        value = _loads(text)
     except json.JSONDecodeError as e:
         if not text.lstrip().startswith("[") and _first_line_is_object(text):
             return _iter_jsonl(text.split("\n"), name, fmt)  # not splitlines(): JSON strings may hold U+2028
         raise _json_error(name, e, text) from None
+    except RecordError as e:
+        if text.lstrip().startswith("["):
+            return _iter_json_items(text, name, fmt)
+        if _first_line_is_object(text) and "\n" in text.strip():
+            return _iter_jsonl(text.split("\n"), name, fmt)
+        return iter([Rejected(f"{_stem(Source(name))}-0", Source(name, row=0), [str(e)], _excerpt(text))])
     return _iter_rows(_records_in(value, name), name, fmt)
 
 
 def _iter_json_file(path: Path, fmt: str | None) -> Iterator[Conversation | Rejected]:
+    """A .json file, read whole (at most ``MAX_JSON_FILE_BYTES``): UTF-8, or UTF-16/32 with a byte-order mark. An
+    empty file holds no records."""
+    with _open_data(path) as f:
+        try:
+            data = f.read(MAX_JSON_FILE_BYTES + 1)
+        except OSError as e:
+            raise DataError(f"{path}: reading failed ({e.strerror or e})") from None
+    return json_file_items(data, path, fmt)
+
+
+def json_file_items(data: bytes, path: Path | str, fmt: str | None) -> Iterator[Conversation | Rejected]:
+    """The records of a .json file's bytes (read with at most ``MAX_JSON_FILE_BYTES + 1`` bytes): the local loader
+    and the Ray engine both parse them here."""
+    if len(data) > MAX_JSON_FILE_BYTES:
+        raise DataError(f"{path} is larger than {MAX_JSON_FILE_BYTES // 2**20} MiB: a .json file is read whole; "
+                        "write the records as JSON Lines (.jsonl, one record a line) to stream them")
+    encoding = _encoding(data[:4], path) or "utf-8-sig"
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = data.decode(encoding)
     except UnicodeDecodeError as e:
-        raise DataError(f"{path} is not UTF-8 text (bad byte at offset {e.start}); save it as UTF-8") from None
-    return _parse_json_text(text, str(path), fmt)
+        shown = "UTF-8" if encoding == "utf-8-sig" else encoding.upper()
+        raise DataError(f"{path} is not {shown} text (bad byte at offset {e.start}); save it as UTF-8") from None
+    if not text.strip():
+        return iter(())
+    return _parse_json_text(text.lstrip("\ufeff"), str(path), fmt)
 
 
 def _iter_parquet(path: Path, fmt: str | None) -> Iterator[Conversation | Rejected]:
@@ -738,29 +1032,58 @@ def _iter_saved_dataset(path: Path, fmt: str | None) -> Iterator[Conversation | 
     return _iter_rows(ds, str(path), fmt)
 
 
+def _check_readable_file(path: Path) -> None:
+    """Refuse what is not a file of data: a device (``/dev/zero`` never ends), a socket. Regular files and pipes
+    (``<(zcat data.jsonl.gz)``, a FIFO) are read, a JSON Lines one record a line in bounded pieces."""
+    try:
+        mode = os.stat(path).st_mode  # follows symbolic links: what would be read
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {e.strerror or e}") from None
+    if stat.S_ISREG(mode) or stat.S_ISFIFO(mode):
+        return
+    kind = ("a character device" if stat.S_ISCHR(mode) else "a block device" if stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    raise DataError(f"{path} is {kind}, not a file of data: refused")
+
+
 def _iter_file(path: Path, fmt: str | None) -> Iterator[Conversation | Rejected]:
     ext = path.suffix.lower()
+    if ext not in SUPPORTED_EXTENSIONS:
+        shown = repr(ext) if ext else "(no extension)"
+        raise DataError(f"unsupported file type {shown} for {path}: supported are "
+                        f"{', '.join(SUPPORTED_EXTENSIONS)} files, or a folder saved with datasets' save_to_disk")
+    _check_readable_file(path)
     if ext in (".jsonl", ".ndjson"):
         return _iter_jsonl_file(path, fmt)
     if ext == ".json":
         return _iter_json_file(path, fmt)
-    if ext == ".parquet":
-        return _iter_parquet(path, fmt)
-    shown = repr(ext) if ext else "(no extension)"
-    raise DataError(f"unsupported file type {shown} for {path}: supported are {', '.join(SUPPORTED_EXTENSIONS)} "
-                    "files, or a folder saved with datasets' save_to_disk")
+    return _iter_parquet(path, fmt)
 
 
 def _iter_folder(path: Path, fmt: str | None) -> Iterator[Conversation | Rejected]:
-    files = sorted(p for p in path.iterdir()
-                   if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS and p.name != "dataset_info.json")
+    """Every data file of a folder, in sorted order. A file that cannot be read (no permission, broken JSON, a
+    device) is one rejected item with its reason; the other files load."""
+    try:
+        files = sorted(p for p in path.iterdir()
+                       if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.name != "dataset_info.json"
+                       and not p.is_dir())
+    except OSError as e:
+        raise DataError(f"cannot list the folder {path}: {e.strerror or e}") from None
     if not files:
         raise DataError(f"{path} is a folder with no {', '.join(SUPPORTED_EXTENSIONS)} files and is not a dataset "
                         "saved with datasets' save_to_disk")
 
     def chain() -> Iterator[Conversation | Rejected]:
         for file in files:
-            yield from _iter_file(file, fmt)
+            count = 0
+            try:
+                for item in _iter_file(file, fmt):
+                    count += 1
+                    yield item
+            except DataError as e:
+                where = f" after {count} records" if count else ""
+                yield Rejected(f"{file.name}{'#rest' if count else ''}", Source(str(file)),
+                               [f"the file could not be read{where}: {e}"], None)
 
     return chain()
 
@@ -768,8 +1091,9 @@ def _iter_folder(path: Path, fmt: str | None) -> Iterator[Conversation | Rejecte
 def iter_records(path: str | os.PathLike, *, fmt: str | None = None) -> Iterator[Conversation | Rejected]:
     """Stream a data file (or folder): one Conversation or Rejected per input record, in order.
 
-    Raises DataError at once when the path cannot be read at all (missing, unknown extension, broken JSON).
-    JSONL and Parquet are streamed; a .json file is parsed whole.
+    Raises DataError at once when the path cannot be read at all (missing, unknown extension, broken JSON, a
+    device). JSONL and Parquet are streamed; a .json file is parsed whole. In a folder, a file that cannot be read
+    is one Rejected item with the reason.
 
     >>> import tempfile; d = tempfile.mkdtemp(); p = os.path.join(d, "chat.jsonl")
     >>> _ = open(p, "w").write('{"prompt": "Hi", "completion": "Yo"}\\n{"prompt": 1\\n')
@@ -838,3 +1162,39 @@ def load_text(text: str | bytes, *, fmt: str | None = None, name: str = "<pasted
         except UnicodeDecodeError as e:
             raise DataError(f"{name} is not UTF-8 text (bad byte at offset {e.start})") from None
     return _collect(_parse_json_text(text.lstrip("\ufeff"), name, fmt), fmt, limit)
+
+
+def load_bytes(data: bytes, name: str, *, fmt: str | None = None, limit: int | None = None) -> LoadResult:
+    """Load a file's bytes held in memory (an upload), by the extension of ``name``: JSON, JSONL or Parquet.
+
+    Nothing is written to disk, and sources, fallback ids and messages name ``name`` (the user's file name).
+
+    >>> r = load_bytes(b'{"prompt": "a", "completion": "b"}\\n', "chat.jsonl")
+    >>> r.conversations[0].id, str(r.conversations[0].source)
+    ('chat-0', 'chat.jsonl:line 1')
+    """
+    import io
+
+    fmt = _check_fmt(fmt)
+    ext = Path(name).suffix.lower()
+    if ext in (".jsonl", ".ndjson"):
+        items: Iterator[Conversation | Rejected] = _iter_jsonl(io.BytesIO(bytes(data)), name, fmt)
+    elif ext == ".json":
+        try:
+            text = bytes(data).decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise DataError(f"{name} is not UTF-8 text (bad byte at offset {e.start}); save it as UTF-8") from None
+        items = _parse_json_text(text, name, fmt)
+    elif ext == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(io.BytesIO(bytes(data)))
+        except Exception as e:  # pyarrow raises ArrowInvalid / OSError for a damaged or non-Parquet file
+            raise DataError(f"{name} is not a readable Parquet file ({e})") from None
+        rows = (r for batch in pf.iter_batches(batch_size=_PARQUET_BATCH_ROWS) for r in batch.to_pylist())
+        items = _iter_rows(rows, name, fmt)
+    else:
+        shown = repr(ext) if ext else "(no extension)"
+        raise DataError(f"unsupported file type {shown} for {name}: supported are .jsonl, .ndjson, .json, .parquet")
+    return _collect(items, fmt, limit)

@@ -18,7 +18,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Iterable
 
-from .export import REPORT_FILE, ExportError, _inside, _prepare_dir
+from .export import REPORT_FILE, ExportError, _inside, _os_error, _prepare_dir, clean_stale_partials
 
 PACKED_FILE = "packed.jsonl"
 
@@ -30,6 +30,7 @@ def write_packed(out_dir: str | os.PathLike, records: Iterable[dict[str, Any]], 
     Returns {"packed_file": path, "report_file": path, "sequences": rows written}.
     """
     folder = _prepare_dir(out_dir)
+    clean_stale_partials(folder)  # what a killed run left
     targets = {name: _inside(folder, name) for name in (PACKED_FILE, REPORT_FILE)}
     existing = [p.name for p in targets.values() if p.exists() or p.is_symlink()]
     if existing and not force:
@@ -52,10 +53,12 @@ def write_packed(out_dir: str | os.PathLike, records: Iterable[dict[str, Any]], 
         for name, path in tmp.items():
             os.replace(path, targets[name])
         tmp = {}
+    except OSError as exc:  # a full disk, a read-only folder: a clear error, never a traceback
+        raise _os_error(exc, folder, "writing the packed dataset") from None
     finally:
         for path in tmp.values():
             try:
                 path.unlink()
-            except FileNotFoundError:
+            except OSError:
                 pass
     return {"packed_file": str(targets[PACKED_FILE]), "report_file": str(targets[REPORT_FILE]), "sequences": count}

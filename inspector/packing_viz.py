@@ -4,11 +4,13 @@
   sequence, so a cut, a truncated or a split sample shows at a glance.
 - ``sequence_table``: one packed sequence token by token, with the columns of ``viz.token_table`` (so
   ``viz.token_table_html`` draws it) plus the sample each token came from, its position there, the ``position_ids``
-  the model gets, the piece boundaries and the label the loss reads after the collator.
+  the model gets, the piece boundaries and the label the loss reads after the collator; ``sequence_table_html``
+  draws it as Inspect's coloured token table with those columns added and a line at every sample boundary.
 - ``weights_frame`` / ``sample_weights_frame`` / ``weights_figure``: every token's gradient weight unpacked vs packed
   (``packing.weights_before_after``), exact fractions as text.
-- ``worked_example`` / ``worked_example_markdown``: two short answers and one long one, unpacked vs packed, the table
-  ``docs/packing.md`` shows (a test checks the document holds exactly this table).
+- ``worked_example`` / ``worked_example_frame`` / ``worked_example_markdown``: two short answers and one long one,
+  unpacked vs packed, the table ``docs/packing.md`` shows (a test checks the document holds exactly this table) and
+  the Gradient weights and Packing pages draw.
 
 Example: blocks_frame(pack([a (3 tokens), b (2 tokens)], PackOptions(8))) -> rows (sequence 0, sample a, start 0,
 length 3) and (sequence 0, sample b, start 3, length 2).
@@ -24,7 +26,9 @@ import pandas as pd
 
 from .constants import IGNORE_INDEX
 from .packing import PADDING, Packing, PackInput, PackOptions, pack, weights_before_after
-from .viz import flags_by_position, fraction_text, token_state, token_texts, visible_text
+from .viz import (_CELL, MAX_HTML_TOKENS, SEGMENT_COLORS, _e, _state_style, _token_title,
+                  flags_by_position, fraction_text, plotly_text, token_state, token_table_frame, token_texts,
+                  visible_text)
 from .weights import REDUCTION_LABELS, REDUCTION_NAMES, WeightsBeforeAfter
 
 # light hues, readable with black text, neighbours far apart; sample i gets PALETTE[i % len(PALETTE)]
@@ -85,16 +89,19 @@ def blocks_figure(packing: Packing, highlight: str | None = None, max_sequences:
     for kind, part in df.groupby("kind", sort=False):
         outline = [3 if highlight and sid == highlight else 0.5 for sid in part["sample_id"]]
         opacity = [1.0 if not highlight or sid == highlight or kind == "padding" else 0.35 for sid in part["sample_id"]]
-        hover = [f"{r.sample_id}<br>tokens {r.tokens}<br>{r.labeled} labeled" + (" · truncated" if r.truncated else "")
-                 + (" · split" if r.split else "") if kind == "sample" else f"padding: {r.length} tokens"
-                 for r in part.itertuples()]
+        hover = [f"{plotly_text(r.sample_id)}<br>tokens {r.tokens}<br>{r.labeled} labeled"
+                 + (" · truncated" if r.truncated else "") + (" · split" if r.split else "")
+                 if kind == "sample" else f"padding: {r.length} tokens" for r in part.itertuples()]
         fig.add_trace(go.Bar(
             x=part["length"], base=part["start"], y=[f"seq {s}" for s in part["sequence"]], orientation="h",
             marker={"color": list(part["color"]), "line": {"color": "#111827", "width": outline},
                     "opacity": opacity},
-            text=[sid if kind == "sample" else "" for sid in part["sample_id"]], textposition="inside",
+            text=[plotly_text(sid) if kind == "sample" else "" for sid in part["sample_id"]], textposition="inside",
             insidetextanchor="middle", hovertext=hover, hoverinfo="text", name=str(kind), showlegend=False,
-            customdata=list(part["sample"])))
+            customdata=list(part["sample"]),
+            # plotly.js styles selected text from these; with a per-bar opacity array and none given, a click
+            # throws "Cannot read properties of undefined (reading 'textfont')" and the app never hears of it
+            selected={"textfont": {"color": "#111827"}}, unselected={"textfont": {"color": "#4b5563"}}))
     n = packing.stats.sequences
     title = f"{n} packed sequences ({packing.options.strategy}, {packing.options.layout.replace('_', '-')})"
     if n > max_sequences:
@@ -163,6 +170,44 @@ def sequence_table(packing: Packing, index: int, samples: Sequence[Any] | None =
     return df
 
 
+def sequence_table_html(df: pd.DataFrame, max_rows: int = MAX_HTML_TOKENS) -> str:
+    """``sequence_table`` as Inspect's coloured token table (``viz.token_table_html``: rows by state, the label cell
+    trained/masked, reasons on hover, every text escaped) with three more columns: the sample (in its block colour),
+    the token's position in it and the position id the model gets. A boundary row (a piece starts there) has a thick
+    top line in its sample's colour and ``data-boundary="true"``.
+
+    Example: two samples a (3 tokens), b (2), padding-free -> rows 0..4, position ids 0 1 2 0 1, rows 0 and 3 are
+    boundaries.
+    """
+    heads = ("#", "token id", "token", "label", "role", "sample", "pos in sample", "position id")
+    head = "".join(f'<th style="{_CELL}text-align:left;background:#ffffff">{h}</th>' for h in heads)
+    body = []
+    for row in df.head(max_rows).to_dict("records"):
+        style = _state_style(row["state"])
+        token_style = "font-weight:700;" if row["special"] else ""
+        role_bg = SEGMENT_COLORS.get(row["role"], "#ffffff")
+        label_state = token_state(row["label"], False)
+        edge = f"border-top:3px solid {row['color']};" if row["boundary"] and row["index"] else ""
+        title = _token_title(row) + f" | sample {row['sample_id']} token {row['sample_position']}" \
+            + f" | position id {row['position_id']}"
+        chip = f"background-color:{row['color']};color:#111827;padding:0 4px;border-radius:3px"
+        body.append(
+            f'<tr class="sfti-row" data-state="{row["state"]}" data-boundary="{str(bool(row["boundary"])).lower()}" '
+            f'data-sample="{_e(row["sample_id"])}" title="{_e(title)}" style="{style}">'
+            f'<td style="{_CELL}{style}{edge}">{row["index"]}</td>'
+            f'<td style="{_CELL}{style}{edge}">{row["token_id"]}</td>'
+            f'<td class="sfti-token" style="{_CELL}{style}{edge}{token_style}">{_e(row["token"])}</td>'
+            f'<td class="sfti-label" data-label="{row["label"]}" data-state="{label_state}" '
+            f'style="{_CELL}{_state_style(label_state)}{edge}">{row["label"]}</td>'
+            f'<td style="{_CELL}{style}{edge}"><span style="background-color:{role_bg};color:#111827;padding:0 4px;'
+            f'border-radius:3px">{_e(row["role"])}</span></td>'
+            f'<td class="sfti-sample" style="{_CELL}{style}{edge}"><span style="{chip}">{_e(row["sample_id"])}'
+            f'</span></td>'
+            f'<td style="{_CELL}{style}{edge}">{row["sample_position"]}</td>'
+            f'<td class="sfti-position" style="{_CELL}{style}{edge}">{row["position_id"]}</td></tr>')
+    return token_table_frame(head, body, len(df), max_rows, "sfti-packed")
+
+
 # --- gradient weights before and after -------------------------------------------------------------------------------
 
 def weights_frame(comparison: WeightsBeforeAfter, packing: Packing, only_weighted: bool = True) -> pd.DataFrame:
@@ -201,8 +246,9 @@ def weights_figure(comparison: WeightsBeforeAfter, packing: Packing, max_samples
     df = sample_weights_frame(comparison, packing).head(max_samples)
     fig = go.Figure()
     for col, name, color in (("before", "unpacked", "#9ca3af"), ("after", "packed", "#2563eb")):
-        fig.add_trace(go.Bar(x=df["sample_id"], y=df[f"{col}_value"], name=name, marker_color=color,
-                             text=df[col], textposition="outside", hovertext=df[col], hoverinfo="x+text+name"))
+        fig.add_trace(go.Bar(x=[plotly_text(x) for x in df["sample_id"]], y=df[f"{col}_value"], name=name,
+                             marker_color=color, text=df[col], textposition="outside", hovertext=df[col],
+                             hoverinfo="x+text+name"))
     fig.update_layout(barmode="group", title=f"Weight of each sample: {REDUCTION_LABELS[comparison.reduction]}",
                       yaxis_title="summed gradient weight", xaxis_title="sample", plot_bgcolor="#ffffff",
                       margin={"l": 60, "r": 20, "t": 80, "b": 60},
@@ -238,15 +284,28 @@ def _arrow(before: Fraction | None, after: Fraction | None) -> str:
     return f"{text[0]} → {text[1]}"
 
 
+EXAMPLE_COLUMNS = ("short-1's answer token", "short-2's answer token", "each of long's 6 answer tokens",
+                   "long's answer in total")
+
+
+def worked_example_frame(example: dict[str, Any] | None = None) -> pd.DataFrame:
+    """The worked example's table as data: one row per reduction (its code name), per ``EXAMPLE_COLUMNS`` the weight
+    unpacked → packed as exact text. Example: the ``sample_mean`` row reads "1/3 → 1/8", "1/3 → 1/8", "1/18 → 1/8",
+    "1/3 → 3/4"."""
+    ex = example or worked_example()
+    rows = []
+    for r in REDUCTION_NAMES:
+        w = ex["weights"][r]
+        cells = (_arrow(w.before[0][2], w.after[0][2]), _arrow(w.before[1][2], w.after[1][2]),
+                 _arrow(w.before[2][2], w.after[2][2]), _arrow(*w.sample_totals()[2]))
+        rows.append({"reduction": r, **dict(zip(EXAMPLE_COLUMNS, cells))})
+    return pd.DataFrame(rows, columns=["reduction", *EXAMPLE_COLUMNS])
+
+
 def worked_example_markdown() -> str:
     """The worked example's table, as ``docs/packing.md`` shows it: per reduction, the weight of each short answer's
     token, of each of the long answer's tokens and of the long answer in total, unpacked → packed."""
-    ex = worked_example()
-    lines = ["| reduction | short-1's answer token | short-2's answer token | each of long's 6 answer tokens | "
-             "long's answer in total |", "|---|---|---|---|---|"]
-    for r in REDUCTION_NAMES:
-        w = ex["weights"][r]
-        totals = w.sample_totals()
-        lines.append(f"| `{r}` | {_arrow(w.before[0][2], w.after[0][2])} | {_arrow(w.before[1][2], w.after[1][2])} | "
-                     f"{_arrow(w.before[2][2], w.after[2][2])} | {_arrow(*totals[2])} |")
+    lines = ["| reduction | " + " | ".join(EXAMPLE_COLUMNS) + " |", "|---|---|---|---|---|"]
+    for row in worked_example_frame().to_dict("records"):
+        lines.append(f"| `{row['reduction']}` | " + " | ".join(row[c] for c in EXAMPLE_COLUMNS) + " |")
     return "\n".join(lines)

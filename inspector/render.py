@@ -30,7 +30,11 @@ from typing import Any
 from .errors import ChatTemplateError, RenderError, RenderTimeout
 
 DEFAULT_TIME_LIMIT = 5.0  # seconds for one render
-DEFAULT_MAX_CHARS = 20_000_000  # output size limit for one render
+DEFAULT_MAX_CHARS = 2_000_000  # characters of one rendered record, and of any value a template builds
+DEFAULT_MAX_BYTES = 256 * 2**20  # bytes of new values one render may create
+DEFAULT_MAX_TOKENS = 1_000_000  # tokens of one sample
+MAX_TEMPLATE_CHARS = 200_000  # 12 times the largest publisher template in the corpus (gpt-oss, 16,738)
+COMPILE_TIME_LIMIT = 10.0  # seconds to compile one template (a size-capped template takes about one)
 DEFAULT_DATE_STRING = "26 Jul 2024"  # what Llama 3.x templates print when no date is given: keeps renders stable
 
 GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
@@ -38,8 +42,13 @@ GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
 @dataclass(frozen=True)
 class RenderLimits:
-    """Limits of one render. ``time_limit``: wall-clock seconds, in any thread. ``max_chars``: the size of the output,
-    and of any string or list the template reads through an attribute or index or passes to a call.
+    """Limits of one record's render. ``time_limit``: wall-clock seconds, in any thread. ``max_chars``: the size of
+    the rendered text in UTF-8 bytes (checked while rendering, so before tokenizing; it also bounds the tokens, as
+    no tokenizer makes more tokens than bytes), and of any string (characters) or list (items) the template builds
+    or reads (``inspector.sandbox`` sizes every growing step before it runs). ``max_bytes``: the new values one
+    render may create in all. ``max_tokens``: the tokens of one sample (checked by the label engine right after
+    tokenizing; a record over it is refused with the reason). The defaults are far beyond any real conversation:
+    2,000,000 characters is about 500,000 tokens of English.
 
     Example: render(msgs, "{% for i in range(10**5) %}{% for j in range(10**5) %}{% endfor %}{% endfor %}",
     limits=RenderLimits(time_limit=0.5)) raises RenderTimeout("Chat template ran longer than 0.5 s ...").
@@ -47,6 +56,14 @@ class RenderLimits:
 
     time_limit: float = DEFAULT_TIME_LIMIT
     max_chars: int = DEFAULT_MAX_CHARS
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_tokens: int = DEFAULT_MAX_TOKENS
+
+
+def too_many_tokens(count: int, limits: RenderLimits) -> str:
+    """The reason for a sample over ``limits.max_tokens``. Example: too_many_tokens(1_200_000, RenderLimits())."""
+    return (f"the rendered text has {count:,} tokens, more than the limit of {limits.max_tokens:,} per sample "
+            "(RenderLimits.max_tokens, --max-tokens): refused")
 
 
 @dataclass
@@ -58,62 +75,79 @@ class Rendered:
 
 
 def compile_template(template: str) -> Any:
-    """Compile (cached) through transformers; a syntax error becomes ``ChatTemplateError`` with its line."""
+    """Compile (cached) through transformers; a syntax error becomes ``ChatTemplateError`` with its line. Templates
+    longer than ``MAX_TEMPLATE_CHARS`` are refused, and compiling has a time limit (``COMPILE_TIME_LIMIT``)."""
     import jinja2
-    from transformers.utils.chat_template_utils import _compile_jinja_template
 
+    if len(template) > MAX_TEMPLATE_CHARS:
+        raise ChatTemplateError(f"Chat template is {len(template):,} characters long, more than the limit of "
+                                f"{MAX_TEMPLATE_CHARS:,} (the largest publisher templates are under 20,000): refused")
     try:
         return _compile_guarded(template)
     except jinja2.TemplateSyntaxError as exc:
         raise ChatTemplateError(f"Chat template does not parse (line {exc.lineno}): {exc.message}") from exc
     except jinja2.TemplateError as exc:
         raise ChatTemplateError(f"Chat template does not compile: {exc}") from exc
+    except RenderTimeout as exc:
+        raise ChatTemplateError(str(exc)) from exc
     except RenderError as exc:
         raise ChatTemplateError(f"Chat template does not compile: {exc}") from exc
     except Exception as exc:  # constant expressions are evaluated while compiling (e.g. {{ 10**5000 }})
         raise ChatTemplateError(f"Chat template does not compile: {type(exc).__name__}: {exc}") from exc
 
 
-_BIG_OPERAND = 10**4  # digits / items: arithmetic beyond this is refused (no chat template needs it)
-
-
 @lru_cache(maxsize=128)
 def _compile_guarded(template: str) -> Any:
-    """transformers' sandboxed environment (same filters, globals and ``{% generation %}`` tracker), with the
-    arithmetic operators intercepted: Jinja would otherwise fold ``{{ (10**100000)**100000 }}`` while compiling,
-    before any time limit applies, holding a core and gigabytes for minutes. One environment per template, as
-    transformers does, so each template keeps its own generation tracker."""
+    """transformers' sandboxed environment (same filters, globals and ``{% generation %}`` tracker) with the memory
+    guards of ``inspector.sandbox`` installed before compiling: Jinja folds constant expressions while compiling
+    (``{{ (10**100000)**100000 }}``, ``{{ 'x'|center(10000000000) }}``), before any render limit applies. One
+    environment per template, as transformers does, so each template keeps its own generation tracker.
+
+    Compiling runs under a deadline of its own (``COMPILE_TIME_LIMIT``): checked every 256 tokens while parsing,
+    enforced by the watchdog in the code generator, and checked once more at the end (CPython's own ``compile()``
+    of the generated code runs to its end: the size cap bounds it). Folding builds small constants only."""
     from transformers.utils.chat_template_utils import _cached_compile_jinja_template
 
+    from . import sandbox
+
     env = _cached_compile_jinja_template("").environment
-    original = env.call_binop
+    sandbox.install(env, _current_deadline, DEFAULT_MAX_CHARS)
+    env.add_extension(_CompileDeadline)
+    # Folding may build constants of up to 20,000 characters, 4 MB in all; a bigger one is refused while compiling
+    # (Jinja then leaves the expression to the render, where the render's limits apply).
+    deadline = _Deadline(COMPILE_TIME_LIMIT, 20_000, 4 * 2**20)
+    deadline.what = "Chat template took longer than {limit:g} s to compile and was stopped (is it this large?)."
+    previous = getattr(_LOCAL, "deadline", None)
+    _LOCAL.deadline = deadline
+    try:
+        with _watched(deadline):
+            compiled = env.from_string(template)
+        deadline.check()
+    finally:
+        _LOCAL.deadline = previous
+    sandbox.install_joins(compiled, _current_deadline, DEFAULT_MAX_CHARS)
+    return compiled
 
-    def call_binop(context, operator, left, right):
-        _check_operands(operator, left, right)
-        return original(context, operator, left, right)
 
-    object.__setattr__(env, "intercepted_binops", frozenset({"*", "**", "+", "%", "//"}))
-    object.__setattr__(env, "call_binop", call_binop)
-    return env.from_string(template)
+def _compile_deadline_extension() -> type:
+    from jinja2.ext import Extension
+
+    class CompileDeadline(Extension):
+        """Checks the compile deadline every 256 tokens while Jinja parses (the parser pulls tokens as it goes), so
+        a slow parse stops at the limit without relying on the watchdog: its stop can be swallowed by a garbage
+        collector callback that happens to run at that moment."""
+
+        def filter_stream(self, stream):
+            deadline = _current_deadline()
+            for i, token in enumerate(stream):
+                if deadline is not None and i & 255 == 0:
+                    deadline.check()
+                yield token
+
+    return CompileDeadline
 
 
-def _check_operands(operator: str, left: Any, right: Any) -> None:
-    def big(x):
-        if isinstance(x, bool):
-            return False
-        if isinstance(x, int):
-            return x.bit_length() > _BIG_OPERAND * 4
-        return False
-
-    if operator == "**" and isinstance(right, int) and not isinstance(right, bool) and abs(right) > _BIG_OPERAND:
-        raise RenderError(f"Chat template raises a number to the power {right}: refused (too large)")
-    if big(left) or big(right):
-        raise RenderError("Chat template computes with a number of more than ~40,000 bits: refused (too large)")
-    if operator == "*":
-        n = right if isinstance(left, (str, list, tuple)) else left if isinstance(right, (str, list, tuple)) else None
-        seq = left if isinstance(left, (str, list, tuple)) else right
-        if isinstance(n, int) and n * len(seq) > DEFAULT_MAX_CHARS:
-            raise RenderError(f"Chat template repeats a {type(seq).__name__} {n:,} times: refused (too large)")
+_CompileDeadline = _compile_deadline_extension()
 
 
 def has_generation_tags(template: str) -> bool:
@@ -136,20 +170,24 @@ def template_variables(tokenizer: Any, extra: dict[str, Any] | None = None) -> d
 
 
 class _Deadline:
-    """The time and size budget of one render, in the thread that renders.
+    """The time, size and allocation budget of one render (or compile), in the thread that renders.
 
     Checked cooperatively (between output chunks, and on every call, attribute and item access the template makes,
     see ``_install_call_hook``) and enforced by the watchdog for loops that do none of these, e.g.
-    ``{% for a in r %}{% for b in r %}{% endfor %}{% endfor %}`` over a list ``r``.
+    ``{% for a in r %}{% for b in r %}{% endfor %}{% endfor %}`` over a list ``r``. ``spend`` counts the bytes of
+    the new values the render makes (``inspector.sandbox``), up to ``budget``.
 
-    Example: _Deadline(0.5, max_chars=3).check_size("abcd") raises RenderTimeout ("... built a string of 4 ...").
+    Example: _Deadline(0.5, max_chars=3).check_size("abcd") raises RenderTimeout ("... reached a string of 4 ...").
     """
 
-    __slots__ = ("end", "limit", "max_chars", "thread_id", "claim", "fired")
+    __slots__ = ("end", "limit", "max_chars", "thread_id", "claim", "fired", "budget", "spent", "what")
 
-    def __init__(self, limit: float, max_chars: int = DEFAULT_MAX_CHARS):
+    def __init__(self, limit: float, max_chars: int = DEFAULT_MAX_CHARS, budget: int = DEFAULT_MAX_BYTES):
         self.limit = limit
         self.max_chars = max_chars
+        self.budget = budget
+        self.spent = 0
+        self.what = "Chat template ran longer than {limit:g} s and was stopped (a loop without bound?)."
         self.end = time.monotonic() + limit
         self.thread_id = threading.get_ident()
         # Who stops this render: the watchdog or the render itself (leaving the watched region). Whoever pops
@@ -158,7 +196,7 @@ class _Deadline:
         self.fired = False  # the watchdog has scheduled _AsyncTimeout in the rendering thread
 
     def message(self) -> str:
-        return f"Chat template ran longer than {self.limit:g} s and was stopped (a loop without bound?)."
+        return self.what.format(limit=self.limit)
 
     def check(self) -> None:
         if time.monotonic() > self.end:
@@ -170,8 +208,41 @@ class _Deadline:
         if isinstance(value, _SIZED) and len(value) > self.max_chars:
             kind = "string" if isinstance(value, str) else type(value).__name__
             unit = "characters" if isinstance(value, str) else "items"
-            raise RenderTimeout(f"Chat template built a {kind} of {len(value):,} {unit}, past the limit of "
-                                f"{self.max_chars:,}, and was stopped (a value growing without bound?).")
+            raise RenderTimeout(f"Chat template reached a {kind} of {len(value):,} {unit}, past the limit of "
+                                f"{self.max_chars:,} per value (RenderLimits.max_chars), and was stopped.")
+
+    def spend(self, nbytes: int, what: str = "") -> None:
+        """Count ``nbytes`` of new values; stop the render once they pass the budget (a loop that keeps what it
+        makes alive, each step small)."""
+        self.spent += nbytes
+        if self.spent > self.budget:
+            raise RenderTimeout(f"Chat template created more than {self.budget:,} bytes of values in one render "
+                                f"(last: {what or 'a value'}) and was stopped (RenderLimits.max_bytes).")
+
+
+def _current_deadline() -> "_Deadline | None":
+    """The budget of the render (or compile) running in this thread, read by the sandbox guards."""
+    return getattr(_LOCAL, "deadline", None)
+
+
+class _watched:
+    """The watchdog covers ``deadline`` inside this block; a stop becomes ``RenderTimeout(deadline.message())``."""
+
+    def __init__(self, deadline: "_Deadline"):
+        self.deadline = deadline
+
+    def __enter__(self):
+        _WATCHDOG.watch(self.deadline)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            _WATCHDOG.unwatch(self.deadline)
+        except _AsyncTimeout:
+            raise RenderTimeout(self.deadline.message()) from None
+        if exc_type is not None and issubclass(exc_type, _AsyncTimeout):
+            raise RenderTimeout(self.deadline.message()) from None
+        return False
 
 
 class _AsyncTimeout(RenderTimeout):
@@ -263,14 +334,15 @@ def render(messages: list[dict[str, Any]], template: str, tokenizer: Any = None,
     compiled = compile_template(template)
     env = compiled.environment
     ctx = dict(variables if variables is not None else template_variables(tokenizer))
-    ctx.update(messages=_alias_reasoning_fields(_plain_template_data(messages)), tools=_plain_template_data(tools),
+    ctx.update(messages=_alias_reasoning_fields(_plain_template_data(_normalize(messages))),
+               tools=_plain_template_data(tools),
                documents=None, add_generation_prompt=add_generation_prompt)
     blocks: list[str] = []
     gen_spans: list[tuple[int, int]] = []
     deadline: _Deadline | None = None
     try:
         with _render_lock(env):
-            deadline = _Deadline(limits.time_limit, limits.max_chars)
+            deadline = _Deadline(limits.time_limit, limits.max_chars, limits.max_bytes)
             with _watch_calls(env, deadline):
                 if track_generation:
                     with env.activate_tracker(blocks, gen_spans):
@@ -294,6 +366,17 @@ def render(messages: list[dict[str, Any]], template: str, tokenizer: Any = None,
     return Rendered(text, [tuple(s) for s in gen_spans] if track_generation else None)
 
 
+def _normalize(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What ``apply_chat_template`` does to messages before a template sees them (transformers 5.x: keys whose value
+    is None are dropped, so ``content=None`` reaches the template as a missing key), so our text stays exactly
+    transformers'. Example: [{"role": "assistant", "content": None}] -> [{"role": "assistant"}]."""
+    try:
+        from transformers.utils.chat_template_utils import _normalize_chat_messages
+    except ImportError:  # older transformers pass messages as they are
+        return messages
+    return _normalize_chat_messages(messages)
+
+
 def _limit_in_context(exc: BaseException) -> RenderTimeout | None:
     """The RenderTimeout another error was raised while handling, if any."""
     seen = 0
@@ -306,12 +389,17 @@ def _limit_in_context(exc: BaseException) -> RenderTimeout | None:
 
 
 def _drain(gen, blocks: list[str], deadline: _Deadline, max_chars: int) -> int:
+    """Collect the output, at most ``max_chars`` counted in UTF-8 bytes (a character of English is one, of Chinese
+    three, an emoji four): no tokenizer makes more tokens than bytes (byte-level BPE and byte fallback make one per
+    byte at most), so this also bounds what tokenizing the record can cost."""
     size = 0
     for i, chunk in enumerate(gen):
         blocks.append(chunk)
-        size += len(chunk)
+        size += len(chunk) if chunk.isascii() else len(chunk.encode("utf-8", "surrogatepass"))
         if size > max_chars:
-            raise RenderTimeout(f"Chat template output grew past {max_chars:,} characters and was stopped.")
+            raise RenderTimeout(f"Chat template output grew past {max_chars:,} characters (UTF-8 bytes) and was "
+                                "stopped (the rendered text of one record is limited to RenderLimits.max_chars, "
+                                "--max-chars).")
         if i & 63 == 0:
             deadline.check()
     deadline.check()
@@ -353,6 +441,8 @@ def _install_call_hook(env: Any, local: Any) -> None:
     with _HOOK_LOCK:
         if getattr(env, "_inspector_hooked", False):
             return
+        from .sandbox import check_call, cost
+
         original_call, original_getattr, original_getitem = env.call, env.getattr, env.getitem
         monotonic = time.monotonic
 
@@ -365,8 +455,11 @@ def _install_call_hook(env: Any, local: Any) -> None:
                 deadline.check_size(value)
             for value in kwargs.values():
                 deadline.check_size(value)
+            args, size = check_call(__obj, args, kwargs, deadline.max_chars)  # sized before it runs
             result = original_call(__context, __obj, *args, **kwargs)
             deadline.check_size(result)
+            if size is not None and result is not getattr(__obj, "__self__", None):
+                deadline.spend(cost(result), getattr(__obj, "__name__", "a call"))
             return result
 
         def getattr_(obj, attribute):
@@ -387,6 +480,8 @@ def _install_call_hook(env: Any, local: Any) -> None:
                     raise RenderTimeout(deadline.message())
                 if isinstance(result, _SIZED) and len(result) > deadline.max_chars:
                     deadline.check_size(result)
+                if type(argument) is slice and result is not obj:  # a slice is a copy
+                    deadline.spend(cost(result), "a slice")
             return result
 
         # The environment is immutable for templates, not for us; the hooks only read a thread-local deadline.
@@ -512,18 +607,26 @@ def _leading_marker(tail: str, marker_re: re.Pattern) -> str | None:
     return m.group(0) if m else None
 
 
-def _closing(tail: str, user_closing: str, marker_re: re.Pattern) -> str | None:
+def _closing(tail: str, user_closing: str, marker_re: re.Pattern, opener: str = "") -> str | None:
     """The markup that closes an answer, from the text that follows it (``tail``).
 
     Templates usually close every message the same way: when the text that closes a user message (``user_closing``)
-    occurs in the tail, the closing runs up to and including it (Cohere: "<|END_RESPONSE|><|END_OF_TURN_TOKEN|>").
+    occurs in the tail, the closing runs up to and including it (Cohere: "<|END_RESPONSE|><|END_OF_TURN_TOKEN|>"),
+    and on over markers written right after it that do not open the next message (``opener``: the text before a
+    user message): a template whose answers end ``"}<|eot|>`` where user messages end ``"}``.
     Otherwise it is the first marker of the tail (DeepSeek "<｜end▁of▁sentence｜>", GLM's next-role "<|user|>").
 
-    Example: tail "<|im_end|>\\n<|im_start|>user\\n", user_closing "<|im_end|>\\n" -> "<|im_end|>"
+    Example: tail "<|im_end|>\n<|im_start|>user\n", user_closing "<|im_end|>\n" -> "<|im_end|>"
     """
     uc = user_closing.strip()
     if uc and uc in tail:
-        return tail[: tail.find(uc) + len(uc)].strip() or None
+        closing = tail[: tail.find(uc) + len(uc)]
+        while True:
+            m = marker_re.match(tail, len(closing))
+            if m is None or m.group(0) in opener:
+                break
+            closing = tail[: m.end()]
+        return closing.strip() or None
     return _leading_marker(tail, marker_re)
 
 
@@ -622,7 +725,7 @@ def _probe(template: str, tokenizer: Any, extra: dict[str, Any] | None, limits: 
     user = [{"role": "user", "content": PROBE_USER}]
     answer = {"role": "assistant", "content": PROBE_ANSWER}
     gen_prompt = header = None
-    user_closing = ""
+    user_closing = opener = ""
     try:
         without, with_gen = r(user), r(user, True)
         if with_gen.startswith(without) and len(with_gen) > len(without):
@@ -632,6 +735,7 @@ def _probe(template: str, tokenizer: Any, extra: dict[str, Any] | None, limits: 
         pos = without.rfind(PROBE_USER)
         if pos >= 0:
             user_closing = _cut_at_opener(without[pos + len(PROBE_USER):], without[:pos], tokenizer, marker_re)
+            opener = without[:pos]
         pos = with_gen.rfind(PROBE_USER)
         if header is None and pos >= 0:
             # the template always writes the assistant header after a user message: Mistral "[/INST]", Phi-3.5
@@ -657,14 +761,14 @@ def _probe(template: str, tokenizer: Any, extra: dict[str, Any] | None, limits: 
         b = text.find(PROBE_USER_2, a + 1)
         if a >= 0 and b >= 0:
             answer_to_user = text[a + len(PROBE_ANSWER):b]
-            add(_closing(answer_to_user, user_closing, marker_re))
+            add(_closing(answer_to_user, user_closing, marker_re, opener))
     except RenderError as exc:
         notes.append(f"probe with a second user message failed: {exc}")
     try:
         text = r(user + [answer])
         a = text.find(PROBE_ANSWER)
         if a >= 0:
-            add(_closing(text[a + len(PROBE_ANSWER):], user_closing, marker_re))
+            add(_closing(text[a + len(PROBE_ANSWER):], user_closing, marker_re, opener))
     except RenderError as exc:
         notes.append(f"probe ending on an answer failed: {exc}")
     _probe_tool_closing(r, user, marker_re, answer_to_user, eots, add)

@@ -3,24 +3,29 @@
 Only 4 of 56 publisher templates carry generation tags, so the core locates text itself. For each message piece
 (reasoning, content) it tries, in order, and records which method worked:
 
-1. ``exact``: the piece as is, searched left to right from the end of the previous piece;
+1. ``exact``: the piece as is, searched left to right from the end of the previous piece (when an assistant piece
+   occurs twice close together, the place an assistant header precedes: a template may preview the answer);
 2. ``stripped``: the piece with surrounding whitespace removed (templates that ``| trim`` content);
-3. ``sentinel``: render again with only this piece replaced by a sentinel word; the render is
-   ``prefix + X + suffix`` around the sentinel, so ``X`` is what the template made of the piece (it split off
-   reasoning, rewrote it, merged it into another turn). Short pieces (which could also match template markup,
-   like an answer "user") are always confirmed this way.
+3. ``marked``: when a search fails, is unsure (a short piece that could also be markup, like an answer "user") or
+   there are tool calls, render ONCE more with every piece of every message wrapped in rare marker characters;
+   if removing the markers gives back the text exactly, every piece's place is known from one render (linear in
+   the conversation, whatever its length). Tool calls are located this way too (kind ``tool_call``: the call's
+   name written before its argument values, through the last value), or, when the template reshapes the marked
+   values, by a render without the calls (``diff``);
+4. ``sentinel``: render again with only this piece replaced by a sentinel word; the render is
+   ``prefix + X + suffix`` around the sentinel, so ``X`` is what the template made of the piece.
 
-A piece that the sentinel render shows no trace of is *dropped* by the template (Qwen3 drops the reasoning of
-earlier turns): recorded in ``Layout.dropped``, not a failure.
+A piece that a render shows no trace of is *dropped* by the template (Qwen3 drops the reasoning of earlier turns):
+recorded in ``Layout.dropped``, not a failure.
 
 An assistant *turn* is then the text the model generates at inference: from the end of the generation prompt
 (``TemplateInfo.generation_prompt``, or the part of it that ends at a line break or marker when past turns are
 written differently, or the header the template always writes after a user message) that precedes the turn,
-through its content, reasoning and tool-call markup, to the end-of-turn marker that closes it. Where no marker
-follows, the turn ends where the render of the conversation up to this message parts from the full render, and
-at least after its tool calls (found by rendering without them).
+through its content, reasoning and tool calls (a call the template writes as a block of its own after the answer's
+closing included), to the end-of-turn marker that closes it. Where no marker follows, the turn ends where the
+render of the conversation up to this message parts from the full render, and at least after its tool calls.
 
-Example (ChatML): "<|im_start|>assistant\\nHi!<|im_end|>\\n" -> content span "Hi!" (exact), turn body "Hi!",
+Example (ChatML): "<|im_start|>assistant\nHi!<|im_end|>\n" -> content span "Hi!" (exact), turn body "Hi!",
 end-of-turn "<|im_end|>".
 """
 
@@ -31,7 +36,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import RenderError
+from .errors import RenderError, RenderTimeout
 from .render import TemplateInfo, _common_prefix_len
 
 SHORT_PIECE = 16  # pieces shorter than this are confirmed with a sentinel render
@@ -244,6 +249,8 @@ def marked_layout(text: str, messages: list[dict[str, Any]],
             return None
         try:
             other = rerender(probe)
+        except RenderTimeout:
+            raise  # out of time: the record is rejected, no other render would do better
         except RenderError:
             continue
         plain, found, absent, broken = parse_marked(other, keys)
@@ -278,6 +285,8 @@ def _sentinel_locate(text: str, messages: list[dict[str, Any]], i: int, kind: st
     probe[i][field_name] = SENTINEL
     try:
         other = rerender(probe)
+    except RenderTimeout:
+        raise  # out of time: the record is rejected, no other render would do better
     except RenderError:
         return "failed", None
     pos = other.find(SENTINEL)
@@ -543,6 +552,8 @@ def _turn_end_by_prefix(text: str, messages: list[dict[str, Any]], i: int, body_
     else:
         try:
             alone = rerender(messages[: i + 1])
+        except RenderTimeout:
+            raise  # out of time: the record is rejected, no other render would do better
         except RenderError:
             return body_from
         end = _common_prefix_len(text, alone)
@@ -578,6 +589,8 @@ def tool_call_region(text: str, messages: list[dict[str, Any]], i: int,
     probe[i] = {k: v for k, v in messages[i].items() if k != "tool_calls"}
     try:
         other = rerender(probe)
+    except RenderTimeout:
+        raise  # out of time: the record is rejected, no other render would do better
     except RenderError:
         return None
     start = _common_prefix_len(text, other)

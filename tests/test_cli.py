@@ -236,7 +236,7 @@ def test_every_command_and_option_has_help():
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     helps = {c.dest: c.help for c in action._choices_actions}
     subs = _subparsers(parser)
-    assert set(subs) == {"check", "export", "show", "checks", "pack"}
+    assert set(subs) == {"check", "export", "show", "checks", "pack", "training-template", "loss"}
     for name, sub in subs.items():
         assert helps.get(name), f"command {name} has no help"
         assert sub.description, f"command {name} has no description"
@@ -252,3 +252,221 @@ def test_every_command_is_in_the_readme():
         pytest.skip("README.md has no CLI section yet")
     for name in _subparsers(cli.build_parser()):
         assert f"python -m inspector {name}" in readme, f"README.md does not show `python -m inspector {name}`"
+
+
+# --- hardening: no input reaches exit 3; exit 3 is the tool's own failure --------------------------------------------
+
+def test_an_internal_error_exits_3_with_a_short_message_and_no_traceback(tmp_path, tiny_dir, capsys, monkeypatch):
+    data = write_jsonl(tmp_path / "d.jsonl", CLEAN)
+
+    def broken(*args, **kwargs):
+        raise IndexError("list index out of range")
+
+    monkeypatch.setattr(cli, "cmd_check", broken)
+    code, out, err = run_main(["check", data, "--tokenizer", tiny_dir], capsys)
+    assert code == cli.EXIT_INTERNAL == 3 and out == ""
+    assert err.splitlines()[0] == "Internal error: IndexError: list index out of range"
+    assert "please report it" in err and "--debug" in err and "Traceback" not in err
+    for argv in (["--debug", "check", data], ["check", data, "--debug"]):
+        code, _, err = run_main(argv + ["--tokenizer", tiny_dir], capsys)
+        assert code == 3 and "Traceback (most recent call last)" in err and "Internal error: IndexError" in err
+
+
+def test_show_with_an_index_past_any_file(tmp_path, tiny_dir, capsys):
+    data = write_jsonl(tmp_path / "d.jsonl", CLEAN)
+    code, out, err = run_main(["show", data, "--tokenizer", tiny_dir, "--index", "99999999999999999999999"], capsys)
+    assert code == 2 and out == ""
+    assert err.strip() == f"Error: {data} has no record number 99999999999999999999999 (numbers start at 0)"
+
+
+def test_deeply_nested_json_in_options_is_a_clear_error(tmp_path, tiny_dir, capsys):
+    data = write_jsonl(tmp_path / "d.jsonl", CLEAN)
+    deep = tmp_path / "tokenizer_config.json"
+    deep.write_text('{"chat_template": ' + "[" * 100_000 + "]" * 100_000 + "}", encoding="utf-8")
+    code, out, err = run_main(["check", data, "--tokenizer", tiny_dir, "--chat-template", str(deep)], capsys)
+    assert code == 2 and err.startswith(f"Error: {deep} cannot be read as JSON: RecursionError")
+    code, _, err = run_main(["check", data, "--template-var", "x=" + "[" * 100_000], capsys)
+    assert code == 2 and "the value of x cannot be read as JSON (RecursionError)" in err
+
+
+@pytest.mark.parametrize("name", ["empty.jsonl", "blank.jsonl", "zero.parquet", "empty.json", "list.json"])
+def test_no_records_is_one_error_level_finding(tmp_path, tiny_dir, capsys, name):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / name
+    if name == "zero.parquet":
+        pq.write_table(pa.table({"prompt": pa.array([], pa.string()), "completion": pa.array([], pa.string())}), path)
+    else:
+        path.write_text({"blank.jsonl": "\n" * 100_000, "list.json": "[]"}.get(name, ""), encoding="utf-8")
+    code, out, _ = run_main(["check", str(path), "--tokenizer", tiny_dir, "--json"], capsys)
+    report = json.loads(out)
+    assert code == 1 and report["totals"]["records"] == 0 and report["result"]["failed"]
+    assert report["checks"]["no-records"]["findings"] == 1
+    assert "the input holds no record" in report["checks"]["no-records"]["first"][0]["message"]
+    code, out, _ = run_main(["check", str(path), "--tokenizer", tiny_dir], capsys)
+    assert code == 1 and "no-records" in out and "checks fired: 1 error" in out
+    assert run_main(["check", str(path), "--tokenizer", tiny_dir, "--fail-on", "never"], capsys)[0] == 0
+    assert run_main(["check", str(path), "--tokenizer", tiny_dir, "--skip", "no-records"], capsys)[0] == 0
+
+
+def test_lone_surrogate_ids_and_content_never_crash_printing(tmp_path, tiny_dir):
+    """check, check --json, show and export on records with lone surrogates in the id and content, in one real
+    process (stdout a pipe with the strict UTF-8 encoder, where printing such an id used to raise)."""
+    data = tmp_path / "s.jsonl"
+    data.write_text('{"id": "bad\\ud800", "messages": [{"role": "user", "content": "Hi"}, '
+                    '{"role": "assistant", "content": "Yo"}]}\n'
+                    '{"id": "c\\udc00", "messages": [{"role": "user", "content": "Hi \\ud83d"}]}\n'
+                    + json.dumps(CLEAN[0]) + "\n", encoding="utf-8")
+    runs = [["check", str(data), "--no-progress"], ["check", str(data), "--json"], ["show", str(data), "--index", "0"],
+            ["show", str(data), "--id", "c\\udc00"],
+            ["export", str(data), "--out", str(tmp_path / "out"), "--no-progress"]]
+    code = ("import json, sys\nfrom inspector import cli\n"
+            "for argv in json.loads(sys.argv[1]):\n"
+            "    code = cli.main(argv + ['--tokenizer', sys.argv[2]])\n"
+            "    sys.stdout.flush()\n    print('=== exit %d' % code, flush=True)\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(runs), tiny_dir], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    outputs = proc.stdout.split("=== exit ")
+    codes = [int(part.split("\n", 1)[0]) for part in outputs[1:]]
+    assert len(codes) == len(runs) and all(c in (0, 1) for c in codes), (codes, proc.stderr[-2000:])
+    check, as_json, show, show_id = outputs[0], outputs[1].split("\n", 1)[1], outputs[2].split("\n", 1)[1], \
+        outputs[3].split("\n", 1)[1]
+    assert "bad\\ud800" in check
+    assert json.loads(as_json)["totals"]["rejected_by_loader"] == 2
+    assert "Record bad\\ud800" in show and "lone surrogate" in show
+    assert "Record c\\udc00" in show_id
+    rejected = (tmp_path / "out" / "rejected.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["id"] for line in rejected] == ["bad\\ud800", "c\\udc00"]
+
+
+def test_a_full_disk_is_an_error_with_exit_2(tmp_path, tiny_dir, capsys, monkeypatch):
+    import errno
+
+    import inspector.export as export_mod
+
+    data = write_jsonl(tmp_path / "d.jsonl", CLEAN)
+    real_open = open
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    monkeypatch.setattr(export_mod, "open", lambda *a, **k: Full(real_open(*a, **k)), raising=False)
+    out_dir = tmp_path / "out"
+    code, out, err = run_main(["export", data, "--tokenizer", tiny_dir, "--out", str(out_dir)], capsys)
+    assert code == 2 and err.startswith("Error: No space left on the device")
+    assert list(out_dir.iterdir()) == []
+
+
+def test_sigterm_during_an_export_removes_its_partial_files(tmp_path, tiny_dir):
+    import signal
+    import time
+
+    data = write_jsonl(tmp_path / "big.jsonl", [dict(CLEAN[0], id=f"r{i}") for i in range(200_000)])
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "mine.txt").write_text("keep\n", encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "inspector", "export", data, "--tokenizer", tiny_dir, "--out",
+                             str(out_dir), "--no-progress"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    staging = []
+    while time.monotonic() < deadline and not staging and proc.poll() is None:
+        staging = [p for p in out_dir.iterdir() if p.name.endswith(".partial")]
+        time.sleep(0.05)
+    assert staging, "the export never started writing"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-2000:]
+    assert "Terminated (SIGTERM)" in err and "Traceback" not in err
+    assert sorted(p.name for p in out_dir.iterdir()) == ["mine.txt"]
+
+
+def test_a_panicking_tokenizer_rejects_the_record_and_the_run_goes_on(tmp_path):
+    from conftest import PANIC_TEXT, train_panicky_tokenizer
+
+    tok_dir = tmp_path / "panicky"
+    train_panicky_tokenizer().save_pretrained(str(tok_dir))
+    bad = {"id": "boom", "messages": [{"role": "user", "content": PANIC_TEXT}, {"role": "assistant", "content": "Yo"}]}
+    data = write_jsonl(tmp_path / "d.jsonl", CLEAN + [bad])
+    proc = run_module("check", data, "--tokenizer", str(tok_dir), "--json")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["totals"]["records"] == 3 and report["totals"]["accepted_records"] == 2
+    first = report["checks"]["template-error"]["first"][0]
+    assert first["conversation_id"] == "boom" and "PanicException" in first["message"]
+
+
+# --- done when: one of each bad record among 1,000 good ones ---------------------------------------------------------
+
+def test_one_of_each_bad_record_among_a_thousand_good_ones(tmp_path):
+    """A CLI run over a file that mixes one of each bad record of issue 13 with 1,000 good ones exits 0 or 1 (never
+    a traceback), writes a complete export, and rejects exactly the bad records."""
+    from conftest import PANIC_TEXT, train_panicky_tokenizer
+
+    tok_dir = tmp_path / "panicky"  # a tokenizer whose pre-tokenizer regex panics on PANIC_TEXT
+    train_panicky_tokenizer().save_pretrained(str(tok_dir))
+    good = [json.dumps({"id": f"g{i}", "messages": [{"role": "user", "content": f"Hello! How can I help {i}"},
+                                                    {"role": "assistant", "content": "The quick brown fox."}]})
+            for i in range(1000)]
+    ok = '[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]'
+    bad = {
+        "huge-number": '{"id": "huge-number", "messages": ' + ok + ', "n": ' + "9" * 5000 + "}",
+        "deep-record": "[" * 100_000 + "]" * 100_000,
+        "deep-content": '{"id": "deep-content", "messages": [{"role": "user", "content": ' + "[" * 100_000
+                        + "]" * 100_000 + '}, {"role": "assistant", "content": "x"}]}',
+        "surrogate-id": '{"id": "surrogate-id\\ud800", "messages": ' + ok + "}",
+        "surrogate-content": '{"id": "surrogate-content", "messages": [{"role": "user", "content": "Hi \\ud83d"}, '
+                             '{"role": "assistant", "content": "Yo"}]}',
+        "nan-weight": '{"id": "nan-weight", "messages": [{"role": "user", "content": "Hi"}, '
+                      '{"role": "assistant", "content": "Yo", "loss_weight": NaN}]}',
+        "long-line": '{"id": "long-line", "messages": ' + ok + ', "pad": "' + "x" * (17 * 2**20) + '"}',
+        "over-the-text-cap": json.dumps({"id": "over-the-text-cap", "messages": [
+            {"role": "user", "content": "quick brown fox " * 1000}, {"role": "assistant", "content": "Yo"}]}),
+        "tokenizer-panic": json.dumps({"id": "tokenizer-panic", "messages": [
+            {"role": "user", "content": PANIC_TEXT}, {"role": "assistant", "content": "Yo"}]}),
+        "invalid-json": '{"id": "invalid-json", "messages": [',
+        "invalid-utf8": None,
+    }
+    lines: list[bytes] = []
+    bad_lines = {}
+    for i, line in enumerate(good):
+        lines.append(line.encode())
+        if i % 90 == 45 and len(bad_lines) < len(bad):
+            name = list(bad)[len(bad_lines)]
+            lines.append(bad[name].encode() if bad[name] is not None else b'{"id": "caf\xe9"}')
+            bad_lines[len(lines)] = name  # 1-based line number
+    assert len(bad_lines) == len(bad)
+    data = tmp_path / "mixed.jsonl"
+    data.write_bytes(b"\n".join(lines) + b"\n")
+    out_dir = tmp_path / "out"
+    proc = run_module("export", str(data), "--tokenizer", str(tok_dir), "--out", str(out_dir), "--no-progress",
+                      "--max-chars", "10000", "--fail-on", "error")
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "Internal error" not in proc.stderr, proc.stderr[-3000:]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["accepted.jsonl", "rejected.jsonl", "report.json"]
+    accepted = [json.loads(line) for line in (out_dir / "accepted.jsonl").read_text(encoding="utf-8").splitlines()]
+    rejected = [json.loads(line) for line in (out_dir / "rejected.jsonl").read_text(encoding="utf-8").splitlines()]
+    report = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
+    assert sorted(r["id"] for r in accepted) == sorted(f"g{i}" for i in range(1000))
+    assert sorted(int(r["source"].rsplit("line ", 1)[1]) for r in rejected) == sorted(bad_lines)
+    assert all(r["reasons"] for r in rejected)
+    assert report["totals"]["records"] == 1000 + len(bad) and report["totals"]["accepted_records"] == 1000
+    by_line = {int(r["source"].rsplit("line ", 1)[1]): " ".join(r["reasons"]) for r in rejected}
+    expected = {"huge-number": "5,000 digits", "deep-record": "too deeply", "deep-content": "too deeply",
+                "surrogate-id": "lone surrogate", "surrogate-content": "lone surrogate", "nan-weight": "loss_weight",
+                "long-line": "bytes long", "over-the-text-cap": "past the limit of 10,000",
+                "tokenizer-panic": "PanicException", "invalid-json": "invalid JSON", "invalid-utf8": "not valid UTF-8"}
+    for line, name in bad_lines.items():
+        assert expected[name] in by_line[line], (name, by_line[line])

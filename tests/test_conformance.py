@@ -28,6 +28,7 @@ from inspector.labels import LabelEngine, LabelOptions
 from inspector.tokenizer import ChatSetup
 from inspector.verify import verify_sample
 from test_labels import assistant_only_problems
+from training_corpus import training_cell
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "conformance.md"
 
@@ -105,8 +106,11 @@ NEEDS_TEXT: dict[str, str] = {
 TEMPLATE_NOTES: dict[str, str] = {
     "GLM-4.6.jinja": "no closing marker: the next role token (<|user|>, <|observation|>) stops generation, as GLM's "
                      "own fine-tuning trains it; nothing closes the last answer",
-    "deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja": "the template closes a tool-call block only after a second "
-                                                      "call, so a single call ends at <｜tool▁call▁end｜>",
+    "deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja": "writes tool calls only for content None, a key that "
+                                                      "transformers 5.x drops before rendering (then the template "
+                                                      "raises): with content \"\" the call is not in the training "
+                                                      "text (reported as unsupported-role); the template closes a "
+                                                      "tool-call block only after a second call",
     "google-gemma-4-31B-it.jinja": "a tool call and its result share the model turn: the call is trained up to "
                                    "<|tool_response>, the response is not, the answer after it is",
     "CohereForAI-c4ai-command-r-plus-tool_use.jinja": "an \"Action:\" tool-call turn is not closed by the template",
@@ -404,21 +408,33 @@ def write_doc(outcomes: list[Outcome], path: Path = DOC) -> str:
         f"correct for {correct} of the {all3 + some} that render; the verifier agrees on {verified}; known issues: "
         f"{len(KNOWN_ISSUES)}.**",
         "",
-        "| template | tokenizer | renders? | labels correct? | verifier | end-of-turn marker | span methods | notes |",
-        "|---|---|---|---|---|---|---|---|",
+        *training_intro([training_cell(o.template) for o in outcomes]),
+        "| template | tokenizer | renders? | labels correct? | verifier | end-of-turn marker | span methods | "
+        "training template | notes |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for o in sorted(outcomes, key=lambda o: o.template.lower()):
         ok = "yes" if o.correct else "no" if o.rendered else "n/a"
         ver = "agrees" if o.verified else "n/a" if not o.rendered else "DISAGREES"
         lines.append(f"| {o.template.removesuffix('.jinja')} | {o.tokenizer} | {o.renders} | {ok} | {ver} | "
                      f"{_marker_cell(EXPECTED_EOT.get(o.template, o.end_of_turn))} | {', '.join(sorted(o.methods))} | "
-                     f"{'; '.join(_cell(n) for n in outcome_notes(o))} |")
+                     f"{_cell(training_cell(o.template))} | {'; '.join(_cell(n) for n in outcome_notes(o))} |")
     lines += ["", "Known issues (also in `KNOWN_ISSUES` in the test):", ""]
     lines += [f"- {k}: {v}" for k, v in KNOWN_ISSUES.items()] or ["- none"]
     text = "\n".join(lines) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return text
+
+
+def training_intro(cells: list[str]) -> list[str]:
+    verified = sum(c.startswith("verified") for c in cells)
+    return ["*Training template* (`python -m inspector training-template`, `tests/test_training_template_corpus.py`): "
+            "the template rewritten with `{% generation %}` blocks, verified through transformers' "
+            "`apply_chat_template(return_assistant_tokens_mask=True)` on these three conversations and three more "
+            "(one turn; three turns with reasoning; two tool calls): the text byte-identical to the original's and "
+            "the mask equal to our labels on every token (conversations neither side can render are counted apart). "
+            f"**Verified for {verified} of {len(cells)} templates.**", ""]
 
 
 def test_write_conformance_doc(corpus, corpus_tokenizers):

@@ -146,6 +146,38 @@ def test_evaluator_passes_global_positions_to_the_verifier(deepseek_setup, monke
     assert merged.records == 10 and merged.checks["label-verification"].findings == 5
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 7, 64])
+def test_long_lines_are_skipped_as_the_local_loader_skips_them(chunk):
+    """A line longer than the per-record limit is never kept whole: the Ray reader gives a ``_LongLine`` of the
+    same size where ``loaders._bounded_lines`` does (the edge at exactly the limit included), and byte ranges
+    still give every line once."""
+    import io
+
+    from inspector.distributed import _iter_lines, range_lines
+    from inspector.loaders import _bounded_lines, _LongLine
+
+    data = b"ab\n" + b"x" * 8 + b"\n" + b"y" * 9 + b"\n" + b"\n" + b"z" * 30 + b"\nlast" + b"w" * 20
+
+    def shape(lines):
+        return [("long", x.size, x.head[:3]) if isinstance(x, _LongLine) else x for x in lines]
+
+    local = shape(_bounded_lines(io.BytesIO(data), limit=8))
+    assert shape(_iter_lines(io.BytesIO(data), chunk=chunk, limit=8)) == local
+    assert [x[0] if isinstance(x, tuple) else x for x in local] == [b"ab\n", b"x" * 8 + b"\n", "long", b"\n",
+                                                                      "long", "long"]
+    assert sum(x[1] if isinstance(x, tuple) else len(x) for x in local) == len(data)
+    import inspector.distributed as d
+
+    old = d.MAX_RECORD_BYTES
+    d.MAX_RECORD_BYTES = 8
+    try:
+        for cut in range(len(data) + 1):  # two byte ranges, cut anywhere: every line once, in order
+            got = shape(range_lines(io.BytesIO(data), 0, cut)) + shape(range_lines(io.BytesIO(data), cut, len(data)))
+            assert got == local, cut
+    finally:
+        d.MAX_RECORD_BYTES = old
+
+
 # --- on a local Ray ----------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -165,6 +197,17 @@ def test_check_on_demo_equals_local(ray_cluster, capsys):
     assert remote == local
     assert remote["totals"]["records"] == 12 and remote["checks"]["no-trainable-tokens"]["examples"] == [
         "demo-05-no-assistant", "demo-06-loss-weight-zero"]
+
+
+def test_check_on_20k_generated_conversations_equals_local(ray_cluster, tmp_path, capsys):
+    """20,000 generated conversations (five profiles, system prompts, terse and long answers), cut into eight byte
+    ranges for two workers: the same report as the local engine, the verifier's sample included."""
+    data = str(write_generated(tmp_path / "gen20k.jsonl", 20_000, seed=3))
+    code, local = cli_json(capsys, data)
+    code_ray, remote = cli_json(capsys, data, "--engine", "ray", "--ray-workers", "2")
+    assert code == code_ray and remote == local
+    assert local["totals"]["records"] == 20_000 and local["totals"]["samples"] == 20_000
+    assert local["checks"]["low-trainable-share"]["records"] > 0  # the generator's terse answers fire it
 
 
 def test_check_on_mixed_folder_equals_local(ray_cluster, tmp_path, capsys):
@@ -221,11 +264,27 @@ def test_loading_errors_exit_2_with_the_loader_message(ray_cluster, tmp_path, ca
     (saved / "state.json").write_text("{}")
     assert main(["check", str(saved), "--engine", "ray"]) == 2
     assert "save_to_disk, which --engine ray does not read" in capsys.readouterr().err
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    (broken / "a.json").write_text('[{"prompt": "a", "completion": "b"}')  # raised inside a Ray read task
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"prompt": "a", "completion": "b"}')  # raised inside a Ray read task
     assert main(["check", str(broken), "--engine", "ray"]) == 2
-    assert capsys.readouterr().err.startswith(f"Error: {broken / 'a.json'} is not valid JSON: it ends before")
+    assert capsys.readouterr().err.startswith(f"Error: {broken} is not valid JSON: it ends before")
+
+
+def test_a_file_of_a_folder_that_cannot_be_read_is_one_rejected_record_as_locally(ray_cluster, tmp_path, capsys):
+    """In a folder, a broken .json file and a Parquet file that is not one are each one rejected record with the
+    reason; the good file's records go on: the report equals the local engine's."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "a.json").write_text('[{"prompt": "a", "completion": "b"}')
+    (folder / "b.parquet").write_bytes(b"PAR1 not really")
+    (folder / "c.jsonl").write_text('{"prompt": "2 + 2?", "completion": "4"}\n' * 3)
+    (folder / "d.jsonl").write_text('{"prompt": "utf-16", "completion": "ok"}\n\n{"prompt": 1\n', encoding="utf-16")
+    (folder / "e.jsonl").write_bytes('{"prompt": "no BOM"}\n'.encode("utf-16-le"))
+    code, local = cli_json(capsys, str(folder))
+    code_ray, remote = cli_json(capsys, str(folder), "--engine", "ray", "--ray-workers", "2")
+    assert code == code_ray == 1 and remote == local
+    assert local["totals"]["records"] == 8 and local["totals"]["conversations"] == 4
+    assert local["checks"]["record-rejected"]["examples"] == ["a.json", "b.parquet", "d-1", "e.jsonl"]
 
 
 @pytest.mark.skipif(not os.environ.get("SFT_CORPUS"), reason="SFT_CORPUS is not set (the corpus data folder)")

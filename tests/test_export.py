@@ -108,9 +108,11 @@ def test_report_json_has_counts_and_the_rule(tiny_setup, data_file, tmp_path):
     report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
     assert report["totals"]["records"] == 7
     assert report["totals"]["accepted_records"] + report["totals"]["rejected_records"] == 7
+    files = report["export"].pop("files")  # written last, report.json names the files it belongs to
     assert report["export"] == {"format": "jsonl", "accepted_file": "accepted.jsonl",
                                 "rejected_file": "rejected.jsonl", "accepted_records": 4, "accepted_samples": 4,
                                 "rejected_records": 3, "rule": ACCEPT_RULE}
+    assert files == {name: (tmp_path / "out" / name).stat().st_size for name in ("accepted.jsonl", "rejected.jsonl")}
     assert report["checks"]["no-trainable-tokens"]["examples"] == ["zero"]
     assert report["checks"]["record-rejected"]["records"] == 2
 
@@ -238,3 +240,273 @@ def test_export_report_matches_check_report(tiny_setup, data_file, tmp_path):
     exported = export_data(data_file, tiny_setup, tmp_path / "out")
     assert checked.to_dict()["checks"] == exported.to_dict()["checks"]
     assert checked.to_dict()["totals"] == exported.to_dict()["totals"]
+
+
+# --- faults: the export is all or nothing, and a failure says why ------------------------------------------------
+# Each case first writes a good export with other content, then fails a second export with --force: the folder must
+# hold exactly the first export afterwards (no half-committed mix, no hidden partial files).
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {p.name: (p.read_bytes() if p.is_file() else b"<dir>") for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture()
+def first_export(tiny_setup, tmp_path) -> tuple[Path, dict[str, bytes]]:
+    out = tmp_path / "out"
+    data = tmp_path / "first.jsonl"
+    data.write_text(json.dumps(RECORDS[0]) + "\n", encoding="utf-8")
+    export_data(data, tiny_setup, out)
+    return out, _tree(out)
+
+
+class _FullDisk:
+    """A text file whose writes fail with ENOSPC once ``budget`` characters were written (close fails too, as a
+    buffered file flushing into a full disk does)."""
+
+    def __init__(self, real, budget: int):
+        self.real, self.budget = real, budget
+
+    def write(self, text: str) -> int:
+        import errno
+
+        self.budget -= len(text)
+        if self.budget < 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self.real.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        self.real.close()
+        if self.budget < 0:
+            import errno
+
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("budget", [0, 200, 5000])
+def test_full_disk_while_writing_jsonl(tiny_setup, data_file, first_export, monkeypatch, budget):
+    import inspector.export as export_mod
+
+    out, before = first_export
+    real_open = open
+    monkeypatch.setattr(export_mod, "open", lambda *a, **k: _FullDisk(real_open(*a, **k), budget), raising=False)
+    with pytest.raises(ExportError) as info:
+        export_data(data_file, tiny_setup, out, force=True)
+    assert str(info.value).startswith("No space left on the device")
+    assert "the export was not written (partial files removed)" in str(info.value)
+    assert _tree(out) == before
+
+
+def test_full_disk_while_writing_parquet(tiny_setup, data_file, first_export, monkeypatch):
+    import errno
+
+    import pyarrow.parquet as pq
+
+    out, before = first_export
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full)
+    with pytest.raises(ExportError, match="No space left on the device"):
+        export_data(data_file, tiny_setup, out, fmt="parquet", force=True)
+    assert _tree(out) == before
+
+
+def test_full_disk_when_the_files_are_synced(tiny_setup, data_file, first_export, monkeypatch):
+    import errno
+    import os
+
+    out, before = first_export
+
+    def fsync(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(ExportError, match="No space left on the device"):
+        export_data(data_file, tiny_setup, out, force=True)
+    monkeypatch.undo()
+    assert _tree(out) == before
+
+
+def test_a_failed_rename_while_committing_puts_the_old_export_back(tiny_setup, data_file, first_export, monkeypatch):
+    import errno
+    import os
+
+    out, before = first_export
+    real_replace = os.replace
+    calls = []
+
+    def replace(src, dst):
+        calls.append((Path(src).name, Path(dst).name))
+        if Path(src).name == "rejected.jsonl" and Path(src).parent.name.endswith(".partial"):
+            raise OSError(errno.EIO, "Input/output error")  # the second new file fails to move in
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(ExportError, match=r"Cannot write in .*Input/output error"):
+        export_data(data_file, tiny_setup, out, force=True)
+    monkeypatch.undo()
+    assert _tree(out) == before
+    assert ("accepted.jsonl", "accepted.jsonl") in calls  # it got as far as putting the first new file in place
+
+
+def test_a_read_only_folder_is_a_clear_error(tiny_setup, data_file, first_export, monkeypatch):
+    import errno
+    import os
+
+    out, before = first_export
+    real_mkdir = os.mkdir
+
+    def mkdir(path, *args, **kwargs):
+        if Path(path).name.startswith(".sft-inspector-export."):
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    with pytest.raises(ExportError, match=r"Cannot write in .*out \(Read-only file system\) while preparing"):
+        export_data(data_file, tiny_setup, out, force=True)
+    monkeypatch.undo()
+    assert _tree(out) == before
+    if os.geteuid() != 0:  # a real read-only folder (root may write anyway)
+        out.chmod(0o555)
+        try:
+            with pytest.raises(ExportError, match="Cannot write in"):
+                export_data(data_file, tiny_setup, out, force=True)
+        finally:
+            out.chmod(0o755)
+        assert _tree(out) == before
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="Linux /proc")
+def test_out_in_proc_is_a_clear_error(tiny_setup, data_file):
+    with pytest.raises(ExportError, match="Cannot write in /proc/"):
+        export_data(data_file, tiny_setup, "/proc/self", force=True)
+
+
+def test_report_json_being_a_folder_is_refused_before_anything_is_written(tiny_setup, data_file, first_export):
+    out, _ = first_export
+    (out / "report.json").unlink()
+    (out / "report.json").mkdir()
+    before = _tree(out)
+    with pytest.raises(ExportError, match=r"report\.json is a folder .*not a file"):
+        export_data(data_file, tiny_setup, out, force=True)
+    assert _tree(out) == before
+
+
+def test_partials_of_a_killed_run_are_removed_by_the_next_run(tiny_setup, data_file, tmp_path):
+    import subprocess
+    import sys
+
+    from inspector.export import STAGING_PREFIX
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # that process has ended: what it left is stale
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / f"{STAGING_PREFIX}{pid}.0123abcd.partial"
+    stale.mkdir()
+    (stale / "accepted.jsonl").write_text("half\n", encoding="utf-8")
+    old_style = out / f".accepted.jsonl.{pid}.0123abcd.partial"  # what older versions left
+    old_style.write_text("half\n", encoding="utf-8")
+    alive = out / f"{STAGING_PREFIX}{os_getpid()}.feedbeef.partial"  # a run still going (this process): left alone
+    alive.mkdir()
+    export_data(data_file, tiny_setup, out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(["accepted.jsonl", "rejected.jsonl", "report.json",
+                                                            alive.name])
+
+
+def os_getpid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def test_rejected_jsonl_is_strict_json_with_lone_surrogates_and_nan(tiny_setup, tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"id": "bad\\ud800", "messages": [{"role": "user", "content": "Hi"}]}\n'
+                    '{"messages": [{"role": "user", "content": "Hi \\udc00"}, '
+                    '{"role": "assistant", "content": "Yo"}]}\n'
+                    '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo", '
+                    '"loss_weight": NaN}]}\n' + json.dumps(RECORDS[0]) + "\n", encoding="utf-8")
+    report = export_data(data, tiny_setup, tmp_path / "out")
+    assert (report.accepted_records, report.rejected_records) == (1, 3)
+    lines = (tmp_path / "out" / "rejected.jsonl").read_bytes().decode("utf-8").splitlines()
+
+    def strict(constant):
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    rows = [json.loads(line, parse_constant=strict) for line in lines]
+    assert [r["id"] for r in rows] == ["bad\\ud800", "d-1", "d-2"]
+    assert rows[0]["record"]["id"] == "bad\ud800"  # written as the escape it arrived as
+    assert rows[2]["record"]["messages"][1]["loss_weight"] == "NaN"
+    assert "loss_weight is nan" in rows[2]["reasons"][0]
+
+
+def test_when_even_the_undo_fails_the_old_files_are_kept_and_named(tiny_setup, data_file, first_export, monkeypatch):
+    import errno
+    import os
+
+    out, before = first_export
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if Path(src).name in ("rejected.jsonl", "old-rejected.jsonl") and Path(src).parent.name.endswith(".partial"):
+            raise OSError(errno.EIO, "Input/output error")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(ExportError, match=r"the previous rejected\.jsonl could not be put back: they are in .*partial"):
+        export_data(data_file, tiny_setup, out, force=True)
+    monkeypatch.undo()
+    staging = [p for p in out.iterdir() if p.name.endswith(".partial")]
+    assert len(staging) == 1 and (staging[0] / "old-rejected.jsonl").read_bytes() == before["rejected.jsonl"]
+    import subprocess
+    import sys
+
+    from inspector.export import STAGING_PREFIX, clean_stale_partials
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout)
+    kept = staging[0].rename(out / f"{STAGING_PREFIX}{dead}.0123abcd.partial")  # as if its run had been killed
+    assert clean_stale_partials(out) == [] and kept.exists()  # never deleted by a later run
+
+
+def test_chunks_are_bounded_by_text_size_too():
+    """A run of very long records is taken a few at a time (each chunk is built and tokenized at once); text that
+    is not ASCII counts four bytes a character, an upper bound of its UTF-8 size."""
+    from inspector.checks import DEFAULT_CHUNK_TEXT, chunks, text_size
+
+    def conv(cid, text):
+        return Conversation(cid, [Message("user", text), Message("assistant", "Yo")])
+
+    long, short, emoji = conv("l", "x" * 3000), conv("s", "Hi"), conv("e", "😀" * 1000)
+    assert (text_size(long), text_size(short), text_size(emoji)) == (3002, 4, 4002)
+    sizes = [[c.id for c in chunk] for chunk in chunks([long, short, long, long, short, emoji], 10, 5000)]
+    assert sizes == [["l", "s"], ["l"], ["l", "s"], ["e"]]
+    assert [len(c) for c in chunks([short] * 7, 3, 5000)] == [3, 3, 1]  # by count, as before
+    assert DEFAULT_CHUNK_TEXT == 4_000_000
+
+
+def test_a_full_disk_while_writing_a_packed_dataset_is_a_clear_error(tmp_path, monkeypatch):
+    import errno
+
+    import inspector.packed_export as packed_mod
+
+    real_open = open
+    monkeypatch.setattr(packed_mod, "open", lambda *a, **k: _FullDisk(real_open(*a, **k), 10), raising=False)
+    out = tmp_path / "packed"
+    rows = [{"input_ids": list(range(50)), "labels": list(range(50))}] * 3
+    with pytest.raises(ExportError, match="No space left on the device .* while writing the packed dataset"):
+        packed_mod.write_packed(out, rows, {"totals": {}})
+    assert list(out.iterdir()) == []
+    assert errno.ENOSPC  # the error _FullDisk raises

@@ -237,6 +237,9 @@ def test_json_file_whole_or_truncated(tmp_path_factory, records, cut_at, cut):
         for item in items:
             assert_item(item)
         return
+    if not text.strip():  # cut to nothing: an empty file holds no records (the checks report no-records)
+        assert list(iter_records(path)) == []
+        return
     with pytest.raises(DataError) as info:
         list(iter_records(path))
     assert str(info.value).strip() and str(path) in str(info.value)
@@ -254,6 +257,45 @@ def test_json_file_of_random_bytes(tmp_path_factory, data):
         return
     for item in items:
         assert_item(item)
+
+
+# Shapes that crashed whole runs: nesting past Python's parser (RecursionError), numbers past the int conversion
+# limit (ValueError), NaN weights. Wrapped around a good record, in a line among good lines.
+HOSTILE_SHAPE = st.one_of(
+    st.integers(90, 3000).map(lambda d: "[" * d + "1" + "]" * d),
+    st.integers(90, 3000).map(lambda d: '{"a": ' * d + "1" + "}" * d),
+    st.integers(4000, 6000).map(lambda n: "9" * n),
+    st.integers(4000, 6000).map(lambda n: "-" + "1" * n + ".5"),
+    st.sampled_from(["NaN", "Infinity", "-Infinity", "1e999", '"\\ud800"', '"\\udfff\\ud83d"']),
+)
+HOSTILE_SLOT = st.sampled_from(['{"id": @, "messages": [{"role": "user", "content": "Hi"}, '
+                                '{"role": "assistant", "content": "Yo"}]}',
+                                '{"messages": [{"role": "user", "content": @}, {"role": "assistant", "content": "x"}]}',
+                                '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", '
+                                '"content": "Yo", "loss_weight": @}]}',
+                                '{"prompt": "Hi", "completion": "Yo", "tools": @}', "@"])
+
+
+@FAST
+@given(st.lists(st.tuples(HOSTILE_SLOT, HOSTILE_SHAPE).map(lambda t: t[0].replace("@", t[1])), min_size=1,
+                max_size=4), st.booleans())
+def test_hostile_shapes_are_rejected_one_record_at_a_time(tmp_path_factory, bad_lines, as_json_list):
+    good = '{"prompt": "Hi", "completion": "Yo"}'
+    lines = [good] + [x for line in bad_lines for x in (line, good)]
+    folder = tmp_path_factory.mktemp("hostile")
+    if as_json_list:
+        path = folder / "data.json"
+        path.write_text("[" + ",\n".join(lines) + "]", encoding="utf-8")
+    else:
+        path = folder / "data.jsonl"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    items = list(iter_records(path))
+    assert len(items) == len(lines)
+    for i, item in enumerate(items):
+        assert_item(item)
+        if i % 2 == 0:  # the good records around each bad one
+            assert isinstance(item, Conversation), item
+    assert json.dumps([getattr(x, "id") for x in items]).encode("utf-8")  # every id is printable
 
 
 @FAST
@@ -538,7 +580,7 @@ def _paste(at, text: str):
 
 @pytest.mark.skipif(not APP.is_file(), reason="app.py does not exist yet")
 def test_app_record_and_size_limits_say_so(monkeypatch):
-    import ui
+    from pages.common import ui
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setattr(ui, "MAX_RECORDS", 3)

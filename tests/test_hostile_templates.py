@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -48,19 +49,19 @@ HOSTILE = {
     "nested-list-loop-with-if": (
         "{% set r = range(100000)|list %}{% for a in r %}{% for b in r %}{% if b == -1 %}x{% endif %}{% endfor %}"
         "{% endfor %}", RenderTimeout, TIMED_OUT),
-    "lipsum-loop-inside-a-global": ("{{ lipsum(n=10**7) }}", RenderTimeout, TIMED_OUT),
+    "lipsum-asks-for-gigabytes": ("{{ lipsum(n=10**7) }}", RenderTimeout, "asked for a string (lipsum)"),
     "output-flood": ("{% for i in range(100000) %}{{ 'x' * 1000 }}{% endfor %}", RenderTimeout,
                      "output grew past 1,000,000 characters"),
     "namespace-string-doubling": (
         "{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"
-        "{{ ns.s|length }}", RenderTimeout, "built a string of 1,048,576 characters"),
+        "{{ ns.s|length }}", RenderTimeout, "asked for a string (~) of 1,048,576 characters"),
     "namespace-list-doubling": (
         "{% set ns = namespace(l=[1]) %}{% for i in range(60) %}{% set ns.l = ns.l + ns.l %}{% endfor %}"
-        "{{ ns.l|length }}", RenderTimeout, "built a list of 1,048,576 items"),
+        "{{ ns.l|length }}", RenderTimeout, "asked for a list (+) of 1,048,576 items"),
     "macro-doubling-argument": ("{% macro f(s) %}{{ f(s ~ s) }}{% endmacro %}{{ f('x') }}", RenderTimeout,
-                                "built a string of 1,048,576 characters"),
+                                "asked for a string (~) of 1,048,576 characters"),
     "top-level-doubling": ("{% set s = 'x' * 64 %}" + "{% set s = s ~ s %}" * 40 + "{{ s|length }}",
-                           RenderTimeout, TIMED_OUT),
+                           RenderTimeout, "asked for a string (~) of 1,048,576 characters"),
     "macro-recursion": ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", RenderError, "RecursionError"),
     "recursive-loop": ("{% for x in [[1]] recursive %}{{ loop([x]) }}{% endfor %}", RenderError, "RecursionError"),
     "mro": ("{{ ''.__class__.__mro__ }}", RenderError, "access to attribute '__class__' of 'str' object is unsafe"),
@@ -152,7 +153,7 @@ def test_the_time_limit_is_configurable():
     exc, elapsed = _timed(lambda: render(NORMAL, SILENT_LIST_LOOP, limits=RenderLimits(time_limit=0.2)))
     assert isinstance(exc, RenderTimeout) and "ran longer than 0.2 s" in str(exc)
     assert elapsed < 0.2 + SLACK
-    exc, _ = _timed(lambda: render(NORMAL, "{{ 'x' * 50 }}", limits=RenderLimits(max_chars=49)))
+    exc, _ = _timed(lambda: render(NORMAL, "{% for i in range(50) %}x{% endfor %}", limits=RenderLimits(max_chars=49)))
     assert isinstance(exc, RenderTimeout) and "output grew past 49 characters" in str(exc)
 
 
@@ -244,6 +245,181 @@ def test_huge_power_is_refused_quickly():
     except subprocess.TimeoutExpired:
         pytest.fail("the render of (10**100000)**100000 was still running after 6 s")
     assert out.stdout.strip() in ("RenderError", "RenderTimeout", "ChatTemplateError"), out.stdout + out.stderr
+
+
+# --- memory: every step that grows a value is sized before it runs (inspector.sandbox) -----------------------------
+# Each of these asked for gigabytes in one C-level step (or a few) before any time limit could fire: 6.3 GB for the
+# forty doublings, 3.1 GB for |indent, 4.0 GB for tojson(indent=...). With the default limits each is refused at
+# once, naming what it asked for.
+
+MEMORY_BOMBS = {
+    "tilde-doubling-40": ("{% set s = 'x' %}" + "{% set s = s ~ s %}" * 40 + "{{ s|length }}", "a string (~)"),
+    "plus-doubling-40": ("{% set s = 'x' %}" + "{% set s = s + s %}" * 40 + "{{ s|length }}", "a str (+)"),
+    "list-doubling-40": ("{% set l = [1] %}" + "{% set l = l + l %}" * 40 + "{{ l|length }}", "a list (+)"),
+    "printf-width": ("{{ '%10000000000s' % 'x' }}", "a string (the % format) of 10,000,000,0"),
+    "printf-precision": ("{{ '%.1000000000f' % 1.0 }}", "a string (the % format)"),
+    "printf-star-width": ("{{ '%*s' % (10**10, 'x') }}", "a string (the % format)"),
+    "ljust": ("{{ 'x'.ljust(10**10) }}", "a string (ljust) of 10,000,000,000 characters"),
+    "rjust": ("{{ 'x'.rjust(10**10) }}", "a string (rjust)"),
+    "center-method": ("{{ 'x'.center(10**10) }}", "a string (center)"),
+    "zfill": ("{{ '1'.zfill(10**10) }}", "a string (zfill) of 10,000,000,000 characters"),
+    "format-width": ("{{ '{:>10000000000}'.format('x') }}", "a string (format)"),
+    "format-width-from-argument": ("{{ '{0:{1}}'.format('x', 10**10) }}", "a string (format)"),
+    "format-map": ("{{ '{a:>10000000000}'.format_map({'a': 'x'}) }}", "a string (format_map)"),
+    "center-filter": ("{{ 'x'|center(10**10) }}", "a value (|center) of 10,000,000,000 characters"),
+    "center-filter-folded-while-compiling": ("{{ 'x'|center(10000000000) }}", "a value (|center)"),
+    "filter-block": ("{% filter center(10**9) %}x{% endfilter %}", "a value (|center)"),
+    "expandtabs": ("{{ ('\t' * 10).expandtabs(10**9) }}", "a string (expandtabs)"),
+    "replace-filter": ("{{ ('x' * 10**6)|replace('x', 'y' * 1000) }}", "a value (|replace) of 1,000,000,000"),
+    "replace-filter-10M": ("{{ ('x' * 10**7)|replace('x', 'y' * 1000) }}", "repeats a str 10,000,000 times"),
+    "replace-method": ("{{ ('x' * 10**6).replace('x', 'y' * 1000) }}", "a string (replace)"),
+    "indent": ("{{ ('x\n' * 1000)|indent(10**9) }}", "a value (|indent)"),
+    "indent-first-line": ("{{ 'x'|indent(10**9, true) }}", "a value (|indent)"),
+    "tojson-indent": ("{{ messages|tojson(indent=10**9) }}", "a value (|tojson)"),
+    "wordwrap": ("{{ ('x ' * 1000)|wordwrap(1, wrapstring='y' * 100000) }}", "a value (|wordwrap)"),
+    "urlize": ("{{ ('a.com ' * 200000)|urlize(target='y' * 10000) }}", "a value (|urlize)"),
+    "escape-twice": ("{{ ('<' * 1000000)|e|e }}", "a value (|e)"),
+    "translate": ("{{ ('a' * 1000).translate({97: 'y' * 1000000}) }}", "a string (translate)"),
+    "batch-fill": ("{{ ['x']|batch(10**9, 'y')|list|length }}", "a value (|batch)"),
+    "slice": ("{{ ['x']|slice(10**9)|list|length }}", "a value (|slice)"),
+    "sum-of-lists": ("{{ ([[1] * 1000000] * 100)|sum(start=[])|length }}", "a value (|sum)"),
+    "lipsum": ("{{ lipsum(n=10**7) }}", "a string (lipsum)"),
+    "strftime": ("{{ strftime_now('%c' * 1000000) }}", "a string (strftime_now)"),
+    # a list holding one long string many times is small, printing or joining it is not
+    "print-shared-list": ("{% set s = 'x' * 1000000 %}{{ [s] * 1000 }}", "a printed list"),
+    "join-shared-list": ("{% set s = 'x' * 1000000 %}{{ ([s] * 1000)|join }}", "a value (|join)"),
+    "join-method": ("{% set s = 'x' * 1000000 %}{{ ''.join([s] * 1000) }}", "a string (join)"),
+    "string-filter": ("{% set s = 'x' * 1000000 %}{{ ([s] * 1000)|string|length }}", "a value (|string)"),
+    "pprint": ("{% set s = 'x' * 100000 %}{{ ([s] * 100)|pprint }}", "a value (|pprint)"),
+    "tilde-of-a-list": ("{{ (['x' * 100000] * 100) ~ '' }}", "a string (~)"),
+    "block-set": ("{% set s = 'x' * 1000000 %}{% set b %}{% for i in range(1000) %}{{ s }}{% endfor %}"
+                  "{% endset %}{{ b|length }}", "a block of output"),
+    # each step is small; what the loop keeps alive adds up (RenderLimits.max_bytes)
+    "kept-alive-strings": ("{% set ns = namespace(l=[]) %}{% for i in range(100000) %}"
+                           "{% set ns.l = ns.l + [('x' * 1000000) ~ i] %}{% endfor %}{{ ns.l|length }}",
+                           "bytes of values in one render"),
+    "kept-alive-split": ("{% set ns = namespace(l=[]) %}{% set t = 'a,' * 900000 %}{% for i in range(100000) %}"
+                         "{% set ns.l = ns.l + [t.split(',')] %}{% endfor %}{{ ns.l|length }}",
+                         "bytes of values in one render"),
+}
+
+
+@pytest.mark.parametrize("name", list(MEMORY_BOMBS))
+def test_memory_bomb_is_refused_before_it_allocates(name):
+    template, fragment = MEMORY_BOMBS[name]
+    exc, elapsed = _timed(lambda: render(NORMAL, template))  # the default limits
+    assert isinstance(exc, RenderTimeout), f"{name}: {exc!r}"
+    assert fragment in str(exc), str(exc)
+    assert elapsed < RenderLimits().time_limit, f"{name} took {elapsed:.2f} s: stopped by the clock, not its size"
+    assert _render_normal() == NORMAL_TEXT
+
+
+def test_memory_bombs_stay_within_a_memory_limit():
+    """Every bomb in one process whose address space is capped at 1.5 GB above what it holds after loading: a
+    step that allocated before being refused would end in MemoryError (the render's "ran out of memory"), not in
+    the refusal, and the peak resident memory stays far below the gigabytes each asked for."""
+    code = textwrap.dedent(f"""
+        import json, re, resource, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from inspector.render import render
+        from inspector.errors import InspectorError
+        render([], "{{{{ 'warm' }}}}")
+        vm = int(re.search(r"VmSize:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (vm + 1_500_000_000, vm + 1_500_000_000))
+        start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out = {{}}
+        for name, template in json.loads(sys.stdin.read()).items():
+            try:
+                render({NORMAL!r}, template)
+                out[name] = "rendered"
+            except InspectorError as exc:
+                out[name] = type(exc).__name__ + ": " + str(exc)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(json.dumps({{"results": out, "grew_mb": (peak - start) / 1024}}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], input=json.dumps({k: t for k, (t, _) in MEMORY_BOMBS.items()}),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name, (_template, fragment) in MEMORY_BOMBS.items():
+        result = report["results"][name]
+        assert result.startswith("RenderTimeout") and fragment in result, (name, result)
+    assert report["grew_mb"] < 600, report["grew_mb"]
+
+
+def test_the_rendered_text_of_one_record_is_capped_before_tokenizing(tiny_tokenizer):
+    """Output just under the old 20M-character cap took 86 s and 3 GB for 3 records. The rendered text of a record
+    is now capped at RenderLimits.max_chars (2,000,000 by default): the record is refused with the reason before
+    it is tokenized, and the others are built."""
+    flood = "{{ 'x' * 1999990 }}" + CHATML
+    exc, _ = _timed(lambda: render(NORMAL, flood))
+    assert isinstance(exc, RenderTimeout) and "output grew past 2,000,000 characters" in str(exc), repr(exc)
+    engine = LabelEngine(ChatSetup(tiny_tokenizer, CHATML, "override", "tiny"))
+    samples, errors = engine.build([_conv("short"), _conv("long", user="Hello! " * 40)],
+                                   LabelOptions(limits=RenderLimits(max_chars=200)))
+    assert [s.conversation_id for s in samples] == ["short"]
+    assert [e.conversation_id for e in errors] == ["long"] and "past the limit of 200" in errors[0].reason
+
+
+def test_the_token_count_of_one_sample_is_capped(tiny_tokenizer):
+    engine = LabelEngine(ChatSetup(tiny_tokenizer, CHATML, "override", "tiny"))
+    n = len(engine.build([_conv("short")], LabelOptions())[0][0].input_ids)
+    samples, errors = engine.build([_conv("short"), _conv("long", user="quick brown fox " * 30)],
+                                   LabelOptions(limits=RenderLimits(max_tokens=n)))
+    assert [s.conversation_id for s in samples] == ["short"]
+    assert [e.conversation_id for e in errors] == ["long"]
+    assert f"more than the limit of {n:,} per sample" in errors[0].reason
+    assert RenderLimits().max_tokens == 1_000_000 and RenderLimits().max_chars == 2_000_000
+
+
+def test_a_template_over_the_size_limit_is_refused_at_once():
+    """20,000 macros took 24 s to compile (40,000: 90 s and 1.1 GB); templates are capped at 200,000 characters,
+    twelve times the largest publisher template."""
+    from inspector.render import MAX_TEMPLATE_CHARS, compile_template
+
+    macros = "".join("{%% macro m%d() %%}x{%% endmacro %%}" % i for i in range(20_000))
+    exc, elapsed = _timed(lambda: compile_template(macros))
+    assert isinstance(exc, ChatTemplateError) and "more than the limit of 200,000" in str(exc), repr(exc)
+    assert elapsed < 1.0
+    assert MAX_TEMPLATE_CHARS == 200_000
+
+
+def test_compiling_has_a_time_limit(monkeypatch):
+    import inspector.render as render_mod
+
+    monkeypatch.setattr(render_mod, "COMPILE_TIME_LIMIT", 0.05)
+    big_literal = "{{ [" + "1," * 90_000 + "] }}"  # under the size cap; parsing it alone takes most of a second
+    exc, elapsed = _timed(lambda: render_mod.compile_template(big_literal))
+    assert isinstance(exc, ChatTemplateError), repr(exc)
+    assert "took longer than 0.05 s to compile" in str(exc)
+    assert elapsed < 0.05 + SLACK
+    assert _render_normal() == NORMAL_TEXT
+
+
+def test_constant_folding_builds_only_small_constants():
+    """Jinja folds constant filter calls while compiling; a folded constant over 20,000 characters is left to the
+    render (and its limits): 1,000 copies of a 1,999,999-character |center compile at once, then render as an
+    output-limit error instead of holding gigabytes of generated code."""
+    from inspector.render import compile_template
+
+    template = "{{ 'x'|center(1999999) }}" * 1000
+    exc, elapsed = _timed(lambda: compile_template(template))
+    assert exc is None and elapsed < 5, (exc, elapsed)
+    exc, _ = _timed(lambda: render(NORMAL, template))
+    assert isinstance(exc, RenderTimeout) and "output grew past" in str(exc), repr(exc)
+
+
+def test_ordinary_templates_are_not_refused():
+    """The guards let through what real templates do with long conversations: concatenation per message, tojson
+    of tools, split/strip of a long answer, a printed list of tool calls."""
+    long_answer = "The quick brown fox.\n" * 60_000  # 1,260,000 characters
+    call = {"function": {"name": "f", "arguments": {"a": 1}}}
+    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": long_answer, "tool_calls": [call]}]
+    template = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'].split('</think>')[-1]"
+                "|trim + '<|im_end|>\n' }}{% if m.tool_calls %}{{ m.tool_calls|tojson(indent=2) }}"
+                "{{ m.tool_calls }}{% endif %}{% endfor %}{{ messages[-1]['content']|length }}")
+    text = render(messages, template).text
+    assert text.endswith(str(len(long_answer))) and long_answer.strip() in text
 
 
 # --- the label engine ------------------------------------------------------------------------------------------
@@ -461,16 +637,18 @@ def _edit_template(at, text: str):
 
 
 def _shown(at) -> str:
-    return "\n".join(str(e.value) for e in at.error)
+    from pages.common.show import plain  # the app escapes user-supplied text as markdown: read it as shown
+
+    return "\n".join(plain(str(e.value)) for e in at.error)
 
 
 @pytest.fixture()
 def fast_app_limits(monkeypatch):
-    """The app builds LabelOptions in ``ui._options_section`` without a time limit of its own (default 5 s); give
-    the renders a 0.3 s limit so a looping template costs seconds here, not minutes."""
+    """The app builds LabelOptions in ``pages.common.ui._options_section`` without a time limit of its own
+    (default 5 s); give the renders a 0.3 s limit so a looping template costs seconds here, not minutes."""
     import dataclasses
 
-    import ui
+    from pages.common import ui
 
     real = ui._options_section
     monkeypatch.setattr(ui, "_options_section",
@@ -480,7 +658,7 @@ def fast_app_limits(monkeypatch):
 @needs_app
 @pytest.mark.parametrize("template, fragment", [
     (RAISING_TEMPLATE, "Chat template raised: Conversations must alternate user/assistant"),
-    ("{% for m in messages %}{{ m.content }", "Chat template: Chat template does not parse (line 1)"),
+    ("{% for m in messages %}{{ m.content }", "Chat template does not parse (line 1)"),
     (SILENT_LIST_LOOP, "Chat template ran longer than 0.3 s and was stopped"),
     ("{{ ''.__class__.__mro__ }}", "access to attribute '__class__' of 'str' object is unsafe"),
 ])

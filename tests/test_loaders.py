@@ -425,9 +425,8 @@ def test_json_scalar_empty_and_non_utf8(tmp_path):
     (tmp_path / "n.json").write_text("42")
     with pytest.raises(DataError, match="top-level JSON value is a number"):
         load_data(tmp_path / "n.json")
-    (tmp_path / "e.json").write_text("  \n")
-    with pytest.raises(DataError, match="e.json is empty"):
-        load_data(tmp_path / "e.json")
+    (tmp_path / "e.json").write_text("  \n")  # no records, like an empty .jsonl (the checks report no-records)
+    assert load_data(tmp_path / "e.json").total == 0
     (tmp_path / "l.json").write_bytes(b'[{"prompt": "caf\xe9"}]')
     with pytest.raises(DataError, match="l.json is not UTF-8"):
         load_data(tmp_path / "l.json")
@@ -746,3 +745,221 @@ def test_lone_surrogates_are_rejected_wherever_the_template_would_see_them():
                           "tools": [{"name": "f", "description": "bad \udc00"}]})
     with pytest.raises(RecordError, match="the record id has a lone surrogate"):
         normalize_record({"id": "x\ud83d", "messages": [{"role": "user", "content": "hi"}]})
+
+
+# --------------------------------------------------------------------------------------------- hostile input
+# Each of these crashed a whole run (a traceback, nothing written) or refused a whole file. Now each is one rejected
+# record with the reason, and the records around it load.
+
+HUGE_NUMBER = '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}], "n": ' \
+              + "9" * 5000 + "}"
+DEEP = "[" * 100_000 + "]" * 100_000
+DEEP_IN_CONTENT = '{"messages": [{"role": "user", "content": ' + DEEP + '}, {"role": "assistant", "content": "x"}]}'
+DEEP_OBJECT = '{"a": ' * 50_000 + "1" + "}" * 50_000
+
+
+def _nested(depth: int) -> dict:
+    """A record whose message content is a list nested ``depth`` levels below the record (built without recursion)."""
+    value: object = "x"
+    for _ in range(depth - 3):  # record -> messages -> message -> content: three levels before the lists
+        value = [value]
+    return {"messages": [{"role": "user", "content": value}, {"role": "assistant", "content": "Yo"}]}
+
+
+@pytest.mark.parametrize("bad, fragment", [
+    (HUGE_NUMBER, "holds a number of 5,000 digits"),
+    (DEEP, "JSON nested too deeply to read"),
+    (DEEP_IN_CONTENT, "JSON nested too deeply to read"),
+    (DEEP_OBJECT, "JSON nested too deeply to read"),
+    (json.dumps(_nested(150)), "nested 101 or more levels deep"),
+])
+def test_one_hostile_line_among_a_thousand_good_ones(tmp_path, bad, fragment):
+    path = tmp_path / "data.jsonl"
+    good = json.dumps(GOOD) + "\n"
+    path.write_text(good * 500 + bad + "\n" + good * 500, encoding="utf-8")
+    result = load_data(path)
+    assert (len(result.conversations), len(result.rejected)) == (1000, 1)
+    rej = result.rejected[0]
+    assert rej.source == Source(str(path), line=501) and fragment in rej.reasons[0], rej.reasons
+    assert rej.record is None or (isinstance(rej.record, str) and len(rej.record) < 1100)  # an excerpt, not the lot
+
+
+def _tool_schema_record(depth: int) -> dict:
+    """A record whose deepest object sits ``depth`` levels down: record (1) -> tools (2) -> tool (3) -> function (4)
+    -> parameters (5) -> items -> ... -> {"type": "string"} (depth)."""
+    value: object = {"type": "string"}
+    for _ in range(depth - 5):
+        value = {"items": value}
+    return {"tools": [{"type": "function", "function": {"name": "f", "parameters": value}}], **GOOD}
+
+
+def test_nesting_up_to_the_limit_loads():
+    assert loaders.MAX_DEPTH == 100
+    record = _tool_schema_record(100)
+    assert loaders._shape_problem(record) is None
+    assert normalize_record(record).tools == record["tools"]
+    with pytest.raises(RecordError, match="nested 101 or more levels deep"):
+        normalize_record(_tool_schema_record(101))
+
+
+def test_in_memory_records_too_deep_or_with_huge_numbers_are_rejected():
+    """What the app passes in (records already parsed) gets the same bounds as what files hold."""
+    huge = {**GOOD, "id": 10**5000}
+    result = load_data([GOOD, _nested(5000), {**GOOD, "n": 10**5000}, huge, GOOD])
+    assert [c.id for c in result.conversations] == ["memory-0", "memory-4"]
+    reasons = [r.reasons[0] for r in result.rejected]
+    assert "nested 101 or more levels deep" in reasons[0]
+    assert "number of more than 4,300 digits" in reasons[1] and "number of more than 4,300 digits" in reasons[2]
+    assert [r.id for r in result.rejected] == ["memory-1", "memory-2", "memory-3"]  # str(10**5000) would raise
+    assert all(r.record is None for r in result.rejected)  # not kept: writing them back out would fail the same way
+
+
+def test_a_json_file_reads_item_by_item_when_one_item_is_too_deep(tmp_path):
+    path = tmp_path / "data.json"
+    path.write_text("[" + json.dumps(GOOD) + ", " + DEEP_IN_CONTENT + ", " + json.dumps(GOOD) + ", "
+                    + HUGE_NUMBER + ", " + json.dumps({"id": "s", **GOOD}) + "]", encoding="utf-8")
+    result = load_data(path)
+    assert [c.id for c in result.conversations] == ["data-0", "data-2", "s"]
+    assert [(r.source.row, r.reasons[0].split(":")[0]) for r in result.rejected] == [(1, "record 1"), (3, "record 3")]
+    assert "too deeply" in result.rejected[0].reasons[0] and "5,000 digits" in result.rejected[1].reasons[0]
+
+
+def test_a_top_level_json_document_nested_too_deep_is_one_rejected_record(tmp_path):
+    for text in (DEEP, DEEP_OBJECT):
+        path = tmp_path / "deep.json"
+        path.write_text(text, encoding="utf-8")
+        result = load_data(path)
+        assert result.total == 1 and len(result.rejected) == 1, result
+        assert "too deeply" in result.rejected[0].reasons[0]
+    # pasted text (the app) takes the same road
+    result = load_text(json.dumps(GOOD) + "\n" + DEEP_IN_CONTENT + "\n" + json.dumps(GOOD))
+    assert (len(result.conversations), len(result.rejected)) == (2, 1)
+    result = load_text("[" + json.dumps(GOOD) + "," + HUGE_NUMBER + "]")
+    assert (len(result.conversations), len(result.rejected)) == (1, 1)
+
+
+def test_json_text_inside_a_record_is_bounded_too():
+    deep_args = {"role": "assistant", "content": None,
+                 "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "x"}}]}
+    call = {"from": "function_call", "value": json.dumps({"name": "f", "arguments": {}})[:-2] + DEEP + "}"}
+    result = load_data([{"conversations": [{"from": "human", "value": "Hi"}, call]},
+                        {"messages": [{"role": "user", "content": "Hi"}, deep_args], "tools": DEEP},
+                        {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}],
+                         "tools": "[" + HUGE_NUMBER + "]"}])
+    assert result.total == 3
+    assert "tools: JSON nested too deeply" in result.rejected[-2].reasons[0]
+    assert "tools: holds a number of 5,000 digits" in result.rejected[-1].reasons[0]
+
+
+def test_a_too_long_line_is_skipped_without_being_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(loaders, "MAX_RECORD_BYTES", 1000)
+    path = tmp_path / "long.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n" + "x" * 5000 + "\n" + json.dumps(GOOD) + "\n" + "y" * 3000,
+                    encoding="utf-8")
+    items = list(iter_records(path))
+    assert [type(x).__name__ for x in items] == ["Conversation", "Rejected", "Conversation", "Rejected"]
+    assert items[1].reasons == ["line 2: 5,001 bytes long, more than the 1,000 one record may hold: not read (is "
+                                "the file JSON Lines, one record a line?)"]
+    assert items[3].source.line == 4 and "3,000 bytes long" in items[3].reasons[0]
+    assert len(items[1].record) < 1100
+
+
+def test_a_line_is_read_in_bounded_pieces(monkeypatch):
+    """A stream with no line end (what /dev/zero gives) is read 1 MiB at a time and never kept whole."""
+    import io
+
+    reads = []
+
+    class Endless(io.RawIOBase):
+        def readable(self):
+            return True
+
+        def readinto(self, b):
+            n = len(b)
+            if sum(reads) > 40 * 2**20:
+                return 0
+            b[:n] = b"\0" * n
+            reads.append(n)
+            return n
+
+    f = io.BufferedReader(Endless(), buffer_size=2**16)
+    tracemalloc.start()
+    items = list(loaders._bounded_lines(f, limit=2**20))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(items) == 1 and isinstance(items[0], loaders._LongLine) and items[0].size > 40 * 2**20
+    assert peak < 8 * 2**20, peak
+
+
+def test_devices_are_refused_and_pipes_are_read(tmp_path):
+    link = tmp_path / "zero.jsonl"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(DataError, match=r"zero\.jsonl is a character device, not a file of data: refused"):
+        iter_records(link)
+    with pytest.raises(DataError, match="character device"):
+        load_data(link)
+
+
+def test_utf16_jsonl_and_json_are_decoded(tmp_path):
+    text = json.dumps(GOOD) + "\n" + json.dumps({"prompt": "Grüße", "completion": "ok"}) + "\n"
+    for encoding, name in (("utf-16", "le-bom.jsonl"), ("utf-16-be", "be.jsonl"), ("utf-32", "u32.jsonl")):
+        data = text.encode(encoding)
+        if encoding == "utf-16-be":
+            data = b"\xfe\xff" + data
+        (tmp_path / name).write_bytes(data)
+        result = load_data(tmp_path / name)
+        assert (len(result.conversations), len(result.rejected)) == (2, 0), (name, result.rejected)
+        assert result.conversations[1].messages[0].content == "Grüße"
+    (tmp_path / "list.json").write_bytes(json.dumps([GOOD, GOOD]).encode("utf-16"))
+    assert len(load_data(tmp_path / "list.json").conversations) == 2
+    (tmp_path / "nobom.jsonl").write_bytes(text.encode("utf-16-le"))
+    with pytest.raises(DataError, match="looks like UTF-16 text without a byte-order mark"):
+        load_data(tmp_path / "nobom.jsonl")
+
+
+def test_one_unreadable_file_in_a_folder_is_rejected_and_the_rest_load(tmp_path):
+    write_jsonl(tmp_path / "a.jsonl", [GOOD, GOOD])
+    (tmp_path / "b.json").write_text("[" + json.dumps(GOOD) + ", {broken", encoding="utf-8")
+    (tmp_path / "c.jsonl").symlink_to("/dev/zero")
+    (tmp_path / "d.parquet").write_bytes(b"not parquet")
+    write_jsonl(tmp_path / "e.jsonl", [GOOD])
+    result = load_data(tmp_path)
+    assert len(result.conversations) == 3
+    assert [(r.id, r.reasons[0].split(":")[0]) for r in result.rejected] == [
+        ("b.json", "the file could not be read"), ("c.jsonl", "the file could not be read"),
+        ("d.parquet", "the file could not be read")]
+    assert "character device" in result.rejected[1].reasons[0] and "not valid JSON" in result.rejected[0].reasons[0]
+
+
+def test_no_records_is_an_empty_result_for_every_container(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    (tmp_path / "blank.jsonl").write_text("\n" * 100_000)
+    (tmp_path / "empty.json").write_bytes(b"")
+    (tmp_path / "list.json").write_text("[]")
+    pq.write_table(pa.table({"messages": pa.array([], type=pa.list_(pa.struct([("role", pa.string()),
+                                                                                ("content", pa.string())])))}),
+                   tmp_path / "zero.parquet")
+    for name in ("empty.jsonl", "blank.jsonl", "empty.json", "list.json", "zero.parquet"):
+        assert load_data(tmp_path / name).total == 0, name
+
+
+@pytest.mark.parametrize("value, shown", [("NaN", "nan"), ("Infinity", "inf"), ("-Infinity", "-inf")])
+def test_loss_weight_nan_or_infinite_is_rejected(value, shown):
+    line = ('{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo", '
+            f'"loss_weight": {value}}}]}}')
+    result = load_text(line)
+    assert len(result.rejected) == 1
+    assert result.rejected[0].reasons == [f"message 1 loss_weight is {shown}, expected a finite number (0 = do not "
+                                          "train)"]
+    assert load_text(line.replace(value, "0.0")).conversations[0].messages[1].trainable is False
+
+
+def test_a_record_id_with_a_lone_surrogate_is_rejected_and_printable():
+    result = load_text('{"id": "bad\\ud800", "messages": [{"role": "user", "content": "Hi"}, '
+                       '{"role": "assistant", "content": "Yo"}]}')
+    rej = result.rejected[0]
+    assert rej.id == "bad\\ud800" and rej.id.encode("utf-8")
+    assert "the record id has a lone surrogate" in rej.reasons[0]

@@ -100,3 +100,51 @@ def test_weights_frame_marks_cut_tokens():
     df = weights_frame(w, p, only_weighted=False)
     c = df[df["sample_id"] == "c"]
     assert list(c["after"])[5:] == ["cut", "cut"] and list(c["before"])[5:] == ["cut", "cut"]
+
+
+def test_sequence_table_html_shows_boundaries_position_ids_and_escapes_ids():
+    from inspector.packing_viz import sequence_table_html
+
+    samples = [PackInput("a", [1, 2, 3], [Q, 2, 3]), PackInput("<b>&", [4, 5], [Q, 5])]
+    p = pack(samples, PackOptions(8, padding_free=True))
+    df = sequence_table(p, 0, decode=lambda i: f"t{i}")
+    html = sequence_table_html(df)
+    rows = html.split('<tr class="sfti-row"')[1:]
+    assert len(rows) == 5
+    assert [r.split('data-boundary="')[1][:4] for r in rows] == ["true", "fals", "fals", "true", "fals"]
+    positions = [r.split('class="sfti-position"')[1].split(">")[1].split("<")[0] for r in rows]
+    assert positions == ["0", "1", "2", "0", "1"]  # padding-free: position ids restart at the second sample
+    labels = [r.split('data-label="')[1].split('"')[0] for r in rows]
+    assert labels == [str(Q), "2", "3", str(Q), "5"]  # b's first label is the collator's -100
+    assert "border-top:3px solid " + sample_color(1) in rows[3] and "border-top" not in rows[0]
+    assert "&lt;b&gt;&amp;" in html and "<b>" not in html
+    assert 'class="sfti-tokens' in html  # Inspect's table class: the same look and the same browser checks
+    assert "Showing the first 2 of 5 tokens" in sequence_table_html(df, max_rows=2)
+
+
+def test_worked_example_frame_is_the_documented_table():
+    from inspector.packing_viz import EXAMPLE_COLUMNS, worked_example_frame
+    from inspector.weights import REDUCTION_NAMES
+
+    df = worked_example_frame()
+    assert list(df["reduction"]) == list(REDUCTION_NAMES)
+    mean = df.set_index("reduction").loc["sample_mean"]
+    assert [mean[c] for c in EXAMPLE_COLUMNS] == ["1/3 → 1/8", "1/3 → 1/8", "1/18 → 1/8", "1/3 → 3/4"]
+    assert df.set_index("reduction").loc["sum", EXAMPLE_COLUMNS[3]] == "6 → 6"
+
+
+def test_blocks_figure_can_be_clicked_in_the_browser():
+    """plotly.js styles the text of selected bars from ``selected``/``unselected``: with a per-bar opacity and
+    neither given, a click throws in the browser and the app never hears of it (test_browser clicks a block)."""
+    for trace in blocks_figure(small(strategy="wrapped"), highlight="a").data:
+        assert trace.selected.textfont.color and trace.unselected.textfont.color
+
+
+def test_figures_show_markup_in_sample_ids_as_text():
+    samples = [PackInput('<a href="http://host/">x</a>', [1, 2, 3], [Q, 2, 3]), PackInput("b&c", [4, 5], [Q, 5])]
+    p = pack(samples, PackOptions(8))
+    blocks = blocks_figure(p).data[0]
+    assert list(blocks.text) == ['&lt;a href="http://host/"&gt;x&lt;/a&gt;', "b&amp;c"]
+    assert all("<a " not in h for h in blocks.hovertext)
+    bars = weights_figure(weights_before_after(p, "sum"), p).data[0]
+    assert list(bars.x) == ['&lt;a href="http://host/"&gt;x&lt;/a&gt;', "b&amp;c"]

