@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import CHATML, PANIC_TEXT, train_panicky_tokenizer
-from inspector.checks import CheckContext, evaluate
+from inspector.checks import CheckContext, evaluate, iter_outcomes
 from inspector.conversations import Conversation, Message
 from inspector.errors import TokenizerLoadError
 from inspector.labels import STRATEGIES, LabelEngine, LabelOptions, tokenize_batch
@@ -78,6 +78,35 @@ def test_a_panic_while_building_one_record_in_a_batch_falls_back_to_one_at_a_tim
     outcomes = evaluate([_conv("a", "Hi"), _conv("boom", "Hi"), _conv("b", "Hi")], ctx)
     assert [oc.accepted for oc in outcomes] == [True, False, True]
     assert outcomes[1].reasons() == ["template-error: building the sample failed: PanicException: boom while "
+                                     "building"]
+
+
+def test_a_panic_in_the_streamed_build_falls_back_and_the_stream_goes_on(panicky, monkeypatch):
+    """The streamed check (``iter_outcomes``) builds chunks ahead with ``iter_build``; a panic there costs one
+    record: the chunks read so far are built again record by record, and the stream goes on with the next chunk."""
+    ctx = CheckContext(ChatSetup(panicky, CHATML, "tokenizer", "panicky"))
+    panic = _panic_type(panicky)
+    real_build, real_iter = ctx.engine.build, ctx.engine.iter_build
+
+    def build(convs, opts):
+        if any(c.id == "boom" for c in convs):
+            raise panic("boom while building")
+        return real_build(convs, opts)
+
+    def iter_build(chunks, opts):
+        for built in real_iter(chunks, opts):
+            if any(s.conversation_id == "x4" for s in built[0]):  # the chunk [boom, x4]
+                raise panic("boom while building")
+            yield built
+
+    monkeypatch.setattr(ctx.engine, "build", build)
+    monkeypatch.setattr(ctx.engine, "iter_build", iter_build)
+    convs = [_conv(f"x{i}", "Hi") for i in range(6)]
+    convs.insert(4, _conv("boom", "Hi"))
+    outcomes = list(iter_outcomes(convs, ctx, chunk_size=2))
+    assert [oc.record_id for oc in outcomes] == [c.id for c in convs]
+    assert [oc.accepted for oc in outcomes] == [True, True, True, True, False, True, True]
+    assert outcomes[4].reasons() == ["template-error: building the sample failed: PanicException: boom while "
                                      "building"]
 
 
