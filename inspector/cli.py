@@ -26,6 +26,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import shlex
 import signal
 import sys
 import textwrap
@@ -443,6 +444,67 @@ def _options(args: argparse.Namespace) -> LabelOptions:
                         limits=RenderLimits(time_limit=args.render_timeout, max_chars=args.max_chars,
                                             max_tokens=args.max_tokens),
                         record_time_limit=args.record_time_limit)
+
+
+def command_line(command: str, data: str, *, tokenizer: str | None = None, chat_template: str | None = None,
+                 options: LabelOptions = LabelOptions(), out: str | None = None, out_format: str = "jsonl",
+                 engine: str = "local", ray_address: str | None = None) -> tuple[str, list[str]]:
+    """The shell command that runs ``check`` or ``export`` with these settings (what the app shows, so a run seen
+    in the browser can be repeated on the whole dataset, locally or on Ray), and the settings it cannot carry.
+    ``tokenizer`` None: the default tokenizer; ``chat_template``: a template file, None for the tokenizer's own.
+
+    >>> command_line("check", "train.jsonl", tokenizer="Qwen/Qwen2.5-0.5B-Instruct",
+    ...              options=LabelOptions(max_length=2048), engine="ray")[0]
+    'python -m inspector check train.jsonl --tokenizer Qwen/Qwen2.5-0.5B-Instruct --max-length 2048 --engine ray'
+    """
+    if command not in ("check", "export"):
+        raise ValueError(f"command_line: {command!r} is not check or export")
+    argv = ["python", "-m", "inspector", command, data]
+    if command == "export":
+        argv += ["--out", out or "checked"]
+        if out_format != "jsonl":
+            argv += ["--format", out_format]
+    if tokenizer:
+        argv += ["--tokenizer", tokenizer]
+    if chat_template:
+        argv += ["--chat-template", chat_template]
+    for key, value in sorted(options.template_kwargs.items()):
+        argv += ["--template-var", f"{key}={value if _plain_text(value) else json.dumps(value)}"]
+    default = LabelOptions()
+    if options.strategy != default.strategy:
+        argv += ["--strategy", options.strategy]
+    if options.max_length:
+        argv += ["--max-length", str(options.max_length)]
+    if options.truncation_side != default.truncation_side:
+        argv += ["--truncation-side", options.truncation_side]
+    if not options.label_eot:
+        argv.append("--no-label-eot")
+    if options.response_template:
+        argv += ["--response-template", options.response_template]
+    if options.instruction_template:
+        argv += ["--instruction-template", options.instruction_template]
+    if engine != "local":
+        argv += ["--engine", engine]
+        if ray_address:
+            argv += ["--ray-address", ray_address]
+    left = [what for what, differs in (
+        ("the session layout (the CLI builds session samples with the template's own turns)",
+         options.turn_format is not None),
+        ("keeping earlier answers labeled in split-turns", options.keep_history_labels != default.keep_history_labels),
+        ("ignoring per-message train / loss_weight flags", options.respect_trainable != default.respect_trainable),
+    ) if differs]
+    return shlex.join(argv), left
+
+
+def _plain_text(value: Any) -> bool:
+    """A string ``--template-var`` reads back as itself (one that parses as JSON, like "true", is quoted)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        json.loads(value)
+    except (ValueError, RecursionError):
+        return True
+    return False
 
 
 def _thresholds(args: argparse.Namespace) -> Thresholds:

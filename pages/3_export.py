@@ -1,5 +1,6 @@
 """Export: which records are accepted and which are rejected (with reasons), the trainer-ready files
-(accepted JSONL / Parquet, rejected.jsonl, report.json) written by ``inspector.export``, and a training template for
+(accepted JSONL / Parquet, rejected.jsonl, report.json) written by ``inspector.export``, the CLI commands that repeat
+the run on the whole dataset (``inspector.cli.command_line``: locally or on Ray), and a training template for
 TRL's ``assistant_only_loss`` (``inspector.template_check.export_training_template``) with its verification.
 
 Rejected records loaded from a file are exported as a bounded excerpt of their JSON, never the whole record. The
@@ -12,10 +13,11 @@ import json
 import streamlit as st
 
 from inspector import export, template_viz
+from inspector.cli import command_line
 from inspector.errors import InspectorError
 from inspector.labels import LabelOptions
 from inspector.template_check import export_training_template, side_by_side
-from pages.common import analysis, page, show
+from pages.common import analysis, page, show, ui
 
 ICON = ":material/download:"
 TEMPLATE_RECORDS = 300  # conversations the training template is built from and verified on (the CLI: all of them)
@@ -32,6 +34,31 @@ trainer = SFTTrainer(model=MODEL, processing_class=tokenizer, train_dataset=data
 def _training_template(key: str, _setup, _conversations: list, _opts: LabelOptions):
     """``export_training_template`` once per tokenizer, template, data and options; shared, never mutated."""
     return export_training_template(_setup, _conversations, _opts)
+
+
+def command_line_section(ctx) -> None:
+    """The CLI commands that repeat this page's run on the whole dataset: here, or on a Ray cluster."""
+    st.subheader("The same run on the command line")
+    st.markdown("The app reads at most a sample of a large dataset. These commands run the same checks with the same "
+                "settings on every record, in CI (exit code 1 when an error-level check fires) or on a Ray "
+                "cluster (`pip install -r requirements-ray.txt`; the report equals the local one).")
+    data, tokenizer, template, todo = ui.cli_arguments(ctx)
+    left: list[str] = []
+    for title, command, engine in (("Check (exit code for CI)", "check", "local"),
+                                   ("Export the accepted samples", "export", "local"),
+                                   ("Export on Ray (a local Ray, or --ray-address HEAD:6379)", "export", "ray")):
+        line, left = command_line(command, data, tokenizer=tokenizer, chat_template=template, options=ctx.options,
+                                  engine=engine)
+        st.markdown(f"**{title}**")
+        st.code(line, language="bash")
+    for note in todo:
+        show.caption("", note)
+    for what in left:
+        show.warning("The CLI has no option for ", f"{what}: it runs with the default.")
+    if template:
+        st.download_button(f"Chat template ({ui.TEMPLATE_FILE})", ctx.setup.template.encode("utf-8"),
+                           file_name=ui.TEMPLATE_FILE, mime="text/plain", key="export_dl_cli_template",
+                           on_click="ignore")
 
 
 def training_template_section(ctx) -> None:
@@ -171,4 +198,5 @@ with page("Export", icon=ICON) as ctx:
         with st.expander("report.json"):
             st.json(json.loads(files.get(export.REPORT_FILE, b"{}") or b"{}"), expanded=1)
 
+    command_line_section(ctx)
     training_template_section(ctx)

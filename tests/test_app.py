@@ -960,6 +960,30 @@ def test_gradient_weights_page_shows_the_packed_worked_example():
 
 # --- issue 14: the training template on Export -----------------------------------------------------------------
 
+def test_export_shows_the_cli_commands_that_repeat_the_run(capsys):
+    """The Export page's commands run as shown: the check gives the page's counts; the split-turns strategy chosen
+    in the sidebar reaches the command; the Ray command is the same with --engine ray."""
+    import shlex
+
+    from inspector import cli
+
+    at = run_app()
+    widget(at, "selectbox", "sb_strategy").set_value("split-turns").run()
+    at.switch_page(PAGES["export"]).run()
+    no_exception(at)
+    m = metrics(at)
+    codes = [c.value for c in at.code if c.value.startswith("python -m inspector")]
+    assert len(codes) == 3
+    check, export_, ray = codes
+    assert check.startswith("python -m inspector check inspector/demo/demo.jsonl") and "--strategy split-turns" in check
+    assert export_.startswith("python -m inspector export ") and ray == export_ + " --engine ray"
+    capsys.readouterr()
+    assert cli.main(shlex.split(check)[3:] + ["--json"]) == 1
+    totals = json.loads(capsys.readouterr().out)["totals"]
+    assert str(totals["records"]) == m["Records"] and str(totals["accepted_records"]) == m["Accepted"]
+    assert totals["samples"] > totals["records"]  # split-turns: one sample per answer
+
+
 def test_export_builds_and_verifies_the_training_template(deepseek_setup, demo):
     from inspector.labels import LabelOptions
     from inspector.template_check import export_training_template

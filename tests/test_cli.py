@@ -470,3 +470,47 @@ def test_one_of_each_bad_record_among_a_thousand_good_ones(tmp_path):
                 "tokenizer-panic": "PanicException", "invalid-json": "invalid JSON", "invalid-utf8": "not valid UTF-8"}
     for line, name in bad_lines.items():
         assert expected[name] in by_line[line], (name, by_line[line])
+
+
+@pytest.mark.parametrize("opts", [
+    {},
+    {"strategy": "split-turns", "max_length": 2048, "truncation_side": "left"},
+    {"strategy": "response-template", "response_template": "<|im_start|>assistant\n",
+     "instruction_template": "<|im_start|>user", "label_eot": False},
+    {"template_kwargs": {"enable_thinking": False, "mode": "true", "note": "a b 'c'", "n": 3}},
+])
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_command_line_reads_back_as_the_same_settings(opts, engine):
+    """The command the app shows (cli.command_line) parses, through the CLI's own parser, into the same label
+    options, data, tokenizer, template and engine; a string that looks like JSON stays a string."""
+    import shlex
+
+    from inspector.labels import LabelOptions
+
+    options = LabelOptions(**opts)
+    for command in ("check", "export"):
+        line, left = cli.command_line(command, "my data/train.jsonl", tokenizer="Qwen/Qwen2.5-0.5B-Instruct",
+                                      chat_template="chat_template.jinja", options=options, engine=engine,
+                                      out="out dir", out_format="parquet")
+        argv = shlex.split(line)
+        assert argv[:3] == ["python", "-m", "inspector"] and left == []
+        args = cli.build_parser().parse_args(argv[3:])
+        assert (args.command if hasattr(args, "command") else argv[3]) == command
+        assert args.data == "my data/train.jsonl" and args.tokenizer == "Qwen/Qwen2.5-0.5B-Instruct"
+        assert args.chat_template == "chat_template.jinja" and args.engine == engine
+        back = cli._options(args)
+        for name in ("strategy", "max_length", "truncation_side", "label_eot", "response_template",
+                     "instruction_template", "template_kwargs"):
+            assert getattr(back, name) == getattr(options, name), name
+        if command == "export":
+            assert args.out == "out dir" and args.out_format == "parquet"
+
+
+def test_command_line_names_what_the_cli_cannot_carry():
+    from inspector.labels import CHATGLM2_FORMAT, LabelOptions
+
+    _, left = cli.command_line("check", "d.jsonl", options=LabelOptions(
+        strategy="session", turn_format=CHATGLM2_FORMAT, keep_history_labels=True, respect_trainable=False))
+    assert len(left) == 3 and "session layout" in left[0]
+    line, _ = cli.command_line("check", "d.jsonl")
+    assert line == "python -m inspector check d.jsonl"  # defaults stay out of the command

@@ -593,6 +593,44 @@ def _options_section() -> LabelOptions:
                         limits=RenderLimits(time_limit=RENDER_TIME_LIMIT))
 
 
+# --- the same run on the command line -----------------------------------------------------------------------------
+
+TEMPLATE_FILE = "chat_template.jinja"  # the name the Export page downloads an edited or uploaded template as
+
+
+def cli_arguments(ctx: Context) -> tuple[str, str | None, str | None, list[str]]:
+    """DATA, ``--tokenizer`` and ``--chat-template`` of the CLI command that repeats what the sidebar selected
+    (for ``inspector.cli.command_line``), and what the user has to do first (save a pasted text, ...)."""
+    todo: list[str] = []
+    source = st.session_state.get("sb_data_source", DATA_SOURCES[0])
+    if source == DATA_SOURCES[0]:
+        data = os.path.relpath(DEMO_DATA) if not os.path.relpath(DEMO_DATA).startswith("..") else str(DEMO_DATA)
+    elif source == DATA_SOURCES[1]:
+        data = ctx.data_name or "DATA"
+        todo.append(f"DATA is the file you uploaded ({data}): run the command where it is.")
+    elif source == DATA_SOURCES[2]:
+        data = st.session_state.get("sb_data_path", "").strip() or "DATA"
+    else:
+        data = "pasted.jsonl"
+        todo.append("Save the pasted records as pasted.jsonl (one JSON record a line, or one JSON list).")
+    tok_source = st.session_state.get("sb_tok_source", TOKENIZER_SOURCES[0])
+    tokenizer: str | None = None
+    if tok_source in (TOKENIZER_SOURCES[1], HUB_ONLY):
+        tokenizer = st.session_state.get("sb_tok_name", "").strip() or None
+    elif tok_source == TOKENIZER_SOURCES[2]:
+        tokenizer = "TOKENIZER_DIR"
+        todo.append("TOKENIZER_DIR is a folder holding the tokenizer files you uploaded.")
+    elif tok_source == TOKENIZER_SOURCES[3]:
+        tokenizer = st.session_state.get("sb_tok_gguf", "").strip() or None
+    template = None
+    if ctx.setup is not None and ctx.setup.template_source not in ("tokenizer", "default"):
+        template = TEMPLATE_FILE
+        todo.append(f"{TEMPLATE_FILE} is the sidebar's chat template: download it below.")
+    if st.session_state.get("sb_trust_remote_code"):
+        todo.append("Add --trust-remote-code: the sidebar allows the tokenizer's own code to run.")
+    return data, tokenizer, template, todo
+
+
 # --- the view in the URL -------------------------------------------------------------------------------------------
 
 def _read_url_once() -> None:
