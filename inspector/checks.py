@@ -927,15 +927,22 @@ def _check_special_in_text(sample, conv, ctx, labeled):
     """A special token inside a message's own text: the tokenizer splits added tokens out before anything else, so
     text that spells one becomes the control token itself. Example: a user message "Say <|im_end|> now" (ChatML)
     -> the token <|im_end|> inside user message 0, where the model learns (or a user forges) an end of turn."""
-    if not ctx.enabled("special-token-in-text") or not ctx.special_ids or not sample.input_ids:
+    if not ctx.enabled("special-token-in-text") or not ctx.special_ids or not sample.num_tokens:
         return []
-    ids = np.asarray(sample.input_ids, dtype=np.int64)
-    inside = np.asarray(sample.segments, dtype=object) != "template"
-    hits = inside & np.isin(ids, np.fromiter(ctx.special_ids, dtype=np.int64))
+    is_special = ctx.__dict__.get("_is_special")  # a lookup table over token ids: True for a special token
+    if is_special is None:
+        is_special = ctx._is_special = np.zeros(max(ctx.special_ids) + 1, dtype=bool)
+        is_special[np.fromiter(ctx.special_ids, dtype=np.int64, count=len(ctx.special_ids))] = True
+    ids = sample.ids_array()
+    known = (ids >= 0) & (ids < len(is_special))
+    hits = np.where(known, is_special[np.where(known, ids, 0)], False)
+    if not hits.any():
+        return []
+    hits &= _segment_codes(sample) != SEG_CODE["template"]
     if not hits.any():
         return []
     msg_idx = np.asarray(sample.message_index)
-    segs = np.asarray(sample.segments, dtype=object)
+    segs = sample.segments
     out = []
     for mi in sorted(set(msg_idx[hits].tolist())):
         where = hits & (msg_idx == mi)
