@@ -329,13 +329,10 @@ def render(messages: list[dict[str, Any]], template: str, tokenizer: Any = None,
     """Render ``messages`` with ``template``. Raises ``RenderError`` (the template's own message) or
     ``RenderTimeout``. ``variables`` defaults to ``template_variables(tokenizer)``."""
     import jinja2
-    from transformers.utils.chat_template_utils import _alias_reasoning_fields, _plain_template_data
-
     compiled = compile_template(template)
     env = compiled.environment
     ctx = dict(variables if variables is not None else template_variables(tokenizer))
-    ctx.update(messages=_alias_reasoning_fields(_plain_template_data(_normalize(messages))),
-               tools=_plain_template_data(tools),
+    ctx.update(messages=template_messages(messages), tools=_template_data(tools),
                documents=None, add_generation_prompt=add_generation_prompt)
     blocks: list[str] = []
     gen_spans: list[tuple[int, int]] = []
@@ -375,6 +372,71 @@ def _normalize(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     except ImportError:  # older transformers pass messages as they are
         return messages
     return _normalize_chat_messages(messages)
+
+
+_PLAIN_SCALARS = frozenset((str, int, float, bool, type(None)))
+
+
+def _is_plain(value: Any) -> bool:
+    """True when ``value`` is made of exact JSON types only (dicts with str keys, lists, tuples, str, int, float,
+    bool, None): the values transformers' ``_plain_template_data`` copies unchanged. Iterative (no recursion limit).
+
+    Example: _is_plain([{"a": [1, "x", None]}]) -> True; _is_plain([{"a": b"x"}]) -> False
+    """
+    stack = [value]
+    scalars = _PLAIN_SCALARS
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t in scalars:
+            continue
+        if t is dict:
+            for k, x in v.items():
+                if type(k) is not str:
+                    return False
+                if type(x) not in scalars:
+                    stack.append(x)
+        elif t is list or t is tuple:
+            stack.extend(x for x in v if type(x) not in scalars)
+        else:
+            return False
+    return True
+
+
+def _template_data(value: Any) -> Any:
+    """``_plain_template_data(value)`` without the copy when the value is plain already (templates render in an
+    immutable sandbox: they cannot change what they are given)."""
+    if _is_plain(value):
+        return value
+    from transformers.utils.chat_template_utils import _plain_template_data
+
+    return _plain_template_data(value)
+
+
+def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages exactly as ``apply_chat_template`` hands them to a template: message objects made dicts, keys
+    whose value is None dropped (``_normalize``), everything rebuilt from plain JSON types (``_plain_template_data``),
+    reasoning aliased to ``reasoning_content`` / ``thinking`` (``_alias_reasoning_fields``). Messages made of plain
+    JSON types (every record the loaders read) skip the two deep copies: only each message's own dict is rebuilt.
+
+    Example: [{"role": "assistant", "content": None, "reasoning": "r"}]
+    -> [{"thinking": "r", "role": "assistant", "reasoning": "r", "reasoning_content": "r"}]
+    """
+    from transformers.utils.chat_template_utils import _alias_reasoning_fields, _plain_template_data
+
+    if type(messages) is list and all(type(m) is dict for m in messages) and _is_plain(messages):
+        if _NORMALIZES_NONE:
+            messages = [{k: v for k, v in m.items() if v is not None} for m in messages]
+        return _alias_reasoning_fields(messages)
+    return _alias_reasoning_fields(_plain_template_data(_normalize(messages)))
+
+
+try:  # transformers 5.x drops None-valued keys before a template sees the messages; older versions do not
+    from transformers.utils.chat_template_utils import _normalize_chat_messages as _  # noqa: F401
+
+    _NORMALIZES_NONE = True
+except ImportError:
+    _NORMALIZES_NONE = False
 
 
 def _limit_in_context(exc: BaseException) -> RenderTimeout | None:

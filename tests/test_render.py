@@ -3,6 +3,7 @@ assistant header), on inline templates shaped like the publishers' ones."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from inspector.errors import ChatTemplateError, RenderError, RenderTimeout
@@ -157,3 +158,66 @@ def test_probe_of_a_template_without_markers():
 
 def test_probe_is_cached():
     assert probe_template(CHATML) is probe_template(CHATML)
+
+
+def _transformers_messages(messages):
+    """What apply_chat_template hands a template (transformers 5.x), step by step."""
+    from transformers.utils.chat_template_utils import (_alias_reasoning_fields, _normalize_chat_messages,
+                                                        _plain_template_data)
+
+    return _alias_reasoning_fields(_plain_template_data(_normalize_chat_messages(messages)))
+
+
+def _json_values():
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=5))
+    odd = st.one_of(st.binary(max_size=3), st.dates(), st.builds(lambda x: np.int64(x), st.integers(-5, 5)),
+                    st.builds(lambda x: np.bool_(x), st.booleans()))
+    leaf = st.one_of(scalars, scalars, scalars, odd)
+    return st.recursive(leaf, lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.tuples(inner, inner),
+        st.dictionaries(st.sampled_from(["content", "text", "type", "arguments", "name", "x"]), inner, max_size=3)),
+        max_leaves=12)
+
+
+def test_template_messages_equal_what_transformers_hands_the_template():
+    """render.template_messages skips transformers' two deep copies for plain JSON data: on any message list
+    (None values, reasoning under its three names, tuples, nested tool calls, and non-JSON values such as bytes,
+    dates and numpy scalars that must become transformers' placeholders) the result equals transformers' own, key
+    order included."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from inspector.render import template_messages
+
+    message = st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "assistant", "tool"])},
+        optional={"content": _json_values(), "reasoning": st.one_of(st.none(), st.text(max_size=3)),
+                  "thinking": st.one_of(st.none(), st.text(max_size=3)),
+                  "reasoning_content": st.one_of(st.none(), st.text(max_size=3)),
+                  "tool_calls": st.lists(st.fixed_dictionaries({"function": st.fixed_dictionaries(
+                      {"name": st.text(max_size=3), "arguments": _json_values()})}), max_size=2)})
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(message, max_size=4))
+    def check(messages):
+        ours, theirs = template_messages(messages), _transformers_messages(messages)
+        assert ours == theirs
+        assert [list(m) for m in ours] == [list(m) for m in theirs]
+
+    check()
+
+
+@pytest.mark.parametrize("statement", ["messages[0].update({'content': 'changed'})", "messages.append({})",
+                                       "messages[0]['content'].append('x')", "tools.pop()"])
+def test_a_template_cannot_change_the_messages_it_is_given(statement):
+    """Plain messages reach the template without a copy: the immutable sandbox refuses every change to them, so
+    the caller's data (the engine renders the same messages again and again) stays as it was."""
+    messages = [{"role": "user", "content": ["a"]}]
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    before = repr((messages, tools))
+    with pytest.raises(RenderError):
+        render(messages, "{% set _ = " + statement + " %}{{ messages[0]['content'] }}", tools=tools,
+               variables={})
+    assert repr((messages, tools)) == before
