@@ -16,6 +16,36 @@ from inspector.labels import STRATEGIES
 from inspector.tokenizer import ChatSetup, resolve_template
 from pages.common import analysis, model, page, show, ui
 
+def _pick_by_number(ids: list[str], request: str | None) -> int:
+    """The position of the conversation to show, picked by its number (1-based) or by typing its id."""
+    where: dict[str, int] = {}
+    for i, cid in enumerate(ids):  # ~10 ms for 100,000 ids
+        where.setdefault(cid, i)
+    if request in where:
+        st.session_state["inspect_pos"] = where[request] + 1
+    if not 1 <= st.session_state.get("inspect_pos", 0) <= len(ids):
+        st.session_state["inspect_pos"] = 1
+
+    def go_to() -> None:
+        wanted = st.session_state.get("inspect_goto", "").strip()
+        if wanted in where:
+            st.session_state["inspect_pos"] = where[wanted] + 1
+            st.session_state["inspect_goto_missing"] = None
+        elif wanted:
+            st.session_state["inspect_goto_missing"] = wanted
+
+    c = st.columns([1, 2])
+    number = c[0].number_input(f"Conversation (1-{len(ids):,})", min_value=1, max_value=len(ids), step=1,
+                               key="inspect_pos")
+    c[1].text_input("Go to an id", key="inspect_goto", on_change=go_to, placeholder=ids[0])
+    missing = st.session_state.get("inspect_goto_missing")
+    if missing:
+        show.warning("No conversation has the id ", f"{missing!r}.")
+    show.caption("", f"{ids[int(number) - 1]} · {len(ids):,} conversations: pick one by number, type its id, or "
+                     "click it on the Dataset page.")
+    return int(number) - 1
+
+
 with page("Inspect") as ctx:
     tok = ctx.setup.tokenizer
     ids = [c.id for c in ctx.conversations]
@@ -24,14 +54,19 @@ with page("Inspect") as ctx:
     request = st.session_state.pop(ui.OPEN_REQUEST_KEY, None)
     if request is None and "inspect_conv" not in st.session_state:  # back from another page, or from a link
         request = st.session_state.get(ui.SELECTED_KEY)
-    if request in ids and st.session_state.get("inspect_conv") != request:
-        st.session_state["inspect_conv"] = request
-    if st.session_state.get("inspect_conv") not in ids:
-        st.session_state["inspect_conv"] = ids[0]
-    conv_id = st.selectbox("Conversation", ids, key="inspect_conv")
+    if len(ids) <= ui.PICK_LIST_MAX:
+        if request in ids and st.session_state.get("inspect_conv") != request:
+            st.session_state["inspect_conv"] = request
+        if st.session_state.get("inspect_conv") not in ids:
+            st.session_state["inspect_conv"] = ids[0]
+        conv_id = st.selectbox("Conversation", ids, key="inspect_conv")
+        position = ids.index(conv_id)
+    else:  # a list of 100,000 ids would travel to the browser on every rerun: a number, and a box to jump to an id
+        position = _pick_by_number(ids, request)
+        conv_id = st.session_state["inspect_conv"] = ids[position]
     st.session_state[ui.SELECTED_KEY] = conv_id
     st.query_params["conv"] = conv_id
-    conv = ctx.conversations[ids.index(conv_id)]
+    conv = ctx.conversations[position]
 
     result = analysis.analyze(ctx, [conv])
     for err in result.errors:

@@ -720,6 +720,43 @@ def test_rejected_records_are_a_bounded_excerpt_and_server_files_do_not_list_the
     assert len(row.record) <= analysis.EXCERPT_CHARS + 30 and "keys found" not in row.reasons[0]
 
 
+def test_inspect_picks_by_number_or_id_past_the_list_limit(tmp_path, monkeypatch):
+    """Past ``PICK_LIST_MAX`` conversations Inspect sends no list of ids to the browser: a number picks the
+    conversation, typing an id jumps to it (an unknown id says so), and a conversation opened from another page or
+    a link is the one shown."""
+    from pages.common import ui
+
+    monkeypatch.setenv("SFT_INSPECTOR_SERVER_PATHS", "on")
+    n = ui.PICK_LIST_MAX + 5
+    path = tmp_path / "big.jsonl"
+    path.write_text("".join(json.dumps({"id": f"c{i}", "messages": [
+        {"role": "user", "content": f"question {i}"}, {"role": "assistant", "content": f"answer {i}"}]}) + "\n"
+        for i in range(n)))
+    at = run_app()
+    widget(at, "radio", "sb_data_source").set_value("Path on this machine").run()
+    widget(at, "text_input", "sb_data_path").set_value(str(path)).run()
+    no_exception(at)
+    assert "inspect_conv" not in [w.key for w in at.selectbox]
+
+    def shown() -> str:  # the conversation on screen: the URL names it, the caption under the picker too
+        conv = at.query_params["conv"]
+        conv = conv[0] if isinstance(conv, list) else conv
+        assert any(c.value.startswith(f"{conv} · {n:,} conversations") for c in at.caption)
+        return conv
+
+    assert widget(at, "number_input", "inspect_pos").value == 1 and shown() == "c0"
+    widget(at, "number_input", "inspect_pos").set_value(1500).run()
+    assert shown() == "c1499"
+    widget(at, "text_input", "inspect_goto").set_value(f"c{n - 1}").run()
+    assert widget(at, "number_input", "inspect_pos").value == n and shown() == f"c{n - 1}"
+    widget(at, "text_input", "inspect_goto").set_value("nope").run()
+    no_exception(at)
+    assert any("nope" in w.value for w in at.warning) and shown() == f"c{n - 1}"
+    at.session_state["inspect_open_request"] = "c7"  # what the Dataset page does on a click
+    at.run()
+    assert widget(at, "number_input", "inspect_pos").value == 8 and shown() == "c7"
+
+
 def test_a_missing_path_and_a_device_get_the_same_message(tmp_path, monkeypatch):
     monkeypatch.setenv("SFT_INSPECTOR_SERVER_PATHS", "on")
     at = run_app()

@@ -43,6 +43,7 @@ from .analysis import cached_load_path, cached_tokenizer, for_app  # noqa: F401 
 
 MAX_UPLOAD_MB = 200  # data, tokenizer or template files (and pasted text) larger than this are refused
 MAX_RECORDS = 100_000  # records read from one data source in the app (the CLI has no such limit)
+PICK_LIST_MAX = 2_000  # conversations Inspect lists in its picker; past this it picks by number or by id
 DEFAULT_MAX_LENGTH = 1024
 RENDER_TIME_LIMIT = 2.0  # seconds per template render in the app: a hostile template must not hold a session
 SERVER_PATHS_ENV = "SFT_INSPECTOR_SERVER_PATHS"
