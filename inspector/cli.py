@@ -41,11 +41,13 @@ from .checks import (CHECKS, DEFAULT_CHUNK_SIZE, PACKING_CODES, SEVERITIES, Chec
                      chunks, evaluate, iter_outcomes, report_settings)
 from .conversations import Conversation, Rejected
 from .errors import InspectorError
-from .labels import DEFAULT_RECORD_TIME_LIMIT, STRATEGIES, LabelOptions
+from .labels import CHATGLM2_FORMAT, DEFAULT_RECORD_TIME_LIMIT, STRATEGIES, LabelOptions
 from .verify import SAMPLE_EVERY, SAMPLE_FIRST, VERIFY_MODES
 from .loaders import FORMATS
 from .tokenizer import DEFAULT_TOKENIZER, ChatSetup
 from .render import DEFAULT_MAX_CHARS, DEFAULT_MAX_TOKENS, DEFAULT_TIME_LIMIT, RenderLimits
+
+SESSION_LAYOUTS = {"template": None, "chatglm2": CHATGLM2_FORMAT}  # --session-layout -> LabelOptions.turn_format
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, as a shell reports a process ended by SIGTERM
@@ -234,6 +236,13 @@ def _add_setup_options(p: argparse.ArgumentParser) -> None:
                    help="response marker for --strategy response-template (default: the template's generation prompt)")
     g.add_argument("--instruction-template", metavar="TEXT",
                    help="instruction marker for --strategy response-template (multi-turn completion-only collator)")
+    g.add_argument("--session-layout", choices=SESSION_LAYOUTS, default="template",
+                   help="--strategy session: the chat template's own turns (default), or ChatGLM2's hand-written "
+                        "'[Round i]' layout with an end token after each answer")
+    g.add_argument("--keep-history-labels", action="store_true",
+                   help="--strategy split-turns: earlier answers in each sample stay labeled too")
+    g.add_argument("--ignore-train-flags", action="store_true",
+                   help="train every assistant turn, ignoring per-message train / loss_weight flags")
     g.add_argument("--verify", choices=VERIFY_MODES, default="sample",
                    help="check labels with the independent perturbation verifier (one render per message field): "
                         f"'sample' = the first {SAMPLE_FIRST} records and then one in {SAMPLE_EVERY} (default), "
@@ -441,6 +450,8 @@ def _options(args: argparse.Namespace) -> LabelOptions:
     return LabelOptions(strategy=args.strategy, label_eot=not args.no_label_eot, max_length=args.max_length,
                         truncation_side=args.truncation_side, response_template=args.response_template,
                         instruction_template=args.instruction_template, template_kwargs=dict(args.template_var),
+                        turn_format=SESSION_LAYOUTS[args.session_layout], keep_history_labels=args.keep_history_labels,
+                        respect_trainable=not args.ignore_train_flags,
                         limits=RenderLimits(time_limit=args.render_timeout, max_chars=args.max_chars,
                                             max_tokens=args.max_tokens),
                         record_time_limit=args.record_time_limit)
@@ -487,12 +498,17 @@ def command_line(command: str, data: str, *, tokenizer: str | None = None, chat_
         argv += ["--engine", engine]
         if ray_address:
             argv += ["--ray-address", ray_address]
-    left = [what for what, differs in (
-        ("the session layout (the CLI builds session samples with the template's own turns)",
-         options.turn_format is not None),
-        ("keeping earlier answers labeled in split-turns", options.keep_history_labels != default.keep_history_labels),
-        ("ignoring per-message train / loss_weight flags", options.respect_trainable != default.respect_trainable),
-    ) if differs]
+    left: list[str] = []
+    if options.turn_format is not None:
+        names = [name for name, fmt in SESSION_LAYOUTS.items() if fmt == options.turn_format]
+        if names:
+            argv += ["--session-layout", names[0]]
+        else:
+            left.append("this hand-written session layout (the CLI knows the template's turns and ChatGLM2's)")
+    if options.keep_history_labels:
+        argv.append("--keep-history-labels")
+    if not options.respect_trainable:
+        argv.append("--ignore-train-flags")
     return shlex.join(argv), left
 
 

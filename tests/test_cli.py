@@ -478,6 +478,8 @@ def test_one_of_each_bad_record_among_a_thousand_good_ones(tmp_path):
     {"strategy": "response-template", "response_template": "<|im_start|>assistant\n",
      "instruction_template": "<|im_start|>user", "label_eot": False},
     {"template_kwargs": {"enable_thinking": False, "mode": "true", "note": "a b 'c'", "n": 3}},
+    {"strategy": "session", "turn_format": "chatglm2", "respect_trainable": False},
+    {"strategy": "split-turns", "keep_history_labels": True},
 ])
 @pytest.mark.parametrize("engine", ["local", "ray"])
 def test_command_line_reads_back_as_the_same_settings(opts, engine):
@@ -487,6 +489,8 @@ def test_command_line_reads_back_as_the_same_settings(opts, engine):
 
     from inspector.labels import LabelOptions
 
+    if opts.get("turn_format") == "chatglm2":
+        opts = dict(opts, turn_format=cli.SESSION_LAYOUTS["chatglm2"])
     options = LabelOptions(**opts)
     for command in ("check", "export"):
         line, left = cli.command_line(command, "my data/train.jsonl", tokenizer="Qwen/Qwen2.5-0.5B-Instruct",
@@ -500,17 +504,40 @@ def test_command_line_reads_back_as_the_same_settings(opts, engine):
         assert args.chat_template == "chat_template.jinja" and args.engine == engine
         back = cli._options(args)
         for name in ("strategy", "max_length", "truncation_side", "label_eot", "response_template",
-                     "instruction_template", "template_kwargs"):
+                     "instruction_template", "template_kwargs", "turn_format", "keep_history_labels",
+                     "respect_trainable"):
             assert getattr(back, name) == getattr(options, name), name
         if command == "export":
             assert args.out == "out dir" and args.out_format == "parquet"
 
 
 def test_command_line_names_what_the_cli_cannot_carry():
-    from inspector.labels import CHATGLM2_FORMAT, LabelOptions
+    from inspector.labels import LabelOptions, TurnFormat
 
-    _, left = cli.command_line("check", "d.jsonl", options=LabelOptions(
-        strategy="session", turn_format=CHATGLM2_FORMAT, keep_history_labels=True, respect_trainable=False))
-    assert len(left) == 3 and "session layout" in left[0]
+    own = TurnFormat(user="Q: {content}\n", assistant="A: {content}\n")
+    line, left = cli.command_line("check", "d.jsonl", options=LabelOptions(strategy="session", turn_format=own))
+    assert len(left) == 1 and "session layout" in left[0] and "--session-layout" not in line
     line, _ = cli.command_line("check", "d.jsonl")
     assert line == "python -m inspector check d.jsonl"  # defaults stay out of the command
+
+
+def test_session_layout_keep_history_and_ignore_flags_reach_the_samples(tmp_path, capsys):
+    """The three label options the app had and the CLI lacked: each changes what `show` prints."""
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"id": "c", "messages": [
+        {"role": "user", "content": "one?"}, {"role": "assistant", "content": "uno"},
+        {"role": "user", "content": "two?"}, {"role": "assistant", "content": "dos", "loss_weight": 0},
+        {"role": "user", "content": "three?"}, {"role": "assistant", "content": "tres"}]}) + "\n")
+
+    def show(*extra: str) -> str:
+        assert cli.main(["show", str(data), "--index", "0", *extra]) in (0, 1)
+        return capsys.readouterr().out
+
+    def trained(out: str) -> list[str]:  # "N trained" of every sample printed
+        return re.findall(r"(\d+) trained", out)
+
+    session = show("--strategy", "session", "--session-layout", "chatglm2")
+    assert "'Round'" in session and "'问'" in session and "'Round'" not in show("--strategy", "session")
+    kept, plain = show("--strategy", "split-turns", "--keep-history-labels"), show("--strategy", "split-turns")
+    assert int(trained(kept)[-1]) > int(trained(plain)[-1])  # the last answer's sample also trains "uno"
+    assert int(trained(show("--ignore-train-flags"))[0]) > int(trained(show())[0])  # "dos" trained too
