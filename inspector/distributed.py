@@ -639,6 +639,7 @@ def _init_ray(options: RayOptions) -> bool:
     import logging
 
     ray = require_ray()
+    _ray_reports_to_stderr()
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
@@ -656,6 +657,26 @@ def _init_ray(options: RayOptions) -> bool:
         where = options.address or os.environ.get("RAY_ADDRESS") or "a local Ray"
         raise InspectorError(f"cannot start or reach Ray ({where}): {str(exc).splitlines()[0]}") from None
     return True
+
+
+def _ray_reports_to_stderr() -> None:
+    """Ray prints what the cluster reports to the driver ("A worker died ...", a task retried) from a background
+    thread, to stdout, at any moment, also after a run. stdout is the report's (``--json``), so those lines go to
+    stderr: the one function Ray prints them with is wrapped once (left alone if a Ray version has no such
+    function)."""
+    try:
+        import ray._private.worker as worker
+    except ImportError:
+        return
+    original = getattr(worker, "print_to_stdstream", None)
+    if original is None or getattr(original, "_to_stderr", False):
+        return
+
+    def to_stderr(data, *args, **kwargs):
+        return original(dict(data, is_err=True), *args, **kwargs)
+
+    to_stderr._to_stderr = True
+    worker.print_to_stdstream = to_stderr
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:

@@ -178,6 +178,22 @@ def test_long_lines_are_skipped_as_the_local_loader_skips_them(chunk):
         d.MAX_RECORD_BYTES = old
 
 
+def test_what_ray_reports_goes_to_stderr_not_into_the_json(capsys):
+    """Ray prints cluster reports ("A worker died ...") from a background thread at any moment; once the engine
+    has run they go to stderr, so stdout holds only the report."""
+    pytest.importorskip("ray")
+    import ray._private.worker as worker
+
+    from inspector.distributed import _ray_reports_to_stderr
+
+    _ray_reports_to_stderr()
+    _ray_reports_to_stderr()  # wrapped once
+    worker.print_to_stdstream({"lines": ["A worker died or was killed"], "pid": "raylet", "is_err": False},
+                              ignore_prefix=False)
+    out, err = capsys.readouterr()
+    assert out == "" and "A worker died or was killed" in err
+
+
 # --- on a local Ray ----------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -267,7 +283,7 @@ def test_loading_errors_exit_2_with_the_loader_message(ray_cluster, tmp_path, ca
     broken = tmp_path / "broken.json"
     broken.write_text('[{"prompt": "a", "completion": "b"}')  # raised inside a Ray read task
     assert main(["check", str(broken), "--engine", "ray"]) == 2
-    assert capsys.readouterr().err.startswith(f"Error: {broken} is not valid JSON: it ends before")
+    assert f"\nError: {broken} is not valid JSON: it ends before" in "\n" + capsys.readouterr().err
 
 
 def test_a_file_of_a_folder_that_cannot_be_read_is_one_rejected_record_as_locally(ray_cluster, tmp_path, capsys):
