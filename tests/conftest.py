@@ -70,6 +70,37 @@ def tiny_tokenizer():
 
 
 @pytest.fixture(scope="session")
+def tiny_lm_dir(tiny_tokenizer, tmp_path_factory) -> str:
+    """A 2-layer random Llama with the tiny tokenizer's vocabulary, saved with the tokenizer as a model folder."""
+    torch = pytest.importorskip("torch", reason="the real loss needs torch: pip install -r requirements-model.txt")
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         initializer_range=0.3, pad_token_id=tiny_tokenizer.pad_token_id, tie_word_embeddings=False)
+    path = tmp_path_factory.mktemp("tiny-lm")
+    LlamaForCausalLM(config).eval().save_pretrained(path)
+    tiny_tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture
+def no_torch(monkeypatch):
+    """``import torch`` (and its submodules) fails as it does where torch is not installed."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def blocked(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("No module named 'torch'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", blocked)
+
+
+@pytest.fixture(scope="session")
 def tiny_unigram_tokenizer():
     return train_tiny_tokenizer("unigram")
 

@@ -622,22 +622,6 @@ def test_export_training_template_download(server, browser_page, deepseek_setup,
 
 # --- issue 12: the Loss page -------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def tiny_lm_folder(tiny_tokenizer, tmp_path_factory) -> str:
-    """A 2-layer random Llama with the tiny tokenizer's vocabulary, saved with the tokenizer as a model folder."""
-    torch = pytest.importorskip("torch", reason="the Loss page's model needs torch: pip install -r "
-                                                "requirements-model.txt")
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         initializer_range=0.3, pad_token_id=tiny_tokenizer.pad_token_id, tie_word_embeddings=False)
-    path = tmp_path_factory.mktemp("tiny-lm")
-    LlamaForCausalLM(config).eval().save_pretrained(path)
-    tiny_tokenizer.save_pretrained(path)
-    return str(path)
-
 
 def _hover_cell(page, chart, column: int, row: int) -> str:
     """Move the mouse over one cell of a Plotly heatmap (axis units) and return the hover label's text."""
@@ -651,7 +635,7 @@ def _hover_cell(page, chart, column: int, row: int) -> str:
 
 
 def test_the_loss_page_as_the_first_request_of_a_fresh_server_loads_a_model_folder(tmp_path, browser_page,
-                                                                                   tiny_lm_folder):
+                                                                                   tiny_lm_dir):
     page = browser_page
     with streamlit_server(tmp_path, env={"SFT_INSPECTOR_SERVER_PATHS": "on"}) as url:
         page.goto(f"{url}/loss")
@@ -668,7 +652,7 @@ def test_the_loss_page_as_the_first_request_of_a_fresh_server_loads_a_model_fold
         main.get_by_text("Hub id or local folder", exact=True).click()
         _settle(page)
         box = main.get_by_role("textbox", name="Hub id or local folder")
-        box.fill(tiny_lm_folder)
+        box.fill(tiny_lm_dir)
         box.press("Enter")
         _settle(page)
         main.get_by_role("button", name="Load the model").click()

@@ -259,19 +259,9 @@ def test_the_core_imports_without_torch_and_names_the_extra():
     assert "MISSING model" in proc.stdout and "pip install -r requirements-model.txt" in proc.stdout
 
 
-def test_require_torch_raises_the_named_exception(monkeypatch):
-    import builtins
-
+def test_require_torch_raises_the_named_exception(no_torch):
     from inspector.model import require_torch
 
-    real_import = builtins.__import__
-
-    def no_torch(name, *args, **kwargs):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("No module named 'torch'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_torch)
     with pytest.raises(MissingExtraError) as exc:
         require_torch()
     assert exc.value.extra == "model" and "requirements-model.txt" in str(exc.value)

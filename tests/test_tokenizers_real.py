@@ -4,7 +4,6 @@ assistant-only passes the reference check. Plus the loader's errors, each saying
 
 from __future__ import annotations
 
-import builtins
 import json
 import os
 from pathlib import Path
@@ -154,17 +153,9 @@ def test_gguf_loads_through_transformers():
     assert errors == [] and labeled_text(s) == ["Hi there!<end_of_turn>"]
 
 
-def test_gguf_without_torch_says_how_to_install_it(tmp_path, monkeypatch):
+def test_gguf_without_torch_says_how_to_install_it(tmp_path, no_torch):
     gguf = tmp_path / "model.gguf"
     gguf.write_bytes(b"GGUF")
-    real_import = builtins.__import__
-
-    def no_torch(name, *args, **kwargs):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("No module named 'torch'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_torch)
     with pytest.raises(TokenizerLoadError) as exc:
         load_tokenizer(str(gguf))
     assert "needs torch" in str(exc.value) and "pip install -r requirements-gguf.txt" in str(exc.value)
