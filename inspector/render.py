@@ -367,11 +367,19 @@ def _normalize(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What ``apply_chat_template`` does to messages before a template sees them (transformers 5.x: keys whose value
     is None are dropped, so ``content=None`` reaches the template as a missing key), so our text stays exactly
     transformers'. Example: [{"role": "assistant", "content": None}] -> [{"role": "assistant"}]."""
+    normalize = _chat_normalizer()
+    return messages if normalize is None else normalize(messages)
+
+
+@lru_cache(maxsize=1)
+def _chat_normalizer() -> Any:
+    """transformers' ``_normalize_chat_messages`` (5.x), or None where an older version passes messages as they
+    are. Looked up on first use: importing this module does not import transformers."""
     try:
         from transformers.utils.chat_template_utils import _normalize_chat_messages
-    except ImportError:  # older transformers pass messages as they are
-        return messages
-    return _normalize_chat_messages(messages)
+    except ImportError:
+        return None
+    return _normalize_chat_messages
 
 
 _PLAIN_SCALARS = frozenset((str, int, float, bool, type(None)))
@@ -425,18 +433,10 @@ def template_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from transformers.utils.chat_template_utils import _alias_reasoning_fields, _plain_template_data
 
     if type(messages) is list and all(type(m) is dict for m in messages) and _is_plain(messages):
-        if _NORMALIZES_NONE:
+        if _chat_normalizer() is not None:  # transformers 5.x drops keys whose value is None
             messages = [{k: v for k, v in m.items() if v is not None} for m in messages]
         return _alias_reasoning_fields(messages)
     return _alias_reasoning_fields(_plain_template_data(_normalize(messages)))
-
-
-try:  # transformers 5.x drops None-valued keys before a template sees the messages; older versions do not
-    from transformers.utils.chat_template_utils import _normalize_chat_messages as _  # noqa: F401
-
-    _NORMALIZES_NONE = True
-except ImportError:
-    _NORMALIZES_NONE = False
 
 
 def _limit_in_context(exc: BaseException) -> RenderTimeout | None:
