@@ -11,6 +11,7 @@ from dataclasses import replace
 import streamlit as st
 
 from inspector import viz
+from inspector.checks import special_token_ids
 from inspector.errors import ChatTemplateError
 from inspector.labels import STRATEGIES
 from inspector.tokenizer import ChatSetup, resolve_template
@@ -89,7 +90,7 @@ with page("Inspect") as ctx:
     findings = result.findings_of(conv.id)
     flags = viz.flags_by_position(findings, sample.id)
     decode = ui.decoder(tok)
-    specials = ui.special_ids(tok)
+    specials = special_token_ids(tok)
     table = viz.token_table(sample, decode, specials, flags)
     table, loss_note = model.loss_column(ctx, sample, table)  # when this session loaded a model (Loss page)
 

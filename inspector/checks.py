@@ -57,7 +57,7 @@ import numpy as np
 from .constants import IGNORE_INDEX, ROLES, SEGMENTS
 from .conversations import Conversation, Rejected
 from .errors import ChatTemplateError, RenderError
-from .labels import STRATEGIES, LabelEngine, LabelOptions, Sample, SampleError, chunked, tokenize_batch  # noqa: F401
+from .labels import STRATEGIES, LabelEngine, LabelOptions, Sample, SampleError, tokenize_batch  # noqa: F401
 from .labels import SEG_CODE, _stored
 from .tokenizer import ChatSetup, is_tokenizer_failure
 from .verify import VERIFY_MODES, should_verify, verify_sample
@@ -938,11 +938,11 @@ def _check_special_in_text(sample, conv, ctx, labeled):
     hits = np.where(known, is_special[np.where(known, ids, 0)], False)
     if not hits.any():
         return []
-    hits &= _segment_codes(sample) != SEG_CODE["template"]
+    codes = _segment_codes(sample)
+    hits &= codes != SEG_CODE["template"]
     if not hits.any():
         return []
     msg_idx = np.asarray(sample.message_index)
-    segs = sample.segments
     out = []
     for mi in sorted(set(msg_idx[hits].tolist())):
         where = hits & (msg_idx == mi)
@@ -950,7 +950,7 @@ def _check_special_in_text(sample, conv, ctx, labeled):
         names = list(dict.fromkeys(ctx.show(int(ids[k])) for k in pos[:8]))
         them = "it into the control token" if len(names) == 1 else "them into control tokens"
         out.append(finding("special-token-in-text",
-                           f"{segs[pos[0]]} message {int(mi)} writes {', '.join(names)} as text: the tokenizer turns "
+                           f"{SEGMENTS[int(codes[pos[0]])]} message {int(mi)} writes {', '.join(names)} as text: the tokenizer turns "
                            f"{them} ({_count(int(where.sum()), 'token')})", positions=pos, message_index=int(mi)))
     return out
 

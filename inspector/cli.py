@@ -835,7 +835,7 @@ def cmd_training_template(args: argparse.Namespace) -> int:
     from .loaders import load_data
     from .template_check import export_training_template
 
-    setup = load_spec(SetupSpec(args.tokenizer, args.chat_template, args.trust_remote_code))
+    setup = load_spec(_spec(args))
     data = load_data(args.data, fmt=args.data_format, limit=args.limit) if args.data else None
     if data is not None and not data.conversations:
         raise InspectorError(f"{args.data}: no usable conversation ({len(data.rejected)} records rejected: "

@@ -225,10 +225,11 @@ def _coverage(mask_chars: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return cum[offsets[:, 1]] - cum[offsets[:, 0]]
 
 
-def annotate(text: str, ids: list[int], offsets: np.ndarray, layout: Layout, label_regions: list[tuple[int, int]],
-             tool_call_messages: frozenset[int] | set[int] = frozenset()
-             ) -> tuple[list[int], list[str], np.ndarray, np.ndarray]:
-    """Labels, per-token segment, message index and straddle flags from char-level arrays.
+def annotate(text: str, ids: Sequence[int], offsets: np.ndarray, layout: Layout,
+             label_regions: list[tuple[int, int]], tool_call_messages: frozenset[int] | set[int] = frozenset()
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Labels (int64), per-token segment codes (into ``SEGMENTS``), message index and straddle flags from
+    char-level arrays.
 
     A token is labeled when any of its characters lies in a label region; it straddles when its characters
     belong to more than one segment (e.g. ``"\\n\\nHello"`` merging markup and content), or when it is labeled but
@@ -236,14 +237,6 @@ def annotate(text: str, ids: list[int], offsets: np.ndarray, layout: Layout, lab
     message in ``tool_call_messages`` (after the message's own text, up to the turn's end-of-turn marker) is that
     message's ``assistant`` segment: the model generates it.
     """
-    labels, codes, msg_tok, straddles = _annotate(text, ids, offsets, layout, label_regions, tool_call_messages)
-    return labels.tolist(), _SEGMENT_NAMES[codes].tolist(), msg_tok, straddles
-
-
-def _annotate(text: str, ids: Sequence[int], offsets: np.ndarray, layout: Layout,
-              label_regions: list[tuple[int, int]], tool_call_messages: frozenset[int] | set[int] = frozenset()
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``annotate`` with every result an array: labels (int64) and segment codes (into ``SEGMENTS``)."""
     n = len(text)
     offsets = np.clip(offsets, 0, n)
     seg = np.zeros(n, dtype=np.int8)
@@ -519,8 +512,6 @@ class LabelEngine:
             yield finish(encode(first_jobs), first_errors)
             return
         from concurrent.futures import ThreadPoolExecutor
-        from itertools import chain
-
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="inspector-tokenize") as pool:
             pending = (pool.submit(encode, first_jobs), first_errors)
             for chunk in chain([second], chunks):
@@ -594,7 +585,7 @@ class LabelEngine:
                     regions.append((open_turn.body_end, len(text)))  # the answer's trailing newline, as mid turns
         ids = np.asarray(ids, dtype=np.int64)
         calls = frozenset(i for i, m in enumerate(job.messages) if m.get("tool_calls"))
-        labels, segments, msg_idx, straddles = _annotate(text, ids, offs, layout, regions, calls)
+        labels, segments, msg_idx, straddles = annotate(text, ids, offs, layout, regions, calls)
         if opts.strategy == "all-tokens":
             labels = ids.copy()
         arrays = _TokenArrays(ids, labels, offs, segments, msg_idx, straddles)

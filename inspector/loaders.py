@@ -1173,8 +1173,6 @@ def load_bytes(data: bytes, name: str, *, fmt: str | None = None, limit: int | N
     >>> r.conversations[0].id, str(r.conversations[0].source)
     ('chat-0', 'chat.jsonl:line 1')
     """
-    import io
-
     fmt = _check_fmt(fmt)
     ext = Path(name).suffix.lower()
     if ext in (".jsonl", ".ndjson"):

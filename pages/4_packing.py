@@ -16,7 +16,7 @@ import streamlit as st
 
 from inspector import packing_viz as pv
 from inspector import viz, weights
-from inspector.checks import evaluate
+from inspector.checks import evaluate, special_token_ids
 from inspector.packing import (DEFAULT_BATCH_SIZE, PACKING_STRATEGIES, TRL_MAP_BATCH_SIZE, PackOptions,
                                attention_support, layout_inputs, pack, packing_findings, weights_before_after)
 from pages.common import analysis, page, show, ui
@@ -178,7 +178,7 @@ with page("Packing", icon=ICON) as ctx:
     st.dataframe(pieces, hide_index=True, width="stretch", height=min(35 * (len(pieces) + 1) + 3, 250))
     flags = [f for fs in per_sample for f in fs] + result.findings
     table = pv.sequence_table(packing, seq_index, samples, ui.decoder(tok), findings=flags)
-    table["special"] = table["token_id"].isin(ui.special_ids(tok))
+    table["special"] = table["token_id"].isin(special_token_ids(tok))
     trained = int(table["trained"].sum())
     st.caption(f"{len(table):,} tokens, {trained:,} trained after the collator. A thick line marks where a sample "
                "(or a piece of one) starts; the label column is what the loss reads "

@@ -742,15 +742,6 @@ def open_in_inspect(conversation_id: str) -> None:
     st.switch_page(show.page_path("Inspect"), query_params={**url_params(), "conv": conversation_id})
 
 
-def special_ids(tokenizer: Any) -> frozenset[int]:
-    """Ids of special and added special tokens, for bold display."""
-    ids = set(getattr(tokenizer, "all_special_ids", []) or [])
-    for i, t in (getattr(tokenizer, "added_tokens_decoder", {}) or {}).items():
-        if getattr(t, "special", False):
-            ids.add(int(i))
-    return frozenset(ids)
-
-
 def decoder(tokenizer: Any):
     """id -> text of one token (for tokens with no characters in the rendered text, e.g. an inserted EOS)."""
     def decode(token_id: int) -> str:
