@@ -37,14 +37,12 @@ record (Ray Data shows its own progress bars), and ``pack`` (packing needs every
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import json
 import os
 import pickle
 import secrets
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -102,6 +100,7 @@ class InputFile:
     name: str
     kind: str  # "jsonl", "json" or "parquet"
     in_folder: bool = False  # one of a folder's files: a file that cannot be read is one rejected record
+    size: int = 0  # bytes, as listed (one stat per file: on object storage each is a request)
 
 
 def _is_uri(data: str) -> bool:
@@ -148,14 +147,15 @@ def list_inputs(data: str):
         if not files:
             raise DataError(f"{data} is a folder with no {', '.join(SUPPORTED_EXTENSIONS)} files and is not a dataset "
                             "saved with datasets' save_to_disk")
-        return fs, [InputFile(e.path, name_of(e.path), _kind(e.path), in_folder=True) for e in files]
+        return fs, [InputFile(e.path, name_of(e.path), _kind(e.path), in_folder=True, size=e.size or 0)
+                    for e in files]
     kind = _kind(root)
     if kind is None:
         ext = os.path.splitext(root)[1].lower()
         shown = repr(ext) if ext else "(no extension)"
         raise DataError(f"unsupported file type {shown} for {data}: supported are {', '.join(SUPPORTED_EXTENSIONS)} "
                         "files, or a folder saved with datasets' save_to_disk")
-    return fs, [InputFile(root, name_of(root), kind)]
+    return fs, [InputFile(root, name_of(root), kind, size=info.size or 0)]
 
 
 # --- reading: byte ranges of files, one row per record with its global position ------------------------------------
@@ -196,7 +196,7 @@ def plan_ranges(files: list[InputFile], fs, split: int) -> list[_Range]:
 
     ranges: list[_Range] = []
     for k, file in enumerate(files):
-        size = fs.get_file_info(file.path).size or 0
+        size = file.size
         if file.kind == "jsonl" and _not_utf8(fs, file):
             # UTF-16/32 with a byte-order mark (or text that looks like UTF-16 without one, refused as locally):
             # its lines cannot be cut at b"\n", so the file is one range, decoded as the local loader decodes it
@@ -767,7 +767,7 @@ def _run(data: str, ctx: CheckContext, report: Report, *, fmt: str | None, limit
         dctx.print_on_execution_start = False
         dctx.verbose_stats_logs = False
         workers = _workers(options)
-        total = sum(fs.get_file_info(f.path).size or 0 for f in files)
+        total = sum(f.size for f in files)
         ranges, starts = _plan(fs, files, fmt, options.split_bytes or split_bytes(total, workers), workers)
         keep = [k for k in range(len(ranges)) if limit is None or starts[k].position < limit]
         job = _Job(tuple(files), fmt, ctx.opts, ctx.thresholds, tuple(sorted(ctx.skip)), ctx.verify, chunk_size,
@@ -779,10 +779,7 @@ def _run(data: str, ctx: CheckContext, report: Report, *, fmt: str | None, limit
         ds = ds.map_batches(_Evaluator, fn_constructor_kwargs={"setup_ref": setup_ref, "job": job},
                             batch_size=options.batch_size, batch_format="pyarrow", num_cpus=1,
                             compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1))
-        # Ray prints what its workers report (e.g. "A worker died ...", then retried) to stdout; stdout is the
-        # report's (--json), so while Ray runs, what it prints goes to stderr
-        with contextlib.redirect_stdout(sys.stderr):
-            rows = sorted(ds.take_all(), key=lambda r: r["start"])
+        rows = sorted(ds.take_all(), key=lambda r: r["start"])  # what Ray prints goes to stderr (_init_ray)
     except Exception as exc:
         found = _inspector_error(exc)
         if found is not None:
