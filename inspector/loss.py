@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from fractions import Fraction
 from typing import Any, Iterable, Sequence
 
@@ -52,7 +53,7 @@ from .errors import ModelError
 from .labels import LabelEngine, LabelOptions, Sample, SampleError
 from .model import LoadedModel, require_torch
 from .tokenizer import ChatSetup
-from .weights import REDUCTION_NAMES, token_weights
+from .weights import REDUCTION_NAMES, loss_targets, token_weights
 
 DEFAULT_MAX_TOKENS = 1024
 DEFAULT_TOP_K = 5
@@ -97,10 +98,11 @@ class TokenLosses:
     @property
     def loss_labels(self) -> list[int]:
         """The labels the loss sees: position 0 is never a target. Example: [5, 9, -100, 2] -> [-100, 9, -100, 2]."""
-        return [IGNORE_INDEX] + list(self.labels[1:]) if self.labels else []
+        return loss_targets(self.labels)
 
-    @property
+    @cached_property
     def is_target(self) -> np.ndarray:
+        """Per position: is it a loss term (computed once; pages read it per token)."""
         return np.asarray(self.loss_labels, dtype=np.int64) != IGNORE_INDEX
 
     @property

@@ -26,8 +26,8 @@ import pandas as pd
 
 from .constants import IGNORE_INDEX
 from .conversations import Conversation
-from .loss import (DEFAULT_MAX_TOKENS, TRAINER_EQUIVALENTS, StrategyLoss, TokenLosses, batch_losses, contributions,
-                   micro_batches_of, segment_losses, strategy_losses)
+from .loss import (DEFAULT_MAX_TOKENS, TRAINER_EQUIVALENTS, StrategyLoss, TokenLosses, batch_losses, segment_losses,
+                   strategy_losses)
 from .tokenizer import ChatSetup
 from .viz import token_texts, visible_text
 from .weights import REDUCTION_LABELS, REDUCTION_NAMES

@@ -307,7 +307,7 @@ def build_training_template(setup: ChatSetup, conversations: Iterable[Conversati
         compile_template(new)
     except ChatTemplateError as exc:
         problems.append(Problem(None, "", f"internal: the rewritten template does not compile: {exc}"))
-    if edits and not re.search(r"\{%-?\s*generation\s*-?%\}", new):
+    if edits and not has_generation_tags(new):
         notes.append("no {% generation %} tag matches TRL's has_generation_markers")
     unreached = sorted({u.line for u in src.units if u.id not in seen.reached})
     return TrainingTemplate(template, new, edits, _dedupe(problems), False, static, unreached, seen.rendered, notes)
