@@ -39,7 +39,7 @@ def _picked(event, rows=None):
     return None
 
 
-with page("Dataset", icon=ICON) as ctx:
+with page("Dataset") as ctx:
     data = analysis.scan(ctx)
     stats, records, findings = data.stats, data.records, data.findings
 
@@ -63,7 +63,7 @@ with page("Dataset", icon=ICON) as ctx:
                    "tokens (label != -100), counted across every role.")
     with right:
         st.subheader("Checks")
-        counts = viz.check_counts(findings.to_dict("records"))
+        counts = data.check_counts
         if counts.empty:
             st.success("No check fired.")
         else:

@@ -18,7 +18,7 @@ from pages.common import analysis, page, show, ui
 ICON = ":material/balance:"
 OPTIONS_SHOWN = 2_000  # conversations offered in the batch picker (the first ones, plus those picked)
 
-with page("Gradient weights", icon=ICON, needs_data=False) as ctx:  # the preset needs no data
+with page("Gradient weights", needs_data=False) as ctx:  # the preset needs no data
     st.markdown(
         "A trainer reduces the per-token losses to one number, $L = \\sum_t w_t \\, \\ell_t$, so $w_t$ is how hard "
         "token $t$ pulls on the parameters. Masked tokens (label -100) have $w_t = 0$; everything else depends on "

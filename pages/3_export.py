@@ -144,7 +144,7 @@ def training_template_section(ctx) -> None:
         st.code(TRL_SNIPPET.format(file=file_name), language="python")
 
 
-with page("Export", icon=ICON) as ctx:
+with page("Export") as ctx:
     data = analysis.scan(ctx)
     records = data.records
     accepted = records[records["accepted"]]

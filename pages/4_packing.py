@@ -73,7 +73,7 @@ def _clicked_block(event) -> tuple[int, int] | None:
     return int(y.split()[1]), int(sample)
 
 
-with page("Packing", icon=ICON) as ctx:
+with page("Packing") as ctx:
     st.markdown(
         "Most SFT runs **pack**: several samples share one training sequence of at most *max length* tokens, so "
         "little is padding. Packing decides which tokens a token can attend to, which token each label is "

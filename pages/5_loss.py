@@ -25,7 +25,6 @@ MAX_BATCH = 8  # conversations scored together (about a second each for the defa
 OPTIONS_SHOWN = 2_000  # conversations offered in the batch picker
 DOC = Path(__file__).resolve().parents[1] / "docs" / "loss.md"
 MODEL_SOURCES = ("Embedded default: Gemma 3 270M", "Hub id or local folder", "GGUF file")
-HUB_ONLY = "Hub id"
 SETUP_CHOICES = {
     "model": "the model's tokenizer and chat template",
     "model+sidebar-template": "the model's tokenizer, the sidebar's chat template",
@@ -53,14 +52,10 @@ def teaching_from_docs() -> None:
         st.markdown(body)
 
 
-def is_local_path(name: str) -> bool:
-    return name.startswith((".", "/", "~", "\\")) or name.count("/") > 1 or Path(name).expanduser().exists()
-
-
 def model_picker() -> str | None:
     """The model source and name; None when nothing usable is entered (the reason is shown)."""
     paths = ui.server_paths_allowed()
-    sources = MODEL_SOURCES if paths else (MODEL_SOURCES[0], HUB_ONLY)
+    sources = MODEL_SOURCES if paths else (MODEL_SOURCES[0], ui.HUB_ONLY)
     if st.session_state.get("loss_model_source") not in sources:
         st.session_state["loss_model_source"] = sources[0]
     source = st.radio("Model", sources, key="loss_model_source", horizontal=True)
@@ -80,13 +75,13 @@ def model_picker() -> str | None:
     if not name:
         st.info("Enter a hub id" + (" or a local model folder." if paths else " (owner/name)."))
         return None
-    if not paths and is_local_path(name):
+    if not paths and ui.is_local_path(name):
         show.error("", "Local model folders are turned off on this server: enter a hub id (owner/name).")
         return None
     return name
 
 
-with page("Loss", icon=ICON, needs_data=False) as ctx:
+with page("Loss", needs_data=False) as ctx:
     st.markdown(
         "A trainer logs $L = \\sum_t w_t \\, \\ell_t$: the **Gradient weights** page shows the weights $w_t$; this "
         "page shows the other factor, the loss $\\ell_t = -\\log p(\\text{token}_t \\mid \\text{tokens before})$ "

@@ -15,6 +15,7 @@ import re
 import tempfile
 import time
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,11 @@ class Scan:
     stats: pd.DataFrame
     records: pd.DataFrame
     findings: pd.DataFrame
+
+    @cached_property
+    def check_counts(self) -> pd.DataFrame:
+        """``viz.check_counts`` of the findings, once per scan (not on every rerun of the page)."""
+        return viz.check_counts(self.findings.to_dict("records"))
 
 
 @st.cache_resource(show_spinner=False, max_entries=2048)

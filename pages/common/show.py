@@ -146,7 +146,7 @@ def crash_box(exc: BaseException, what: str = "This page") -> None:
 
 
 @contextmanager
-def page(title: str, *, icon: str | None = None, needs_data: bool = True) -> Iterator[Any]:
+def page(title: str, *, needs_data: bool = True) -> Iterator[Any]:
     """Frame of every page: page config, navigation, the shared sidebar, the title and the sidebar's problems in the
     main area; yields the sidebar's ``Context``. ``needs_data``: stop with a message when there is no usable
     tokenizer, template or data. An exception the body does not handle (a PanicException included) becomes an

@@ -75,7 +75,6 @@ TEMPLATE_SOURCES = ("The tokenizer's own", "Edit (Jinja)", "Upload a file")
 HUB_ONLY = "Hub id"  # the tokenizer source's name when server paths are off
 UPLOAD_KEYS = ("sb_tok_upload", "sb_data_upload", "sb_template_upload")  # widgets whose value cannot be set
 
-CONTEXT_KEY = "ui_context"
 OPEN_REQUEST_KEY = "inspect_open_request"  # set by other pages to open a conversation in Inspect
 SELECTED_KEY = "inspect_selected"  # the conversation on screen in Inspect (kept across pages and in the URL)
 
@@ -134,10 +133,6 @@ class Context:
     problems: list[Problem] = field(default_factory=list)
 
     @property
-    def ready(self) -> bool:
-        return self.setup is not None and self.data is not None and bool(self.data.conversations)
-
-    @property
     def conversations(self) -> list[Conversation]:
         return self.data.conversations if self.data is not None else []
 
@@ -191,7 +186,6 @@ def sidebar() -> Context:
         ctx.options = _options_section()
         if ctx.setup is not None and ctx.data is not None and ctx.data.conversations:
             _template_preview(ctx)
-    st.session_state[CONTEXT_KEY] = ctx
     _write_url()
     return ctx
 
@@ -236,7 +230,7 @@ def _tokenizer_section(ctx: Context) -> tuple[Any, str, str, bool]:
         if not name:
             st.info("Enter a hub id" + (" or a local tokenizer folder." if paths else " (owner/name)."))
             return None, "", "", False
-        if not paths and (name.startswith((".", "/", "~", "\\")) or name.count("/") > 1 or Path(name).exists()):
+        if not paths and is_local_path(name):
             _problem(ctx, "Tokenizer", "local tokenizer folders are turned off on this server: enter a hub id "
                                        "(owner/name) or upload the tokenizer files.")
             return None, "", "", False
@@ -249,6 +243,11 @@ def _tokenizer_section(ctx: Context) -> tuple[Any, str, str, bool]:
         st.info("Enter the path of a .gguf file (needs torch: pip install -r requirements-gguf.txt).")
         return None, "", "", False
     return _load_named(ctx, path, bool(trust), Path(path).name)
+
+
+def is_local_path(name: str) -> bool:
+    """A name that reads as a path on this machine rather than a hub id (owner/name). Example: "./tok" -> True."""
+    return name.startswith((".", "/", "~", "\\")) or name.count("/") > 1 or Path(name).exists()
 
 
 def _load_named(ctx: Context, name: str, trust: bool, shown: str) -> tuple[Any, str, str, bool]:
@@ -705,12 +704,6 @@ def _write_url() -> None:
 
 # --- for pages -----------------------------------------------------------------------------------------------------
 
-def context() -> Context:
-    """The Context the sidebar stored in this run."""
-    ctx = st.session_state.get(CONTEXT_KEY)
-    return ctx if ctx is not None else sidebar()
-
-
 def show_problems(ctx: Context) -> None:
     """The sidebar's problems in the main area too (a long template editor can hide the sidebar's), each once, with
     the template line a message points at."""
@@ -722,9 +715,8 @@ def show_problems(ctx: Context) -> None:
             st.code(text, language=None)
 
 
-def require_context(ctx: Context | None = None) -> Context:
+def require_context(ctx: Context) -> Context:
     """Stop the page with a message when the sidebar has no usable tokenizer, template or data."""
-    ctx = ctx if ctx is not None else context()
     if ctx.setup is None:
         st.info("Choose a tokenizer and a chat template that work: the sidebar's Tokenizer and Chat template "
                 "sections.")
