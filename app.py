@@ -10,11 +10,11 @@ from dataclasses import replace
 
 import streamlit as st
 
-from inspector import viz
+from inspector.views import viz
 from inspector.checks import special_token_ids
 from inspector.errors import ChatTemplateError
-from inspector.labels import STRATEGIES
-from inspector.tokenizer import ChatSetup, resolve_template
+from inspector.labels.engine import STRATEGIES
+from inspector.template.tokenizer import ChatSetup, resolve_template
 from pages.common import analysis, model, page, show, ui
 
 def _pick_by_number(ids: list[str], request: str | None) -> int:
@@ -121,7 +121,7 @@ with page("Inspect") as ctx:
             st.success("No check fired for this conversation.")
         for note in sample.notes:
             show.caption("Note: ", note)
-    # the independent second opinion (inspector/verify.py), always run on the conversation on screen
+    # the independent second opinion (inspector/labels/verify.py), always run on the conversation on screen
     verdict = analysis.verification(ctx, sample, conv)
     title = ("Verification: skipped" if verdict.skipped else
              f"Verification: {len(verdict.violations)} disagreement(s)" if verdict.violations else

@@ -176,7 +176,7 @@ def load_conversations(n: int, seed: int = 0, with_demo: bool = True) -> tuple[l
     Returns (conversations, number of demo conversations included). Rejected records would be a bug in this
     generator, so they raise.
     """
-    from inspector.loaders import load_data
+    from inspector.data.loaders import load_data
 
     result = load_data(list(generate_records(n, seed)), fmt="messages")
     if result.rejected:

@@ -9,7 +9,7 @@ In one run, on the same conversations (``bench/data.py``, plus the demo set when
 3. ours: ``LabelEngine(setup).build(conversations, LabelOptions())`` (assistant-only) with the plain template, so our
    span finder does the work;
 4. ours: the full pre-flight check (``inspector.checks``: build + every check + the aggregated report, the CLI's
-   core path); skipped with a message while ``inspector/checks.py`` does not exist;
+   core path); skipped with a message while ``inspector/checks/`` does not exist;
 5. the peer: TRL's real data path, ``SFTTrainer._prepare_dataset`` with ``assistant_only_loss=True`` on the
    generated conversations (GEN as the template); skipped with a reason where ``trl`` is not installed.
 
@@ -293,7 +293,7 @@ def corpus_dir() -> Path:
 
 def load_bench_setup(bt: BenchTokenizer, corpus: Path):
     """(ChatSetup, None) or (None, reason to skip)."""
-    from inspector.tokenizer import ChatSetup, load_setup
+    from inspector.template.tokenizer import ChatSetup, load_setup
 
     if bt.source == "packaged":
         setup = load_setup()
@@ -302,7 +302,7 @@ def load_bench_setup(bt: BenchTokenizer, corpus: Path):
         if not (folder / "tokenizer.json").is_file():
             return None, f"tokenizer folder {folder} not found (set SFT_CORPUS to the shared corpus)"
         if bt.plain_template is not None:
-            from inspector.tokenizer import load_tokenizer
+            from inspector.template.tokenizer import load_tokenizer
 
             tok = load_tokenizer(str(folder))
             setup = ChatSetup(tok, bt.plain_template, "override", bt.name)
@@ -320,7 +320,7 @@ def check_runner(setup) -> tuple[Callable[[list], Any] | None, str]:
         from inspector import checks
     except Exception as exc:  # not written yet, or broken while being written
         return None, f"inspector.checks is not importable ({type(exc).__name__}: {exc})"
-    from inspector.labels import LabelOptions
+    from inspector.labels.engine import LabelOptions
 
     if all(hasattr(checks, n) for n in ("CheckContext", "iter_outcomes", "Report")):
         def run(convs):
@@ -345,7 +345,7 @@ def check_runner(setup) -> tuple[Callable[[list], Any] | None, str]:
 # --- one tokenizer -----------------------------------------------------------------------------------------------
 
 def bench_tokenizer(bt: BenchTokenizer, convs: list, n_demo: int, corpus: Path) -> TokenizerRun:
-    from inspector.labels import LabelEngine, LabelOptions
+    from inspector.labels.engine import LabelEngine, LabelOptions
 
     setup, why = load_bench_setup(bt, corpus)
     if setup is None:
@@ -486,7 +486,7 @@ def trl_runner(bt: BenchTokenizer, setup, convs: list, messages: list) -> tuple[
 
 def validate_trl(prepared: Any, engine: Any, convs: list) -> str:
     """TRL's labels column == our assistant-only labels, on the first conversations."""
-    from inspector.labels import LabelOptions
+    from inspector.labels.engine import LabelOptions
 
     samples, _ = engine.build(convs, LabelOptions())
     by_id = {s.conversation_id: s for s in samples}
@@ -882,8 +882,8 @@ def _poll_tree(proc: subprocess.Popen, interval: float = 0.05, seen: dict[int, l
 def stream_child(path: str, tokenizer: str, chunk_size: int | None) -> None:
     """The subprocess side (core path): stream ``path`` through the check in chunks and print a JSON summary."""
     from inspector import checks
-    from inspector.labels import LabelOptions
-    from inspector.loaders import iter_records
+    from inspector.labels.engine import LabelOptions
+    from inspector.data.loaders import iter_records
 
     bt = TOKENIZERS[tokenizer]
     setup, why = load_bench_setup(bt, corpus_dir())

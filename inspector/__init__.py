@@ -11,7 +11,7 @@ A plain Python package (it never imports Streamlit) shared by the app, the CLI a
   what that does to labels, attention and weights (``packing_viz``: what a page draws; ``packed_export``: files).
 """
 
-from .constants import IGNORE_INDEX
+from inspector.constants import IGNORE_INDEX
 
 __all__ = ["IGNORE_INDEX"]
 __version__ = "0.1.0"

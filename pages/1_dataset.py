@@ -8,7 +8,7 @@ Clicking a bar or a point, or selecting a table row, opens that conversation in 
 
 import streamlit as st
 
-from inspector import viz
+from inspector.views import viz
 from pages.common import analysis, page, show, ui
 
 ICON = ":material/bar_chart:"

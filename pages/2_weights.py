@@ -1,5 +1,5 @@
 """Gradient weights: how much each trained token counts in the loss under each reduction, computed exactly by
-``inspector.weights`` — the seed preset, the packed worked example (``packing_viz.worked_example``), a batch of the
+``inspector.labels.weights`` — the seed preset, the packed worked example (``packing_viz.worked_example``), a batch of the
 loaded samples, and the log-probability decomposition.
 
 Reductions are named in words with their code name beside them; fractions with large denominators read as
@@ -11,8 +11,9 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from inspector import packing_viz as pv
-from inspector import viz, weights
+from inspector.views import packing as pv
+from inspector.views import viz
+from inspector.labels import weights
 from pages.common import analysis, page, show, ui
 
 ICON = ":material/balance:"
@@ -23,7 +24,7 @@ with page("Gradient weights", needs_data=False) as ctx:  # the preset needs no d
         "A trainer reduces the per-token losses to one number, $L = \\sum_t w_t \\, \\ell_t$, so $w_t$ is how hard "
         "token $t$ pulls on the parameters. Masked tokens (label -100) have $w_t = 0$; everything else depends on "
         "the reduction and on how dialogues are cut into samples. All numbers below are exact fractions computed "
-        "by `inspector.weights`.")
+        "by `inspector.labels.weights`.")
 
     # --- the preset ------------------------------------------------------------------------------------------------
     st.header("Preset: session-level vs split-turn")

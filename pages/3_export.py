@@ -1,7 +1,7 @@
 """Export: which records are accepted and which are rejected (with reasons), the trainer-ready files
-(accepted JSONL / Parquet, rejected.jsonl, report.json) written by ``inspector.export``, the CLI commands that repeat
+(accepted JSONL / Parquet, rejected.jsonl, report.json) written by ``inspector.data.export``, the CLI commands that repeat
 the run on the whole dataset (``inspector.cli.command_line``: locally or on Ray), and a training template for
-TRL's ``assistant_only_loss`` (``inspector.template_check.export_training_template``) with its verification.
+TRL's ``assistant_only_loss`` (``inspector.training_template.check.export_training_template``) with its verification.
 
 Rejected records loaded from a file are exported as a bounded excerpt of their JSON, never the whole record. The
 training template costs several renders per conversation: it is built on a button, on the first
@@ -12,11 +12,12 @@ import json
 
 import streamlit as st
 
-from inspector import export, template_viz
+from inspector.data import export
+from inspector.views import template as template_viz
 from inspector.cli import command_line
 from inspector.errors import InspectorError
-from inspector.labels import LabelOptions
-from inspector.template_check import export_training_template, side_by_side
+from inspector.labels.engine import LabelOptions
+from inspector.training_template.check import export_training_template, side_by_side
 from pages.common import analysis, page, show, ui
 
 ICON = ":material/download:"

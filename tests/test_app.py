@@ -84,15 +84,15 @@ def errors(at: AppTest) -> list[str]:
 
 @pytest.fixture(scope="module")
 def demo(deepseek_setup):
-    from inspector.loaders import load_data
-    from inspector.tokenizer import DEMO_DIR
+    from inspector.data.loaders import load_data
+    from inspector.template.tokenizer import DEMO_DIR
 
     data = load_data(DEMO_DIR / "demo.jsonl")
     return {c.id: c for c in data.conversations}
 
 
 def core_sample(setup, conv, **options):
-    from inspector.labels import LabelEngine, LabelOptions
+    from inspector.labels.engine import LabelEngine, LabelOptions
 
     opts = LabelOptions(**{"max_length": 1024, **options})
     return LabelEngine(setup).build_one(conv, opts)
@@ -402,7 +402,7 @@ def test_gradient_weights_page_shows_the_preset_fractions():
 
 
 def test_gradient_weights_page_every_reduction_and_the_crossed_out_terms():
-    from inspector.weights import REDUCTION_NAMES
+    from inspector.labels.weights import REDUCTION_NAMES
 
     at = run_app()
     at.switch_page(PAGES["weights"]).run()
@@ -427,7 +427,7 @@ def test_gradient_weights_page_every_reduction_and_the_crossed_out_terms():
 
 def test_export_page_splits_accepted_and_rejected(deepseek_setup, demo):
     from inspector.checks import CheckContext, evaluate
-    from inspector.labels import LabelOptions
+    from inspector.labels.engine import LabelOptions
 
     outcomes = evaluate(list(demo.values()), CheckContext(deepseek_setup, LabelOptions(max_length=1024)))
     accepted = sum(oc.accepted for oc in outcomes)
@@ -715,7 +715,7 @@ def test_rejected_records_are_a_bounded_excerpt_and_server_files_do_not_list_the
     assert "keys found" not in reasons
     rejected = [b for b in at.get("download_button") if b.label == "Rejected (JSONL)"]
     assert rejected
-    row = ui.for_app(__import__("inspector.loaders", fromlist=["load_data"]).load_data(str(tmp_path / "mixed.jsonl")),
+    row = ui.for_app(__import__("inspector.data.loaders", fromlist=["load_data"]).load_data(str(tmp_path / "mixed.jsonl")),
                      server_file=True).rejected[0]
     assert len(row.record) <= analysis.EXCERPT_CHARS + 30 and "keys found" not in row.reasons[0]
 
@@ -837,7 +837,7 @@ def test_an_unreachable_hub_fails_within_seconds_without_hf_hub_offline(monkeypa
     import time
 
     from inspector.errors import TokenizerLoadError
-    from inspector.tokenizer import hub_is_reachable, load_tokenizer
+    from inspector.template.tokenizer import hub_is_reachable, load_tokenizer
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
@@ -881,7 +881,7 @@ def test_inspect_verifies_the_conversation_on_screen():
 def test_inspect_shows_the_verifiers_disagreement(monkeypatch):
     """Labels corrupted behind the engine's back (its first answer left untrained): the verifier names it."""
     import streamlit as st
-    from inspector.labels import LabelEngine
+    from inspector.labels.engine import LabelEngine
 
     real = LabelEngine._label_regions
 
@@ -911,8 +911,8 @@ PACKING_PAGE = "pages/4_packing.py"
 def core_packing(setup, demo, strategy="bfd", padding_free=True, batch_size=8):
     """The demo packed by the core as the page packs it: whole samples, the sidebar's max length (1024) as the packed
     length, the tokenizer's pad id (or its eos id)."""
-    from inspector.labels import LabelEngine, LabelOptions
-    from inspector.packing import PackOptions, pack
+    from inspector.labels.engine import LabelEngine, LabelOptions
+    from inspector.train.packing import PackOptions, pack
 
     samples, _ = LabelEngine(setup).build(list(demo.values()), LabelOptions(max_length=None))
     tok = setup.tokenizer
@@ -972,8 +972,8 @@ def test_packing_options_change_what_the_core_computes(deepseek_setup, demo, str
 
 
 def test_gradient_weights_page_shows_the_packed_worked_example():
-    from inspector.packing_viz import worked_example, worked_example_frame
-    from inspector.weights import format_fraction
+    from inspector.views.packing import worked_example, worked_example_frame
+    from inspector.labels.weights import format_fraction
 
     ex = worked_example()
 
@@ -1022,8 +1022,8 @@ def test_export_shows_the_cli_commands_that_repeat_the_run(capsys):
 
 
 def test_export_builds_and_verifies_the_training_template(deepseek_setup, demo):
-    from inspector.labels import LabelOptions
-    from inspector.template_check import export_training_template
+    from inspector.labels.engine import LabelOptions
+    from inspector.training_template.check import export_training_template
 
     report = export_training_template(deepseek_setup, list(demo.values()), LabelOptions())
     at = run_app()

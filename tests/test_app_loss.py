@@ -3,7 +3,7 @@
 Without the model extra (torch hidden from the process) the page says what to install and nothing breaks. With it,
 a tiny random Llama built here from a config (the tokenizer conftest trains, saved with its ChatML template as a
 local model folder) is typed into the page and loaded: every number the page shows is compared with what the core
-(``inspector.loss``) computes in the test. Gemma 3 270M is never loaded here (test_loss_gemma.py does that once).
+(``inspector.train.loss``) computes in the test. Gemma 3 270M is never loaded here (test_loss_gemma.py does that once).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ torch_needed = pytest.mark.skipif(not __import__("importlib").util.find_spec("to
 
 @pytest.fixture(scope="module")
 def tiny_lm(tiny_lm_dir):
-    from inspector.model import load_model
+    from inspector.train.model import load_model
 
     return load_model(tiny_lm_dir)
 
@@ -115,18 +115,18 @@ def load_on_the_page(at: AppTest, folder: str) -> AppTest:
 
 
 def demo_conversations():
-    from inspector.loaders import load_data
-    from inspector.tokenizer import DEMO_DIR
+    from inspector.data.loaders import load_data
+    from inspector.template.tokenizer import DEMO_DIR
 
     return {c.id: c for c in load_data(DEMO_DIR / "demo.jsonl").conversations}
 
 
 @torch_needed
 def test_the_loss_page_shows_what_the_core_computes_on_a_tiny_model(tiny_lm, tiny_lm_dir, monkeypatch):
-    from inspector.labels import LabelOptions
-    from inspector.loss import contributions, strategy_losses
-    from inspector.render import RenderLimits
-    from inspector.weights import REDUCTION_NAMES
+    from inspector.labels.engine import LabelOptions
+    from inspector.train.loss import contributions, strategy_losses
+    from inspector.template.render import RenderLimits
+    from inspector.labels.weights import REDUCTION_NAMES
 
     monkeypatch.setenv("SFT_INSPECTOR_SERVER_PATHS", "on")
     at = run(LOSS_PAGE)
@@ -183,8 +183,8 @@ def test_the_loss_page_shows_what_the_core_computes_on_a_tiny_model(tiny_lm, tin
 
 @torch_needed
 def test_inspect_shows_a_loss_column_only_for_the_models_vocabulary(tiny_lm, tiny_lm_dir, tiny_setup, monkeypatch):
-    from inspector.labels import LabelEngine, LabelOptions
-    from inspector.loss import score_samples
+    from inspector.labels.engine import LabelEngine, LabelOptions
+    from inspector.train.loss import score_samples
 
     monkeypatch.setenv("SFT_INSPECTOR_SERVER_PATHS", "on")
     at = run(LOSS_PAGE)
@@ -256,7 +256,7 @@ def test_server_paths_off_leaves_only_the_default_and_hub_ids(tmp_path, monkeypa
 def test_same_vocabulary(tiny_tokenizer, tiny_unigram_tokenizer, tmp_path):
     from transformers import AutoTokenizer
 
-    from inspector.model import same_vocabulary
+    from inspector.train.model import same_vocabulary
 
     tiny_tokenizer.save_pretrained(tmp_path)
     copy = AutoTokenizer.from_pretrained(tmp_path)
@@ -268,9 +268,9 @@ def test_same_vocabulary(tiny_tokenizer, tiny_unigram_tokenizer, tmp_path):
 
 
 def test_token_table_html_has_a_loss_cell_only_with_a_loss_column(tiny_setup):
-    from inspector import viz
+    from inspector.views import viz
     from inspector.conversations import Conversation, Message
-    from inspector.labels import LabelEngine, LabelOptions
+    from inspector.labels.engine import LabelEngine, LabelOptions
 
     conv = Conversation("c", [Message("user", "Hello!"), Message("assistant", "How can I help you today?")])
     (sample,) = LabelEngine(tiny_setup).build_one(conv, LabelOptions())

@@ -32,7 +32,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "tests" / "artifacts"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 STARTUP_TIMEOUT = 60  # seconds for streamlit to answer its health check
-# the colors inspector.viz uses, as browsers report them
+# the colors inspector.views.viz uses, as browsers report them
 GRAY = "rgb(229, 231, 235)"  # masked (label -100): STATE_COLORS["masked"][0] == "#e5e7eb"
 GREEN = "rgb(187, 247, 208)"  # trained: STATE_COLORS["trained"][0] == "#bbf7d0"
 RED = "rgb(254, 202, 202)"  # flagged: STATE_COLORS["flagged"][0] == "#fecaca"
@@ -590,10 +590,10 @@ def test_packing_page_as_the_first_request_of_a_fresh_server_and_a_block_click(t
 
 
 def test_export_training_template_download(server, browser_page, deepseek_setup, tmp_path):
-    from inspector.labels import LabelOptions
-    from inspector.loaders import load_data
-    from inspector.template_check import export_training_template
-    from inspector.tokenizer import DEMO_DIR
+    from inspector.labels.engine import LabelOptions
+    from inspector.data.loaders import load_data
+    from inspector.training_template.check import export_training_template
+    from inspector.template.tokenizer import DEMO_DIR
 
     expected = export_training_template(deepseek_setup, load_data(DEMO_DIR / "demo.jsonl").conversations,
                                         LabelOptions()).training.template

@@ -17,8 +17,8 @@ from inspector.checks import (CHECKS, SEVERITIES, CheckContext, Finding, Report,
                               verification_findings)
 from inspector.constants import IGNORE_INDEX
 from inspector.conversations import Conversation, Message, Rejected, Source
-from inspector.labels import LabelEngine, LabelOptions
-from inspector.tokenizer import ChatSetup
+from inspector.labels.engine import LabelEngine, LabelOptions
+from inspector.template.tokenizer import ChatSetup
 
 # --- templates, each wrong in one way ---------------------------------------------------------------------------
 
@@ -239,7 +239,7 @@ CASES = {
     "reasoning-dropped": (lambda e: run(e.setup(), [REASONING]), lambda e: run(e.setup(WITH_THINK), [REASONING])),
     "tool-call-adapted": (lambda e: run(e.setup(ITEMS), [_call_conv('{"fruit": "plums"}')]),
                           lambda e: run(e.setup(ITEMS), [_call_conv({"fruit": "plums"})])),
-    # packing (inspector.packing.check_packing), on real samples of the tiny tokenizer
+    # packing (inspector.train.packing.check_packing), on real samples of the tiny tokenizer
     "cross-sample-prediction": (lambda e: _packed(e, "all-tokens"), lambda e: _packed(e, "all-tokens", True)),
     "cross-sample-attention": (lambda e: _packed(e), lambda e: _packed(e, padding_free=True)),
     "packing-truncates": (lambda e: _packed(e, max_length=10), lambda e: _packed(e, max_length=10,
@@ -253,7 +253,7 @@ CASES = {
 
 
 def _packed(env: Env, labels: str = "assistant-only", padding_free: bool = False, **pack_opts) -> list[Finding]:
-    from inspector.packing import PackOptions, check_packing, pack
+    from inspector.train.packing import PackOptions, check_packing, pack
 
     convs = [TWO_TURNS, conv(("user", "Hello! How can I help"), ("assistant", "quick brown fox."), id="d")]
     samples, errors = LabelEngine(env.setup()).build(convs, LabelOptions(strategy=labels))
@@ -591,7 +591,7 @@ def test_split_turns_leaves_out_answers_marked_not_to_train(env):
 def test_mistral_inst_marker_default_is_not_found_in_context(corpus):
     """The classic completion-only collator failure: with no generation prompt (Mistral), the marker defaults to the
     header the template always writes, '[/INST]', whose SentencePiece ids alone differ from its ids in context."""
-    from inspector.tokenizer import load_setup
+    from inspector.template.tokenizer import load_setup
 
     setup = load_setup(str(corpus / "tokenizers" / "llama-spm"),
                        str(corpus / "templates" / "mistralai-Ministral-3-14B-Reasoning-2512.jinja"))
@@ -602,7 +602,7 @@ def test_mistral_inst_marker_default_is_not_found_in_context(corpus):
     assert all(label == IGNORE_INDEX for label in sample.labels)
     marker_alone = setup.tokenizer.encode("[/INST]", add_special_tokens=False)
     assert sample.extra["marker_ids"] == marker_alone
-    from inspector.labels import find_subsequence
+    from inspector.labels.engine import find_subsequence
 
     assert find_subsequence(sample.input_ids, marker_alone) == -1
     assert find_subsequence(sample.input_ids, marker_alone[1:]) > 0  # only the first piece differs in context

@@ -345,7 +345,7 @@ def test_lone_surrogate_ids_and_content_never_crash_printing(tmp_path, tiny_dir)
 def test_a_full_disk_is_an_error_with_exit_2(tmp_path, tiny_dir, capsys, monkeypatch):
     import errno
 
-    import inspector.export as export_mod
+    import inspector.data.export as export_mod
 
     data = write_jsonl(tmp_path / "d.jsonl", CLEAN)
     real_open = open
@@ -487,7 +487,7 @@ def test_command_line_reads_back_as_the_same_settings(opts, engine):
     options, data, tokenizer, template and engine; a string that looks like JSON stays a string."""
     import shlex
 
-    from inspector.labels import LabelOptions
+    from inspector.labels.engine import LabelOptions
 
     if opts.get("turn_format") == "chatglm2":
         opts = dict(opts, turn_format=cli.SESSION_LAYOUTS["chatglm2"])
@@ -512,7 +512,7 @@ def test_command_line_reads_back_as_the_same_settings(opts, engine):
 
 
 def test_command_line_names_what_the_cli_cannot_carry():
-    from inspector.labels import LabelOptions, TurnFormat
+    from inspector.labels.engine import LabelOptions, TurnFormat
 
     own = TurnFormat(user="Q: {content}\n", assistant="A: {content}\n")
     line, left = cli.command_line("check", "d.jsonl", options=LabelOptions(strategy="session", turn_format=own))

@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 
 from inspector.conversations import Conversation, Message
-from inspector.labels import LabelEngine, LabelOptions
-from inspector.tokenizer import ChatSetup
-from inspector.verify import verify_sample
+from inspector.labels.engine import LabelEngine, LabelOptions
+from inspector.template.tokenizer import ChatSetup
+from inspector.labels.verify import verify_sample
 from test_labels import assistant_only_problems
 from training_corpus import training_cell
 
@@ -398,7 +398,7 @@ def write_doc(outcomes: list[Outcome], path: Path = DOC) -> str:
         "that token is reported as straddling; the end-of-turn marker (read from the template by hand, column 5) is "
         "trained and nothing after it; where the conversation so far renders as a prefix, training starts exactly "
         "where the generation prompt ends; and a `{% generation %}` mask, where the template has one, agrees on all "
-        "message text. *Verifier*: the perturbation verifier (`inspector/verify.py`: each field replaced in turn by "
+        "message text. *Verifier*: the perturbation verifier (`inspector/labels/verify.py`: each field replaced in turn by "
         "a sentinel, the renders diffed, nothing taken from the engine's spans) agrees with the labels on every "
         "conversation that renders. *Span methods*: how message text was found (`exact`, `stripped`, `marked` "
         "render, `sentinel` render; tool calls `marked` or `diff`) and how turns start (`generation-prompt`, "

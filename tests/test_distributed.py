@@ -1,4 +1,4 @@
-"""The Ray engine (``--engine ray``, ``inspector/distributed.py``) gives what the local engine gives.
+"""The Ray engine (``--engine ray``, ``inspector/data/distributed.py``) gives what the local engine gives.
 
 On a local Ray (``ray.init(num_cpus=2)``, started once for the module): the report of ``check`` is equal to the local
 one (counts, codes, examples, first findings) on the demo, on a folder that mixes every container and every kind of
@@ -30,7 +30,7 @@ from bench.data import generate_records  # noqa: E402
 from inspector.checks import CheckContext, Report, iter_outcomes  # noqa: E402
 from inspector.cli import main  # noqa: E402
 from inspector.errors import InspectorError  # noqa: E402
-from inspector.loaders import iter_records  # noqa: E402
+from inspector.data.loaders import iter_records  # noqa: E402
 
 DEMO = REPO / "inspector" / "demo" / "demo.jsonl"
 
@@ -79,7 +79,7 @@ def lines_of(pattern: str) -> list[str]:
 # --- without a cluster -------------------------------------------------------------------------------------------
 
 def test_missing_ray_names_the_extra(monkeypatch, capsys):
-    from inspector import distributed
+    from inspector.data import distributed
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(InspectorError, match=r"sft-inspector\[ray\].*requirements-ray.txt"):
@@ -90,7 +90,7 @@ def test_missing_ray_names_the_extra(monkeypatch, capsys):
 
 
 def test_an_unreachable_cluster_fails_fast():
-    from inspector.distributed import _check_reachable
+    from inspector.data.distributed import _check_reachable
 
     with pytest.raises(InspectorError, match=r"cannot reach the Ray cluster at 127.0.0.1:1 .*is it running"):
         _check_reachable("127.0.0.1:1")
@@ -117,7 +117,7 @@ def test_evaluator_passes_global_positions_to_the_verifier(deepseek_setup, monke
     import pickle
 
     import inspector.checks as checks
-    from inspector import distributed
+    from inspector.data import distributed
     from inspector.checks import finding
 
     verified: list[str] = []
@@ -153,8 +153,8 @@ def test_long_lines_are_skipped_as_the_local_loader_skips_them(chunk):
     still give every line once."""
     import io
 
-    from inspector.distributed import _iter_lines, range_lines
-    from inspector.loaders import _bounded_lines, _LongLine
+    from inspector.data.distributed import _iter_lines, range_lines
+    from inspector.data.loaders import _bounded_lines, _LongLine
 
     data = b"ab\n" + b"x" * 8 + b"\n" + b"y" * 9 + b"\n" + b"\n" + b"z" * 30 + b"\nlast" + b"w" * 20
 
@@ -166,7 +166,7 @@ def test_long_lines_are_skipped_as_the_local_loader_skips_them(chunk):
     assert [x[0] if isinstance(x, tuple) else x for x in local] == [b"ab\n", b"x" * 8 + b"\n", "long", b"\n",
                                                                       "long", "long"]
     assert sum(x[1] if isinstance(x, tuple) else len(x) for x in local) == len(data)
-    import inspector.distributed as d
+    import inspector.data.distributed as d
 
     old = d.MAX_RECORD_BYTES
     d.MAX_RECORD_BYTES = 8
@@ -184,7 +184,7 @@ def test_what_ray_reports_goes_to_stderr_not_into_the_json(capsys):
     pytest.importorskip("ray")
     import ray._private.worker as worker
 
-    from inspector.distributed import _ray_reports_to_stderr
+    from inspector.data.distributed import _ray_reports_to_stderr
 
     _ray_reports_to_stderr()
     _ray_reports_to_stderr()  # wrapped once
@@ -323,8 +323,8 @@ def _descendant_evaluators() -> list:
 def test_a_killed_worker_is_retried_and_nothing_is_lost_or_duplicated(ray_cluster, tmp_path):
     """SIGKILL one of the two actors once the first shards are written: Ray restarts it, its batch runs again, and
     the export is the local one, row for row, with nothing a dead attempt wrote left behind."""
-    from inspector.distributed import RayOptions, run_export
-    from inspector.tokenizer import load_setup
+    from inspector.data.distributed import RayOptions, run_export
+    from inspector.template.tokenizer import load_setup
 
     data = write_generated(tmp_path / "gen.jsonl", 1200)
     ctx = CheckContext(load_setup(), verify="sample")
@@ -373,7 +373,7 @@ def test_byte_ranges_give_every_line_once_with_its_number(tmp_path):
 
     import pyarrow.fs as pafs
 
-    from inspector import distributed as d
+    from inspector.data import distributed as d
 
     path = tmp_path / "x.jsonl"
     data = (b"\xef\xbb\xbf{}\n\n  \n" + b"".join(b'{"a": %d}\n' % i if i % 5 else b"\n" for i in range(60))

@@ -12,9 +12,9 @@ import pytest
 from inspector.checks import CheckContext, Report, iter_outcomes
 from inspector.constants import IGNORE_INDEX
 from inspector.conversations import Conversation, Message
-from inspector.export import ACCEPT_RULE, ExportError, export_data, export_outcomes
-from inspector.labels import LabelEngine, LabelOptions
-from inspector.loaders import load_data
+from inspector.data.export import ACCEPT_RULE, ExportError, export_data, export_outcomes
+from inspector.labels.engine import LabelEngine, LabelOptions
+from inspector.data.loaders import load_data
 
 RECORDS = [
     {"id": "ok-1", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello!"},
@@ -234,7 +234,7 @@ def test_records_are_streamed_chunk_by_chunk(tiny_setup):
 
 
 def test_export_report_matches_check_report(tiny_setup, data_file, tmp_path):
-    from inspector.loaders import iter_records
+    from inspector.data.loaders import iter_records
 
     checked = Report().add_all(iter_outcomes(iter_records(data_file), CheckContext(tiny_setup)))
     exported = export_data(data_file, tiny_setup, tmp_path / "out")
@@ -294,7 +294,7 @@ class _FullDisk:
 
 @pytest.mark.parametrize("budget", [0, 200, 5000])
 def test_full_disk_while_writing_jsonl(tiny_setup, data_file, first_export, monkeypatch, budget):
-    import inspector.export as export_mod
+    import inspector.data.export as export_mod
 
     out, before = first_export
     real_open = open
@@ -407,7 +407,7 @@ def test_partials_of_a_killed_run_are_removed_by_the_next_run(tiny_setup, data_f
     import subprocess
     import sys
 
-    from inspector.export import STAGING_PREFIX
+    from inspector.data.export import STAGING_PREFIX
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(dead.stdout)  # that process has ended: what it left is stale
@@ -473,7 +473,7 @@ def test_when_even_the_undo_fails_the_old_files_are_kept_and_named(tiny_setup, d
     import subprocess
     import sys
 
-    from inspector.export import STAGING_PREFIX, clean_stale_partials
+    from inspector.data.export import STAGING_PREFIX, clean_stale_partials
 
     dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                               text=True).stdout)
@@ -500,7 +500,7 @@ def test_chunks_are_bounded_by_text_size_too():
 def test_a_full_disk_while_writing_a_packed_dataset_is_a_clear_error(tmp_path, monkeypatch):
     import errno
 
-    import inspector.packed_export as packed_mod
+    import inspector.data.packed_export as packed_mod
 
     real_open = open
     monkeypatch.setattr(packed_mod, "open", lambda *a, **k: _FullDisk(real_open(*a, **k), 10), raising=False)

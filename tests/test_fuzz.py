@@ -30,8 +30,8 @@ from hypothesis import strategies as st
 from inspector.constants import IGNORE_INDEX, ROLES, SEGMENTS
 from inspector.conversations import Conversation, LoadResult, Rejected
 from inspector.errors import DataError, RecordError
-from inspector.labels import STRATEGIES, LabelEngine, LabelOptions
-from inspector.loaders import iter_records, load_data, load_text, normalize_record
+from inspector.labels.engine import STRATEGIES, LabelEngine, LabelOptions
+from inspector.data.loaders import iter_records, load_data, load_text, normalize_record
 
 FAST = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

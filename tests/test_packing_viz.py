@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from inspector.constants import IGNORE_INDEX
-from inspector.labels import LabelEngine, LabelOptions
-from inspector.loaders import load_data
-from inspector.packing import PADDING, PackInput, PackOptions, check_packing, pack, weights_before_after
-from inspector.packing_viz import (PADDING_COLOR, blocks_figure, blocks_frame, sample_color, sample_weights_frame,
+from inspector.labels.engine import LabelEngine, LabelOptions
+from inspector.data.loaders import load_data
+from inspector.train.packing import PADDING, PackInput, PackOptions, check_packing, pack, weights_before_after
+from inspector.views.packing import (PADDING_COLOR, blocks_figure, blocks_frame, sample_color, sample_weights_frame,
                                    sequence_table, weights_figure, weights_frame, worked_example)
-from inspector.viz import token_table_html
+from inspector.views.viz import token_table_html
 
 Q = IGNORE_INDEX
 DEMO = Path(__file__).resolve().parents[1] / "inspector" / "demo" / "demo.jsonl"
@@ -103,7 +103,7 @@ def test_weights_frame_marks_cut_tokens():
 
 
 def test_sequence_table_html_shows_boundaries_position_ids_and_escapes_ids():
-    from inspector.packing_viz import sequence_table_html
+    from inspector.views.packing import sequence_table_html
 
     samples = [PackInput("a", [1, 2, 3], [Q, 2, 3]), PackInput("<b>&", [4, 5], [Q, 5])]
     p = pack(samples, PackOptions(8, padding_free=True))
@@ -123,8 +123,8 @@ def test_sequence_table_html_shows_boundaries_position_ids_and_escapes_ids():
 
 
 def test_worked_example_frame_is_the_documented_table():
-    from inspector.packing_viz import EXAMPLE_COLUMNS, worked_example_frame
-    from inspector.weights import REDUCTION_NAMES
+    from inspector.views.packing import EXAMPLE_COLUMNS, worked_example_frame
+    from inspector.labels.weights import REDUCTION_NAMES
 
     df = worked_example_frame()
     assert list(df["reduction"]) == list(REDUCTION_NAMES)

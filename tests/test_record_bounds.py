@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-import inspector.labels as labels_module
+import inspector.labels.engine as labels_module
 from conftest import CHATML
 from inspector.checks import CheckContext, evaluate
 from inspector.conversations import Conversation, Message
-from inspector.labels import LabelEngine, LabelOptions
-from inspector.tokenizer import ChatSetup
+from inspector.labels.engine import LabelEngine, LabelOptions
+from inspector.template.tokenizer import ChatSetup
 
 
 def many(n: int) -> Conversation:

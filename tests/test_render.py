@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from inspector.errors import ChatTemplateError, RenderError, RenderTimeout
-from inspector.render import (
+from inspector.template.render import (
     DEFAULT_DATE_STRING,
     RenderLimits,
     compile_template,
@@ -189,7 +189,7 @@ def test_template_messages_equal_what_transformers_hands_the_template():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from inspector.render import template_messages
+    from inspector.template.render import template_messages
 
     message = st.fixed_dictionaries(
         {"role": st.sampled_from(["user", "assistant", "tool"])},

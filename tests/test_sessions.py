@@ -15,9 +15,9 @@ import pytest
 
 from conftest import CHATML
 from inspector.conversations import Conversation, Message
-from inspector.labels import STRATEGIES, LabelEngine, LabelOptions
-from inspector.render import probe_template, render
-from inspector.tokenizer import ChatSetup
+from inspector.labels.engine import STRATEGIES, LabelEngine, LabelOptions
+from inspector.template.render import probe_template, render
+from inspector.template.tokenizer import ChatSetup
 
 ROOT = Path(__file__).resolve().parents[1]
 

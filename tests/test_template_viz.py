@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from inspector.template_check import ConversationCheck, DiffLine, Mismatch, Verification, export_training_template, \
+from inspector.training_template.check import ConversationCheck, DiffLine, Mismatch, Verification, export_training_template, \
     side_by_side
-from inspector.template_viz import side_by_side_html, verification_frame
+from inspector.views.template import side_by_side_html, verification_frame
 
 
 def test_verification_frame_names_each_result():
@@ -42,7 +42,7 @@ def test_side_by_side_html_changed_only_keeps_context_and_shows_gaps():
 
 
 def test_the_demo_templates_side_by_side_shows_the_generation_tags(deepseek_setup):
-    from inspector.template_check import demo_conversations
+    from inspector.training_template.check import demo_conversations
 
     report = export_training_template(deepseek_setup, demo_conversations()[:4])
     rows = side_by_side(report.training)

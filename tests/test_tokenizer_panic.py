@@ -15,8 +15,8 @@ from conftest import CHATML, PANIC_TEXT, train_panicky_tokenizer
 from inspector.checks import CheckContext, evaluate, iter_outcomes
 from inspector.conversations import Conversation, Message
 from inspector.errors import TokenizerLoadError
-from inspector.labels import STRATEGIES, LabelEngine, LabelOptions, tokenize_batch
-from inspector.tokenizer import ChatSetup, is_tokenizer_failure, load_tokenizer
+from inspector.labels.engine import STRATEGIES, LabelEngine, LabelOptions, tokenize_batch
+from inspector.template.tokenizer import ChatSetup, is_tokenizer_failure, load_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_a_panic_while_loading_refuses_the_tokenizer(panicky, monkeypatch, tmp_p
 
 
 def test_ctrl_c_while_tokenizing_is_not_swallowed(panicky, monkeypatch):
-    import inspector.labels as labels_mod
+    import inspector.labels.engine as labels_mod
 
     def interrupted(tokenizer, texts):
         raise KeyboardInterrupt

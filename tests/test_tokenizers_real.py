@@ -12,8 +12,8 @@ import pytest
 
 from inspector.conversations import Conversation, Message
 from inspector.errors import ChatTemplateError, TokenizerLoadError
-from inspector.labels import STRATEGIES, LabelEngine, LabelOptions
-from inspector.tokenizer import ChatSetup, load_setup, load_tokenizer, resolve_template
+from inspector.labels.engine import STRATEGIES, LabelEngine, LabelOptions
+from inspector.template.tokenizer import ChatSetup, load_setup, load_tokenizer, resolve_template
 from test_labels import CHATML, assistant_only_problems, basic_problems, labeled_text, supervised
 
 CONVS = [

@@ -17,14 +17,14 @@ import pytest
 from conftest import CHATML
 from inspector.constants import IGNORE_INDEX
 from inspector.conversations import Conversation, Message
-from inspector.jinja_source import (Context, TemplateSource, block_tag, chat_environment, normalize_newlines,
+from inspector.training_template.jinja_source import (Context, TemplateSource, block_tag, chat_environment, normalize_newlines,
                                     parse_expression, positioned_tokens, same_tokens_apart_from, string_literal)
-from inspector.labels import LabelEngine, LabelOptions
-from inspector.render import render
-from inspector.template_check import side_by_side, trl_checks, verify_training_template
-from inspector.tokenizer import ChatSetup
-from inspector.template_rewrite import find_condition
-from inspector.training_template import (CharTokenizer, build_training_template, read_markers,
+from inspector.labels.engine import LabelEngine, LabelOptions
+from inspector.template.render import render
+from inspector.training_template.check import side_by_side, trl_checks, verify_training_template
+from inspector.template.tokenizer import ChatSetup
+from inspector.training_template.rewrite import find_condition
+from inspector.training_template.build import (CharTokenizer, build_training_template, read_markers,
                                          training_options)
 
 LLAMA3 = ("{{- bos_token }}{%- for message in messages %}\n"
@@ -558,8 +558,8 @@ def test_whitespace_control_every_way_round(tiny_tokenizer):
 def test_a_looping_template_stops_at_the_render_limit(tiny_tokenizer):
     import time
 
-    from inspector.render import RenderLimits
-    from inspector.template_check import export_training_template
+    from inspector.template.render import RenderLimits
+    from inspector.training_template.check import export_training_template
 
     spin = ("{% for m in messages %}{{ m.content }}{% if m.role == 'assistant' %}{% for i in range(100000) %}"
             "{% for j in range(100000) %}{% endfor %}{% endfor %}{% endif %}{% endfor %}")

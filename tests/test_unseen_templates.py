@@ -12,9 +12,9 @@ import pytest
 
 from inspector.checks import CheckContext, evaluate
 from inspector.conversations import Conversation, Message
-from inspector.labels import LabelEngine, LabelOptions
-from inspector.tokenizer import ChatSetup
-from inspector.verify import verify_sample
+from inspector.labels.engine import LabelEngine, LabelOptions
+from inspector.template.tokenizer import ChatSetup
+from inspector.labels.verify import verify_sample
 from unseen_templates import UNSEEN
 
 

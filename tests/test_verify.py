@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import inspector.spans as spans
+import inspector.labels.spans as spans
 from conftest import train_tiny_tokenizer
 from inspector.checks import CheckContext, evaluate, verification_findings
 from inspector.constants import IGNORE_INDEX
 from inspector.conversations import Conversation, Message
-from inspector.labels import LabelEngine, LabelOptions, response_template_labels
-from inspector.tokenizer import ChatSetup
-from inspector.verify import (Field, diff_regions, fields_budget, should_verify, trained_messages, verify_sample)
+from inspector.labels.engine import LabelEngine, LabelOptions, response_template_labels
+from inspector.template.tokenizer import ChatSetup
+from inspector.labels.verify import (Field, diff_regions, fields_budget, should_verify, trained_messages, verify_sample)
 
 SPECIAL = ("<|im_start|>", "<|im_end|>", "<s>", "</s>", "<pad>", "<|user|>", "<|assistant|>", "<|observation|>",
            "<|end|>", "<|tool_calls|>", "<|eot|>")

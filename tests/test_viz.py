@@ -1,4 +1,4 @@
-"""inspector.viz: what the app draws, as plain data — exact rows, escaped HTML, exact shares and weights."""
+"""inspector.views.viz: what the app draws, as plain data — exact rows, escaped HTML, exact shares and weights."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from inspector import viz
+from inspector.views import viz
 from inspector.constants import IGNORE_INDEX, SEGMENTS
 from inspector.conversations import Conversation, Message
-from inspector.labels import LabelEngine, LabelOptions
-from inspector.spans import Span
+from inspector.labels.engine import LabelEngine, LabelOptions
+from inspector.labels.spans import Span
 
 X = IGNORE_INDEX
 
@@ -291,8 +291,8 @@ def test_worst_samples_rank_by_a_measure():
 def test_scan_tables_one_row_per_sample_record_and_finding(deepseek_setup):
     from inspector.checks import CheckContext, evaluate
     from inspector.conversations import Rejected
-    from inspector.loaders import load_data
-    from inspector.tokenizer import DEMO_DIR
+    from inspector.data.loaders import load_data
+    from inspector.template.tokenizer import DEMO_DIR
 
     convs = load_data(DEMO_DIR / "demo.jsonl").conversations
     items = convs + [Rejected("bad-1", None, ["line 3: invalid JSON"])]
@@ -322,7 +322,7 @@ def test_check_counts_errors_first():
 # --- gradient weights ------------------------------------------------------------------------------------------------
 
 def test_fractions_frame_shows_the_seed_preset():
-    from inspector.weights import session_vs_split_example
+    from inspector.labels.weights import session_vs_split_example
 
     ex = session_vs_split_example()
     df = viz.fractions_frame({"session-level": ex.session.by_answer, "split-turn": ex.split.by_answer})
@@ -354,7 +354,7 @@ def test_weights_read_as_words_percentages_and_exact_fractions_on_hover():
 
 
 def test_organized_batch_html_shows_each_samples_weights():
-    from inspector.weights import session_vs_split_example
+    from inspector.labels.weights import session_vs_split_example
 
     out = viz.organized_batch_html(session_vs_split_example().split)
     assert out.count('data-token="A"') == 4 and out.count('data-token="C"') == 1
@@ -362,7 +362,7 @@ def test_organized_batch_html_shows_each_samples_weights():
 
 
 def test_turn_keys_and_trained_messages():
-    from inspector.spans import Turn
+    from inspector.labels.spans import Turn
 
     # <bos> | user | <header> | <think> | answer | <eos>: the turn of message 1 covers chars 3..6
     s = fake_sample([1] * 6, [X, X, X, 4, 5, 6], ["template", "user", "template", "template", "assistant", "template"],
@@ -384,7 +384,7 @@ def test_per_turn_weights_of_a_real_reasoning_sample(deepseek_setup):
 
 
 def test_batch_weights_sums_per_role_turn_and_sample():
-    from inspector.weights import token_weights
+    from inspector.labels.weights import token_weights
 
     s1, s2 = two_samples()
     out = viz.batch_weights([s1, s2], micro_batch_size=1)
@@ -413,7 +413,7 @@ def test_batch_weights_without_labels_reports_the_mean_reductions():
 
 
 def test_log_prob_html_crosses_out_the_masked_terms():
-    from inspector.weights import log_prob_terms
+    from inspector.labels.weights import log_prob_terms
 
     terms = log_prob_terms([("user", "q1"), ("assistant", "a1"), ("user", "q2"), ("assistant", "a2")])
     out = viz.log_prob_html(terms)

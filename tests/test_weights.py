@@ -3,7 +3,7 @@ from fractions import Fraction as F
 import pytest
 
 from inspector.constants import IGNORE_INDEX
-from inspector.weights import (
+from inspector.labels.weights import (
     MEAN_REDUCTIONS,
     REDUCTION_LABELS,
     REDUCTION_NAMES,

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from inspector.conversations import Conversation, Message
-from inspector.labels import LabelOptions
-from inspector.template_check import Verification, verify_training_template
-from inspector.tokenizer import ChatSetup
-from inspector.training_template import TrainingTemplate, build_training_template
+from inspector.labels.engine import LabelOptions
+from inspector.training_template.check import Verification, verify_training_template
+from inspector.template.tokenizer import ChatSetup
+from inspector.training_template.build import TrainingTemplate, build_training_template
 
 # Templates whose training template is not verified, and why (the same words go into docs/conformance.md).
 EXPECTED_NOT_VERIFIED: dict[str, str] = {

@@ -22,12 +22,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from inspector import viz
+from inspector.views import viz
 from inspector.checks import CheckContext, Outcome, Report, evaluate, report_settings
 from inspector.conversations import Conversation, LoadResult
-from inspector.labels import LabelOptions, Sample, SampleError
-from inspector.tokenizer import ChatSetup, load_tokenizer
-from inspector.verify import Verification, verify_sample
+from inspector.labels.engine import LabelOptions, Sample, SampleError
+from inspector.template.tokenizer import ChatSetup, load_tokenizer
+from inspector.labels.verify import Verification, verify_sample
 
 CHUNK_SIZE = 256  # records per cached scan chunk (the progress bar's step)
 EXCERPT_CHARS = 200  # a rejected record is shown and exported as at most this many characters of its JSON
@@ -77,7 +77,7 @@ def cached_tokenizer(name_or_path: str, trust_remote_code: bool = False, gguf_fi
 def cached_load_path(path: str, stamp: str, limit: int, server_file: bool) -> LoadResult:
     """``load_data`` of a file or folder (``stamp``: size + mtime, so a changed file is read again), as ``for_app``
     keeps it. Shared by sessions reading the same path; never mutated."""
-    from inspector.loaders import load_data
+    from inspector.data.loaders import load_data
 
     return for_app(load_data(path, limit=limit), server_file=server_file)
 
@@ -96,7 +96,7 @@ def _verify(data_key: str, tokenizer_key: str, template_key: str, opts_key: str,
 
 
 def verification(ctx: Any, sample: Sample, conv: Conversation) -> Verification:
-    """The perturbation verifier's verdict on the sample on screen (``inspector.verify``): always run on Inspect."""
+    """The perturbation verifier's verdict on the sample on screen (``inspector.labels.verify``): always run on Inspect."""
     tkey, template_key, okey = _keys(ctx, ctx.setup, ctx.options)
     context = check_context(tkey, template_key, okey, ctx.setup, ctx.options)
     return _verify(ctx.data_key, tkey, template_key, okey, sample.id, context, sample, conv)
@@ -228,7 +228,7 @@ def scan(ctx: Any, progress: bool = True) -> Scan:
 @st.cache_data(show_spinner="Writing the export files…", max_entries=4)
 def _export_files(key: str, _items: list[Any], _context: CheckContext, _settings: dict[str, Any]
                   ) -> dict[str, bytes]:
-    from inspector import export
+    from inspector.data import export
 
     files: dict[str, bytes] = {}
     for fmt in export.EXPORT_FORMATS:
@@ -243,7 +243,7 @@ def _export_files(key: str, _items: list[Any], _context: CheckContext, _settings
 
 def export_files(ctx: Any) -> dict[str, bytes]:
     """The trainer-ready files (accepted JSONL and Parquet, rejected.jsonl, report.json) as bytes, written by
-    ``inspector.export`` into a private temporary folder that is removed at once; cached per settings."""
+    ``inspector.data.export`` into a private temporary folder that is removed at once; cached per settings."""
     items: list[Any] = list(ctx.conversations) + list(ctx.data.rejected)
     tkey, template_key, okey = _keys(ctx, ctx.setup, ctx.options)
     context = check_context(tkey, template_key, okey, ctx.setup, ctx.options)

@@ -22,10 +22,10 @@ import pandas as pd
 import streamlit as st
 
 from inspector.errors import ModelError
-from inspector.labels import LabelOptions
-from inspector.loss import DEFAULT_MAX_TOKENS, TokenLosses, score_samples, strategy_losses
-from inspector.model import DEFAULT_MODEL, LoadedModel, has_model_extra, load_model, same_vocabulary
-from inspector.tokenizer import ChatSetup
+from inspector.labels.engine import LabelOptions
+from inspector.train.loss import DEFAULT_MAX_TOKENS, TokenLosses, score_samples, strategy_losses
+from inspector.train.model import DEFAULT_MODEL, LoadedModel, has_model_extra, load_model, same_vocabulary
+from inspector.template.tokenizer import ChatSetup
 
 from . import show
 from .ui import sha
@@ -158,7 +158,7 @@ def loss_column(ctx: Any, sample: Any, table: pd.DataFrame) -> tuple[pd.DataFram
                        f"{len(tok):,} tokens) is not it: its ids would be scored as other tokens. Choose the model's "
                        "tokenizer in the sidebar, or open the Loss page, which builds the samples with the model's "
                        "own tokenizer.")
-    from inspector.loss_view import token_loss_table
+    from inspector.views.loss import token_loss_table
 
     try:
         (scored,) = score(lm, [sample])
@@ -204,7 +204,7 @@ def worked_example_text(lm: LoadedModel, setup: ChatSetup, setup_key: str, conv:
     """``loss_view.worked_example`` of one conversation as (header, body) markdown, kept per session. The header,
     which names the model, the template and the conversation (user-supplied), is built here with those as text.
     Raises ``ValueError`` when the conversation gives no single sample under assistant-only or all-tokens."""
-    from inspector.loss_view import worked_example, worked_example_markdown
+    from inspector.views.loss import worked_example, worked_example_markdown
 
     memo: dict = st.session_state.setdefault(WORKED_KEY, {})
     key = (lm.name, id(lm), setup_key, conv.id)

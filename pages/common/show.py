@@ -71,7 +71,7 @@ def caption(prefix: str, detail: Any = "", where: Any = None) -> None:
 
 
 def html(body: str) -> None:
-    """Draw HTML built by ``inspector.viz`` (every data text in it is escaped there)."""
+    """Draw HTML built by ``inspector.views.viz`` (every data text in it is escaped there)."""
     st.html(body)
 
 

@@ -31,9 +31,9 @@ import streamlit as st
 
 from inspector.conversations import Conversation, LoadResult
 from inspector.errors import ChatTemplateError, DataError, InspectorError, RenderError, TokenizerLoadError
-from inspector.labels import CHATGLM2_FORMAT, STRATEGIES, LabelEngine, LabelOptions
-from inspector.render import RenderLimits
-from inspector.tokenizer import (DEFAULT_TOKENIZER, DEMO_DIR, MAX_TEMPLATE_FILE_BYTES, ChatSetup, load_tokenizer,
+from inspector.labels.engine import CHATGLM2_FORMAT, STRATEGIES, LabelEngine, LabelOptions
+from inspector.template.render import RenderLimits
+from inspector.template.tokenizer import (DEFAULT_TOKENIZER, DEMO_DIR, MAX_TEMPLATE_FILE_BYTES, ChatSetup, load_tokenizer,
                                  resolve_template, template_from_file_text)
 
 from . import show
@@ -536,13 +536,13 @@ def _session_load(key: str, load: Any) -> LoadResult:
 
 
 def _load_upload(name: str, data: bytes) -> LoadResult:
-    from inspector.loaders import load_bytes
+    from inspector.data.loaders import load_bytes
 
     return for_app(load_bytes(data, name, limit=MAX_RECORDS + 1), server_file=False)
 
 
 def _load_pasted(text: str) -> LoadResult:
-    from inspector.loaders import load_text
+    from inspector.data.loaders import load_text
 
     return for_app(load_text(text, name="<pasted>", limit=MAX_RECORDS + 1), server_file=False)
 

@@ -47,11 +47,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .checks import DEFAULT_CHUNK_SIZE, CheckContext, Report, iter_outcomes
-from .conversations import Rejected, Source
-from .errors import DataError, InspectorError
-from .export import ACCEPT_RULE, EXPORT_FORMATS, ExportError, _dumps, accepted_file, accepted_schema, rejected_row
-from .loaders import (MAX_JSON_FILE_BYTES, MAX_RECORD_BYTES, SUPPORTED_EXTENSIONS, _bounded_lines, _check_fmt, _convert,
+from inspector.checks import DEFAULT_CHUNK_SIZE, CheckContext, Report, iter_outcomes
+from inspector.conversations import Rejected, Source
+from inspector.errors import DataError, InspectorError
+from inspector.data.export import ACCEPT_RULE, EXPORT_FORMATS, ExportError, _dumps, accepted_file, accepted_schema, rejected_row
+from inspector.data.loaders import (MAX_JSON_FILE_BYTES, MAX_RECORD_BYTES, SUPPORTED_EXTENSIONS, _bounded_lines, _check_fmt, _convert,
                       _encoding, _iter_jsonl, _LongLine, is_blank_line, json_file_items, jsonl_item)
 
 RAY_EXTRA = "ray"
@@ -649,7 +649,7 @@ def _init_ray(options: RayOptions) -> bool:
         elif options.address:
             _check_reachable(options.address)
             # the cluster's workers may not have this checkout: ship the package with the job
-            ray.init(address=options.address, runtime_env={"py_modules": [str(Path(__file__).resolve().parent)]},
+            ray.init(address=options.address, runtime_env={"py_modules": [str(Path(__file__).resolve().parent.parent)]},
                      **kwargs)
         else:
             ray.init(num_cpus=os.cpu_count() or 1, **kwargs)

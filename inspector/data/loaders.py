@@ -40,9 +40,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from .constants import ROLES
-from .conversations import Conversation, LoadResult, Message, Rejected, Source
-from .errors import DataError, RecordError
+from inspector.constants import ROLES
+from inspector.conversations import Conversation, LoadResult, Message, Rejected, Source
+from inspector.errors import DataError, RecordError
 
 FORMATS = ("messages", "sharegpt", "prompt_completion", "alpaca")
 _FORMAT_ALIASES = {"openai": "messages", "prompt-completion": "prompt_completion",

@@ -36,11 +36,11 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
-from .checks import DEFAULT_CHUNK_SIZE, CheckContext, Outcome, Report, Thresholds, iter_outcomes, report_settings
-from .conversations import Conversation, Rejected
-from .errors import InspectorError
-from .labels import LabelOptions
-from .tokenizer import ChatSetup
+from inspector.checks import DEFAULT_CHUNK_SIZE, CheckContext, Outcome, Report, Thresholds, iter_outcomes, report_settings
+from inspector.conversations import Conversation, Rejected
+from inspector.errors import InspectorError
+from inspector.labels.engine import LabelOptions
+from inspector.template.tokenizer import ChatSetup
 
 EXPORT_FORMATS = ("jsonl", "parquet")
 REJECTED_FILE = "rejected.jsonl"
@@ -439,7 +439,7 @@ def export_data(data: str | os.PathLike | Iterable[Conversation | Rejected], set
     >>> report.accepted_records + report.rejected_records == report.records           # doctest: +SKIP
     True
     """
-    from .loaders import iter_records
+    from inspector.data.loaders import iter_records
 
     ctx = CheckContext(setup, options, thresholds, skip)
     items = iter_records(data, fmt=data_format) if isinstance(data, (str, os.PathLike)) else data

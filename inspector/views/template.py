@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from .viz import _CELL, _e
+from inspector.views.viz import _CELL, _e
 
 MARK_COLOR = "#bbf7d0"  # inserted tags and rewritten outputs: the "trained" green of the token views
 CHANGED_ROW = "#fefce8"  # a line that differs between the two templates

@@ -54,13 +54,13 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .constants import IGNORE_INDEX, ROLES, SEGMENTS
-from .conversations import Conversation, Rejected
-from .errors import ChatTemplateError, RenderError
-from .labels import STRATEGIES, LabelEngine, LabelOptions, Sample, SampleError, tokenize_batch  # noqa: F401
-from .labels import SEG_CODE, _stored
-from .tokenizer import ChatSetup, is_tokenizer_failure
-from .verify import VERIFY_MODES, should_verify, verify_sample
+from inspector.constants import IGNORE_INDEX, ROLES, SEGMENTS
+from inspector.conversations import Conversation, Rejected
+from inspector.errors import ChatTemplateError, RenderError
+from inspector.labels.engine import STRATEGIES, LabelEngine, LabelOptions, Sample, SampleError, tokenize_batch  # noqa: F401
+from inspector.labels.engine import SEG_CODE, _stored
+from inspector.template.tokenizer import ChatSetup, is_tokenizer_failure
+from inspector.labels.verify import VERIFY_MODES, should_verify, verify_sample
 
 SEVERITIES = ("error", "warning", "info")
 SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}
@@ -1022,7 +1022,7 @@ _SAMPLE_CHECKS = (_check_no_trainable, _check_truncation, _check_eot, _check_pad
 
 
 def verification_findings(sample: Sample, conv: Conversation, ctx: CheckContext) -> list[Finding]:
-    """Run the perturbation verifier (``inspector.verify``) on one sample: one ``label-verification`` finding per
+    """Run the perturbation verifier (``inspector.labels.verify``) on one sample: one ``label-verification`` finding per
     message field whose tokens break a rule, positions included."""
     if not ctx.enabled("label-verification"):
         return []

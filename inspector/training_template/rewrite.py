@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ChatTemplateError
-from .jinja_source import Context, TemplateSource, Unit, apply_edits, is_chain_of, parse_expression, render_items, \
+from inspector.errors import ChatTemplateError
+from inspector.training_template.jinja_source import Context, TemplateSource, Unit, apply_edits, is_chain_of, parse_expression, render_items, \
     string_literal
 
 

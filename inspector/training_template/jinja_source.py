@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from .errors import ChatTemplateError
+from inspector.errors import ChatTemplateError
 
 _NEWLINE = re.compile(r"(\r\n|\r|\n)")
 _WHITESPACE = re.compile(r"\s+")

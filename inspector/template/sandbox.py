@@ -39,7 +39,7 @@ import sys
 from collections.abc import Mapping, MappingView
 from typing import Any, Callable
 
-from .errors import RenderTimeout
+from inspector.errors import RenderTimeout
 
 _BIG_OPERAND = 10**4  # digits / items: arithmetic beyond this is refused (no chat template needs it)
 

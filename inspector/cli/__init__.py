@@ -37,15 +37,15 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from .checks import (CHECKS, DEFAULT_CHUNK_SIZE, PACKING_CODES, SEVERITIES, CheckContext, Outcome, Report, Thresholds,
+from inspector.checks import (CHECKS, DEFAULT_CHUNK_SIZE, PACKING_CODES, SEVERITIES, CheckContext, Outcome, Report, Thresholds,
                      chunks, evaluate, iter_outcomes, report_settings)
-from .conversations import Conversation, Rejected
-from .errors import InspectorError
-from .labels import CHATGLM2_FORMAT, DEFAULT_RECORD_TIME_LIMIT, STRATEGIES, LabelOptions
-from .verify import SAMPLE_EVERY, SAMPLE_FIRST, VERIFY_MODES
-from .loaders import FORMATS
-from .tokenizer import DEFAULT_TOKENIZER, ChatSetup
-from .render import DEFAULT_MAX_CHARS, DEFAULT_MAX_TOKENS, DEFAULT_TIME_LIMIT, RenderLimits
+from inspector.conversations import Conversation, Rejected
+from inspector.errors import InspectorError
+from inspector.labels.engine import CHATGLM2_FORMAT, DEFAULT_RECORD_TIME_LIMIT, STRATEGIES, LabelOptions
+from inspector.labels.verify import SAMPLE_EVERY, SAMPLE_FIRST, VERIFY_MODES
+from inspector.data.loaders import FORMATS
+from inspector.template.tokenizer import DEFAULT_TOKENIZER, ChatSetup
+from inspector.template.render import DEFAULT_MAX_CHARS, DEFAULT_MAX_TOKENS, DEFAULT_TIME_LIMIT, RenderLimits
 
 SESSION_LAYOUTS = {"template": None, "chatglm2": CHATGLM2_FORMAT}  # --session-layout -> LabelOptions.turn_format
 
@@ -69,10 +69,10 @@ class SetupSpec:
 
 def load_spec(spec: SetupSpec) -> ChatSetup:
     """Load the tokenizer and the template (the tokenizer's own, the file given, or the packaged default's)."""
-    from .tokenizer import load_tokenizer, resolve_template
+    from inspector.template.tokenizer import load_tokenizer, resolve_template
 
     if spec.chat_template is not None and not Path(spec.chat_template).expanduser().is_file():
-        from .errors import ChatTemplateError
+        from inspector.errors import ChatTemplateError
 
         raise ChatTemplateError(f"Chat template file not found: {spec.chat_template}")
     tok = load_tokenizer(spec.tokenizer, trust_remote_code=spec.trust_remote_code)
@@ -272,7 +272,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_engine_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("engine (inspector.distributed)")
+    g = p.add_argument_group("engine (inspector.data.distributed)")
     g.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process (or --num-proc workers); ray: a Ray Data pipeline, same results "
                         "(needs the ray extra: pip install 'sft-inspector[ray]')")
@@ -286,7 +286,7 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
 
 
 def _ray_options(args: argparse.Namespace, quiet: bool):
-    from .distributed import RayOptions
+    from inspector.data.distributed import RayOptions
 
     return RayOptions(address=args.ray_address, workers=args.ray_workers, batch_size=args.ray_batch_size,
                       progress=not (quiet or args.no_progress or not sys.stderr.isatty()))
@@ -532,7 +532,7 @@ def _skip(args: argparse.Namespace) -> list[str]:
 
 
 def _items(args: argparse.Namespace) -> Iterator[Conversation | Rejected]:
-    from .loaders import iter_records
+    from inspector.data.loaders import iter_records
 
     items = iter_records(args.data, fmt=args.data_format)
     return islice(items, args.limit) if args.limit is not None else items
@@ -573,7 +573,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     spec, ctx, report = _prepare(args)
     if args.engine == "ray":
-        from .distributed import run_check
+        from inspector.data.distributed import run_check
 
         run_check(args.data, ctx, report, fmt=args.data_format, limit=args.limit, chunk_size=args.chunk_size,
                   options=_ray_options(args, quiet=args.json))
@@ -598,11 +598,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import ExportWriter
+    from inspector.data.export import ExportWriter
 
     spec, ctx, report = _prepare(args)
     if args.engine == "ray":
-        from .distributed import run_export
+        from inspector.data.distributed import run_export
 
         summary = run_export(args.data, ctx, report, args.out, out_format=args.out_format, force=args.force,
                              fmt=args.data_format, limit=args.limit, chunk_size=args.chunk_size,
@@ -631,7 +631,7 @@ def _export_done(args: argparse.Namespace, report: Report, summary: dict[str, An
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .loaders import iter_records
+    from inspector.data.loaders import iter_records
 
     setup = load_spec(_spec(args))
     ctx = CheckContext(setup, _options(args), Thresholds(min_trainable_share=args.min_trainable_share),
@@ -675,8 +675,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_pack(args: argparse.Namespace) -> int:
     from dataclasses import asdict, replace
 
-    from .packed_export import write_packed
-    from .packing import PackInput, PackOptions, count_findings, pack, packing_findings, packing_summary
+    from inspector.data.packed_export import write_packed
+    from inspector.train.packing import PackInput, PackOptions, count_findings, pack, packing_findings, packing_summary
 
     spec = _spec(args)
     setup = load_spec(spec)
@@ -746,12 +746,12 @@ def format_packing(summary: dict[str, Any]) -> str:
 def cmd_loss(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .errors import ChatTemplateError
-    from .labels import LabelEngine
-    from .loss import DEFAULT_MAX_TOKENS as SCORE_TOKENS, TRAINER_EQUIVALENTS, batch_losses, micro_batches_of, \
+    from inspector.errors import ChatTemplateError
+    from inspector.labels.engine import LabelEngine
+    from inspector.train.loss import DEFAULT_MAX_TOKENS as SCORE_TOKENS, TRAINER_EQUIVALENTS, batch_losses, micro_batches_of, \
         score_samples
-    from .model import DEFAULT_MODEL, load_model
-    from .tokenizer import load_tokenizer
+    from inspector.train.model import DEFAULT_MODEL, load_model
+    from inspector.template.tokenizer import load_tokenizer
 
     if args.chat_template is not None and not Path(args.chat_template).expanduser().is_file():
         raise ChatTemplateError(f"Chat template file not found: {args.chat_template}")
@@ -832,8 +832,8 @@ def cmd_checks(args: argparse.Namespace) -> int:
 
 
 def cmd_training_template(args: argparse.Namespace) -> int:
-    from .loaders import load_data
-    from .template_check import export_training_template
+    from inspector.data.loaders import load_data
+    from inspector.training_template.check import export_training_template
 
     setup = load_spec(_spec(args))
     data = load_data(args.data, fmt=args.data_format, limit=args.limit) if args.data else None
@@ -966,7 +966,7 @@ def _fit(text: str, width: int) -> str:
 def format_sample(sample, ctx: CheckContext) -> str:
     """One sample as a token table: position, id, text, segment, message, label (IGNORE_INDEX when ignored);
     ``*`` marks a token that straddles two segments."""
-    from .constants import IGNORE_INDEX
+    from inspector.constants import IGNORE_INDEX
 
     n, k = sample.num_tokens, sample.num_trainable
     share = _pct(k / n) if n else "-"

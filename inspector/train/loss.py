@@ -47,13 +47,13 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .constants import IGNORE_INDEX
-from .conversations import Conversation
-from .errors import ModelError
-from .labels import LabelEngine, LabelOptions, Sample, SampleError
-from .model import LoadedModel, require_torch
-from .tokenizer import ChatSetup
-from .weights import REDUCTION_NAMES, loss_targets, token_weights
+from inspector.constants import IGNORE_INDEX
+from inspector.conversations import Conversation
+from inspector.errors import ModelError
+from inspector.labels.engine import LabelEngine, LabelOptions, Sample, SampleError
+from inspector.train.model import LoadedModel, require_torch
+from inspector.template.tokenizer import ChatSetup
+from inspector.labels.weights import REDUCTION_NAMES, loss_targets, token_weights
 
 DEFAULT_MAX_TOKENS = 1024
 DEFAULT_TOP_K = 5

@@ -35,14 +35,14 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .constants import IGNORE_INDEX
-from .conversations import Conversation, Message
-from .errors import ChatTemplateError, RenderError
-from .jinja_source import TemplateSource, Unit, apply_edits, same_tokens_apart_from, string_literal, var_tag
-from .labels import LabelEngine, LabelOptions
-from .render import compile_template, has_generation_tags
-from .template_rewrite import Problem, TemplateEdit, Atom, decide, Occurrence, observe, rewrite
-from .tokenizer import ChatSetup
+from inspector.constants import IGNORE_INDEX
+from inspector.conversations import Conversation, Message
+from inspector.errors import ChatTemplateError, RenderError
+from inspector.training_template.jinja_source import TemplateSource, Unit, apply_edits, same_tokens_apart_from, string_literal, var_tag
+from inspector.labels.engine import LabelEngine, LabelOptions
+from inspector.template.render import compile_template, has_generation_tags
+from inspector.training_template.rewrite import Problem, TemplateEdit, Atom, decide, Occurrence, observe, rewrite
+from inspector.template.tokenizer import ChatSetup
 
 GENERATION_TAGS = ("generation", "endgeneration")
 

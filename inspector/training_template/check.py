@@ -16,11 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
-from .constants import IGNORE_INDEX
-from .conversations import Conversation
-from .errors import RenderError
-from .labels import LabelEngine, LabelOptions, adapt_tools
-from .tokenizer import ChatSetup
+from inspector.constants import IGNORE_INDEX
+from inspector.conversations import Conversation
+from inspector.errors import RenderError
+from inspector.labels.engine import LabelEngine, LabelOptions, adapt_tools
+from inspector.template.tokenizer import ChatSetup
 
 MAX_MISMATCHES = 8  # listed per conversation
 NOT_COMPARABLE = "not comparable:"  # reasons that are no fault of the training template
@@ -130,7 +130,7 @@ def _apply(tokenizer: Any, messages: list[dict], tools: list | None, template: s
 def verify_training_template(setup: ChatSetup, training_template: str, conversations: Iterable[Conversation],
                              opts: LabelOptions | None = None) -> Verification:
     """Compare ``training_template``'s assistant mask (through transformers) with our labels, per conversation."""
-    from .training_template import training_options
+    from inspector.training_template.build import training_options
 
     opts = training_options(opts)
     engine = LabelEngine(setup)
@@ -242,8 +242,8 @@ class TrainingTemplateReport:
 
 def demo_conversations() -> list[Conversation]:
     """The bundled demo conversations: what to work on when the user gives no data."""
-    from .loaders import load_data
-    from .tokenizer import DEMO_DIR
+    from inspector.data.loaders import load_data
+    from inspector.template.tokenizer import DEMO_DIR
 
     return load_data(DEMO_DIR / "demo.jsonl").conversations
 
@@ -253,7 +253,7 @@ def export_training_template(setup: ChatSetup, conversations: Iterable[Conversat
     """Build the training template of ``setup.template`` from ``conversations`` (plus the probe conversations) and
     verify it on them. Without data: the bundled demo, verified together with the probe conversations. ``trl``:
     also run TRL's own checks (when trl is installed)."""
-    from .training_template import PROBE_CONVERSATIONS, build_training_template
+    from inspector.training_template.build import PROBE_CONVERSATIONS, build_training_template
 
     given = list(conversations) if conversations is not None else []
     data = given or demo_conversations()

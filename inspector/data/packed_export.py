@@ -18,7 +18,7 @@ import secrets
 from pathlib import Path
 from typing import Any, Iterable
 
-from .export import REPORT_FILE, ExportError, _inside, _os_error, _prepare_dir, clean_stale_partials
+from inspector.data.export import REPORT_FILE, ExportError, _inside, _os_error, _prepare_dir, clean_stale_partials
 
 PACKED_FILE = "packed.jsonl"
 

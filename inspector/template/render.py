@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ChatTemplateError, RenderError, RenderTimeout
+from inspector.errors import ChatTemplateError, RenderError, RenderTimeout
 
 DEFAULT_TIME_LIMIT = 5.0  # seconds for one render
 DEFAULT_MAX_CHARS = 2_000_000  # characters of one rendered record, and of any value a template builds
@@ -45,7 +45,7 @@ class RenderLimits:
     """Limits of one record's render. ``time_limit``: wall-clock seconds, in any thread. ``max_chars``: the size of
     the rendered text in UTF-8 bytes (checked while rendering, so before tokenizing; it also bounds the tokens, as
     no tokenizer makes more tokens than bytes), and of any string (characters) or list (items) the template builds
-    or reads (``inspector.sandbox`` sizes every growing step before it runs). ``max_bytes``: the new values one
+    or reads (``inspector.template.sandbox`` sizes every growing step before it runs). ``max_bytes``: the new values one
     render may create in all. ``max_tokens``: the tokens of one sample (checked by the label engine right after
     tokenizing; a record over it is refused with the reason). The defaults are far beyond any real conversation:
     2,000,000 characters is about 500,000 tokens of English.
@@ -99,7 +99,7 @@ def compile_template(template: str) -> Any:
 @lru_cache(maxsize=128)
 def _compile_guarded(template: str) -> Any:
     """transformers' sandboxed environment (same filters, globals and ``{% generation %}`` tracker) with the memory
-    guards of ``inspector.sandbox`` installed before compiling: Jinja folds constant expressions while compiling
+    guards of ``inspector.template.sandbox`` installed before compiling: Jinja folds constant expressions while compiling
     (``{{ (10**100000)**100000 }}``, ``{{ 'x'|center(10000000000) }}``), before any render limit applies. One
     environment per template, as transformers does, so each template keeps its own generation tracker.
 
@@ -108,7 +108,7 @@ def _compile_guarded(template: str) -> Any:
     of the generated code runs to its end: the size cap bounds it). Folding builds small constants only."""
     from transformers.utils.chat_template_utils import _cached_compile_jinja_template
 
-    from . import sandbox
+    from inspector.template import sandbox
 
     env = _cached_compile_jinja_template("").environment
     sandbox.install(env, _current_deadline, DEFAULT_MAX_CHARS)
@@ -175,7 +175,7 @@ class _Deadline:
     Checked cooperatively (between output chunks, and on every call, attribute and item access the template makes,
     see ``_install_call_hook``) and enforced by the watchdog for loops that do none of these, e.g.
     ``{% for a in r %}{% for b in r %}{% endfor %}{% endfor %}`` over a list ``r``. ``spend`` counts the bytes of
-    the new values the render makes (``inspector.sandbox``), up to ``budget``.
+    the new values the render makes (``inspector.template.sandbox``), up to ``budget``.
 
     Example: _Deadline(0.5, max_chars=3).check_size("abcd") raises RenderTimeout ("... reached a string of 4 ...").
     """
@@ -503,7 +503,7 @@ def _install_call_hook(env: Any, local: Any) -> None:
     with _HOOK_LOCK:
         if getattr(env, "_inspector_hooked", False):
             return
-        from .sandbox import check_call, cost
+        from inspector.template.sandbox import check_call, cost
 
         original_call, original_getattr, original_getitem = env.call, env.getattr, env.getitem
         monotonic = time.monotonic

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .constants import IGNORE_INDEX, SEGMENTS
+from inspector.constants import IGNORE_INDEX, SEGMENTS
 
 # --- colors ---------------------------------------------------------------------------------------------------------
 
@@ -761,7 +761,7 @@ def batch_weights(samples: Sequence[Any], micro_batch_size: int = 1) -> dict[str
     "by_sample": {reduction: {key: Fraction}}, "turn_names": {key: label}}. A mean over a batch without any
     labeled token has no value: that reduction lands in "errors".
     """
-    from .weights import REDUCTION_NAMES, aggregate, loss_targets, token_weights
+    from inspector.labels.weights import REDUCTION_NAMES, aggregate, loss_targets, token_weights
 
     # the loss terms a trainer computes: labels shifted, so a sample's first token is never a target (under
     # all-tokens its label is set, yet nothing predicts it)

@@ -36,8 +36,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .constants import IGNORE_INDEX
-from .errors import RenderError
+from inspector.constants import IGNORE_INDEX
+from inspector.errors import RenderError
 
 VERIFIED_STRATEGIES = ("assistant-only", "last-turn", "split-turns", "session")
 VERIFY_MODES = ("none", "sample", "all")

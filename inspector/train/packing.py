@@ -58,9 +58,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .checks import Finding, Report, finding
-from .constants import IGNORE_INDEX
-from .weights import Slot, WeightsBeforeAfter, layout_weights, micro_batch_groups
+from inspector.checks import Finding, Report, finding
+from inspector.constants import IGNORE_INDEX
+from inspector.labels.weights import Slot, WeightsBeforeAfter, layout_weights, micro_batch_groups
 
 PACKING_STRATEGIES = ("bfd", "bfd_split", "wrapped")
 LAYOUTS = ("padded", "padding_free")

