@@ -7,16 +7,17 @@ switches between the classic mode and ``st.navigation``'s: a deep link such as `
 on a fresh server and on a warm one. Each page therefore draws the shared sidebar itself, through ``page()``, and
 the sidebar keeps its values across pages in session state (``ui``), mirrored in the URL (``st.query_params``).
 
-Modules: ``ui`` (the sidebar, its limits and the ``Context`` it builds), ``analysis`` (cached tokenizers, labels
-and findings of one conversation, the streamed scan of the whole dataset, export files), ``show`` (the page frame
-``page()``, navigation, error boxes and findings drawn as text), ``model`` (the Loss page's model, loaded only on
-request, and Inspect's loss column).
+Modules, each importing only those listed before it (no import circle): ``keys`` (stable cache and session
+keys: ``options_key``, ``sha``), ``show`` (navigation, error boxes and findings drawn as text), ``analysis`` (cached
+tokenizers, labels and findings of one conversation, the streamed scan of the whole dataset, export files), ``ui``
+(the sidebar, its limits and the ``Context`` it builds), ``frame`` (``page()``: the frame of every page, sidebar
+included), ``model`` (the Loss page's model, loaded only on request, and Inspect's loss column).
 
 Adding a page is one file: ``pages/4_packing.py`` with a docstring whose first line is "Packing: what it shows" and
 a body inside ``with page("Packing") as ctx:``; the navigation lists it from that docstring (``show.page_list``).
 """
 
-from . import analysis, show, ui
-from .show import page
+from . import analysis, frame, keys, show, ui
+from .frame import page
 
-__all__ = ["analysis", "page", "show", "ui"]
+__all__ = ["analysis", "frame", "keys", "page", "show", "ui"]

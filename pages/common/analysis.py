@@ -29,6 +29,8 @@ from inspector.labels.engine import LabelOptions, Sample, SampleError
 from inspector.template.tokenizer import ChatSetup, load_tokenizer
 from inspector.labels.verify import Verification, verify_sample
 
+from .keys import options_key, sha
+
 CHUNK_SIZE = 256  # records per cached scan chunk (the progress bar's step)
 EXCERPT_CHARS = 200  # a rejected record is shown and exported as at most this many characters of its JSON
 LIVE_EVERY = 3.0  # seconds between two updates of the token shares shown while a scan runs
@@ -103,8 +105,6 @@ def verification(ctx: Any, sample: Sample, conv: Conversation) -> Verification:
 
 
 def _keys(ctx: Any, setup: ChatSetup, opts: LabelOptions) -> tuple[str, str, str]:
-    from .ui import options_key, sha
-
     return ctx.tokenizer_key, sha(setup.template), options_key(opts)
 
 

@@ -28,7 +28,7 @@ from inspector.train.model import DEFAULT_MODEL, LoadedModel, has_model_extra, l
 from inspector.template.tokenizer import ChatSetup
 
 from . import show
-from .ui import sha
+from .keys import sha
 
 MODEL_KEY = "loss_model"  # (name, trust_remote_code) of the model this session loaded
 PASSES_KEY = "loss_passes"  # this session's forward passes: {"model": key, "passes": {...}}

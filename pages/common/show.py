@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -143,36 +141,3 @@ def crash_box(exc: BaseException, what: str = "This page") -> None:
               "leave out the record that triggers it. Details: ", exc)
     else:
         error(f"{what} stopped on an unexpected error ({type(exc).__name__}): ", exc)
-
-
-@contextmanager
-def page(title: str, *, needs_data: bool = True) -> Iterator[Any]:
-    """Frame of every page: page config, navigation, the shared sidebar, the title and the sidebar's problems in the
-    main area; yields the sidebar's ``Context``. ``needs_data``: stop with a message when there is no usable
-    tokenizer, template or data. An exception the body does not handle (a PanicException included) becomes an
-    error box and the session goes on; Streamlit's own stop/rerun signals pass through."""
-    from . import ui
-
-    st.set_page_config(page_title=f"{title} · SFT Inspector", layout="wide")
-    try:
-        ctx = ui.sidebar()
-        st.title(title)
-        ui.show_problems(ctx)
-        if needs_data:
-            ui.require_context(ctx)
-    except Exception as exc:  # noqa: BLE001 - the sidebar must never show a traceback
-        crash_box(exc, "The sidebar")
-        st.stop()
-    except BaseException as exc:
-        if not is_panic(exc):
-            raise
-        crash_box(exc, "The sidebar")
-        st.stop()
-    try:
-        yield ctx
-    except Exception as exc:  # noqa: BLE001
-        crash_box(exc)
-    except BaseException as exc:
-        if not is_panic(exc):
-            raise  # st.stop(), st.rerun(), st.switch_page() signals, KeyboardInterrupt
-        crash_box(exc)

@@ -19,7 +19,6 @@ Session-state keys are prefixed by where they live: ``sb_`` sidebar widgets, ``u
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tempfile
@@ -38,6 +37,7 @@ from inspector.template.tokenizer import (DEFAULT_TOKENIZER, DEMO_DIR, MAX_TEMPL
 
 from . import show
 from .analysis import cached_load_path, cached_tokenizer, for_app  # noqa: F401 (tests use cached_tokenizer)
+from .keys import options_key, sha  # noqa: F401 (pages call ui.options_key)
 
 # --- limits and settings -------------------------------------------------------------------------------------------
 
@@ -143,19 +143,6 @@ class Context:
     @property
     def template_key(self) -> str:
         return sha(self.setup.template) if self.setup is not None else ""
-
-
-def options_key(opts: LabelOptions) -> str:
-    """A stable text key for label options (LabelOptions holds a dict, so it is not hashable itself)."""
-    return repr((opts.strategy, opts.label_eot, opts.max_length, opts.truncation_side, opts.respect_trainable,
-                 opts.keep_history_labels, opts.response_template, opts.instruction_template, opts.turn_format,
-                 sorted(opts.template_kwargs.items())))
-
-
-def sha(data: bytes | str) -> str:
-    if isinstance(data, str):
-        data = data.encode("utf-8", "surrogatepass")
-    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def _problem(ctx: Context, area: str, message: Any, template: str | None = None) -> None:
