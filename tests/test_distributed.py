@@ -116,7 +116,7 @@ def test_evaluator_passes_global_positions_to_the_verifier(deepseek_setup, monke
     so --verify sample picks the records it picks locally (the first 16 and every 256th)."""
     import pickle
 
-    import inspector.checks as checks
+    import inspector.checks.run as checks_run  # the module whose _check_record calls verification_findings
     from inspector.data import distributed
     from inspector.checks import finding
 
@@ -126,7 +126,7 @@ def test_evaluator_passes_global_positions_to_the_verifier(deepseek_setup, monke
         verified.append(conv.id)
         return [finding("label-verification", "verified", conversation_id=conv.id)]
 
-    monkeypatch.setattr(checks, "verification_findings", fake_verify)
+    monkeypatch.setattr(checks_run, "verification_findings", fake_verify)
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "true")  # the actor sets it when unset: keep this process as it is
     ctx = CheckContext(deepseek_setup, verify="sample")
     records = list(generate_records(20, seed=2))

@@ -37,8 +37,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from inspector.checks import (CHECKS, DEFAULT_CHUNK_SIZE, PACKING_CODES, SEVERITIES, CheckContext, Outcome, Report, Thresholds,
-                     chunks, evaluate, iter_outcomes, report_settings)
+from inspector.checks.catalog import CHECKS, PACKING_CODES, SEVERITIES, Thresholds
+from inspector.checks.context import CheckContext
+from inspector.checks.report import Report, report_settings
+from inspector.checks.run import DEFAULT_CHUNK_SIZE, Outcome, chunks, evaluate, iter_outcomes
 from inspector.conversations import Conversation, Rejected
 from inspector.errors import InspectorError
 from inspector.labels.engine import CHATGLM2_FORMAT, DEFAULT_RECORD_TIME_LIMIT, STRATEGIES, LabelOptions

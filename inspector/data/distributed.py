@@ -47,7 +47,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from inspector.checks import DEFAULT_CHUNK_SIZE, CheckContext, Report, iter_outcomes
+from inspector.checks.context import CheckContext
+from inspector.checks.report import Report
+from inspector.checks.run import DEFAULT_CHUNK_SIZE, iter_outcomes
 from inspector.conversations import Rejected, Source
 from inspector.errors import DataError, InspectorError
 from inspector.data.export import ACCEPT_RULE, EXPORT_FORMATS, ExportError, _dumps, accepted_file, accepted_schema, rejected_row

@@ -36,7 +36,10 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
-from inspector.checks import DEFAULT_CHUNK_SIZE, CheckContext, Outcome, Report, Thresholds, iter_outcomes, report_settings
+from inspector.checks.catalog import Thresholds
+from inspector.checks.context import CheckContext
+from inspector.checks.report import Report, report_settings
+from inspector.checks.run import DEFAULT_CHUNK_SIZE, Outcome, iter_outcomes
 from inspector.conversations import Conversation, Rejected
 from inspector.errors import InspectorError
 from inspector.labels.engine import LabelOptions

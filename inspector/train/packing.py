@@ -58,7 +58,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from inspector.checks import Finding, Report, finding
+from inspector.checks.catalog import Finding, finding
+from inspector.checks.report import Report
 from inspector.constants import IGNORE_INDEX
 from inspector.labels.weights import Slot, WeightsBeforeAfter, layout_weights, micro_batch_groups
 
