@@ -34,5 +34,6 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "main": ["build_parser", "COMMANDS"],
     "options": ["command_line", "EXIT_OK", "EXIT_FINDINGS", "EXIT_ERROR", "EXIT_INTERNAL", "EXIT_TERMINATED"],
     "run": ["SetupSpec", "load_spec", "run_outcomes", "SESSION_LAYOUTS"],
-    "format": ["format_report", "format_sample", "format_packing"],
+    "format": ["format_report", "format_sample"],
+    "pack": ["format_packing"],
 })
