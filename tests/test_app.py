@@ -1003,6 +1003,7 @@ def test_export_shows_the_cli_commands_that_repeat_the_run(capsys):
     import shlex
 
     from inspector import cli
+    from inspector.cli.main import main as cli_main
 
     at = run_app()
     widget(at, "selectbox", "sb_strategy").set_value("split-turns").run()
@@ -1015,7 +1016,7 @@ def test_export_shows_the_cli_commands_that_repeat_the_run(capsys):
     assert check.startswith("python -m inspector check inspector/demo/demo.jsonl") and "--strategy split-turns" in check
     assert export_.startswith("python -m inspector export ") and ray == export_ + " --engine ray"
     capsys.readouterr()
-    assert cli.main(shlex.split(check)[3:] + ["--json"]) == 1
+    assert cli_main(shlex.split(check)[3:] + ["--json"]) == 1
     totals = json.loads(capsys.readouterr().out)["totals"]
     assert str(totals["records"]) == m["Records"] and str(totals["accepted_records"]) == m["Accepted"]
     assert totals["samples"] > totals["records"]  # split-turns: one sample per answer

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from inspector import cli
+from inspector.cli.main import main as cli_main
+from inspector.cli import run as cli_run
 from inspector.checks import CHECKS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +45,7 @@ def tiny_dir(tiny_tokenizer, tmp_path_factory) -> str:
 
 
 def run_main(argv, capsys) -> tuple[int, str, str]:
-    code = cli.main(argv)
+    code = cli_main(argv)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -81,7 +83,7 @@ def test_exit_2_on_a_loading_error(tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == f"Error: data file not found: {tmp_path / 'missing.jsonl'}"
 
 
-# --- in-process: cli.main(argv) returns the exit code -------------------------------------------------------------
+# --- in-process: main(argv) returns the exit code -------------------------------------------------------------
 
 def test_fail_on_levels(tmp_path, tiny_dir, capsys):
     data = write_jsonl(tmp_path / "warn.jsonl", CLEAN + WARN)
@@ -262,7 +264,7 @@ def test_an_internal_error_exits_3_with_a_short_message_and_no_traceback(tmp_pat
     def broken(*args, **kwargs):
         raise IndexError("list index out of range")
 
-    monkeypatch.setattr(cli, "cmd_check", broken)
+    monkeypatch.setattr("inspector.cli.check.cmd_check", broken)
     code, out, err = run_main(["check", data, "--tokenizer", tiny_dir], capsys)
     assert code == cli.EXIT_INTERNAL == 3 and out == ""
     assert err.splitlines()[0] == "Internal error: IndexError: list index out of range"
@@ -321,9 +323,9 @@ def test_lone_surrogate_ids_and_content_never_crash_printing(tmp_path, tiny_dir)
     runs = [["check", str(data), "--no-progress"], ["check", str(data), "--json"], ["show", str(data), "--index", "0"],
             ["show", str(data), "--id", "c\\udc00"],
             ["export", str(data), "--out", str(tmp_path / "out"), "--no-progress"]]
-    code = ("import json, sys\nfrom inspector import cli\n"
+    code = ("import json, sys\nfrom inspector.cli.main import main as cli_main\n"
             "for argv in json.loads(sys.argv[1]):\n"
-            "    code = cli.main(argv + ['--tokenizer', sys.argv[2]])\n"
+            "    code = cli_main(argv + ['--tokenizer', sys.argv[2]])\n"
             "    sys.stdout.flush()\n    print('=== exit %d' % code, flush=True)\n")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(runs), tiny_dir], capture_output=True, text=True,
@@ -502,7 +504,7 @@ def test_command_line_reads_back_as_the_same_settings(opts, engine):
         assert (args.command if hasattr(args, "command") else argv[3]) == command
         assert args.data == "my data/train.jsonl" and args.tokenizer == "Qwen/Qwen2.5-0.5B-Instruct"
         assert args.chat_template == "chat_template.jinja" and args.engine == engine
-        back = cli._options(args)
+        back = cli_run._options(args)
         for name in ("strategy", "max_length", "truncation_side", "label_eot", "response_template",
                      "instruction_template", "template_kwargs", "turn_format", "keep_history_labels",
                      "respect_trainable"):
@@ -530,7 +532,7 @@ def test_session_layout_keep_history_and_ignore_flags_reach_the_samples(tmp_path
         {"role": "user", "content": "three?"}, {"role": "assistant", "content": "tres"}]}) + "\n")
 
     def show(*extra: str) -> str:
-        assert cli.main(["show", str(data), "--index", "0", *extra]) in (0, 1)
+        assert cli_main(["show", str(data), "--index", "0", *extra]) in (0, 1)
         return capsys.readouterr().out
 
     def trained(out: str) -> list[str]:  # "N trained" of every sample printed

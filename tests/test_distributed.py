@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.data import generate_records  # noqa: E402
 from inspector.checks import CheckContext, Report, iter_outcomes  # noqa: E402
-from inspector.cli import main  # noqa: E402
+from inspector.cli.main import main  # noqa: E402
 from inspector.errors import InspectorError  # noqa: E402
 from inspector.data.loaders import iter_records  # noqa: E402
 

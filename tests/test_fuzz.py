@@ -479,6 +479,8 @@ def test_cli_check_streams_records_as_they_arrive(tmp_path, tiny_dir):
     """Valid records through the whole check pipeline from a FIFO: the first outcome comes out while the writer
     is still blocked on the pipe, far from the end of its 50,000 records."""
     from inspector import cli
+    from inspector.cli.main import main as cli_main
+    from inspector.cli import run as cli_run
 
     fifo = tmp_path / "stream.jsonl"
     os.mkfifo(fifo)
@@ -499,8 +501,8 @@ def test_cli_check_streams_records_as_they_arrive(tmp_path, tiny_dir):
     t = threading.Thread(target=writer, daemon=True)
     t.start()
     args = cli.build_parser().parse_args(["check", str(fifo), "--tokenizer", str(tiny_dir), "--no-progress"])
-    spec, ctx, _report = cli._prepare(args)
-    outcomes = cli.run_outcomes(cli._items(args), ctx, spec, chunk_size=args.chunk_size)
+    spec, ctx, _report = cli_run._prepare(args)
+    outcomes = cli_run.run_outcomes(cli_run._items(args), ctx, spec, chunk_size=args.chunk_size)
     first = next(outcomes)
     at_first = written[0]
     outcomes.close()  # closes the file: the writer gets a broken pipe and stops
@@ -512,8 +514,9 @@ def test_cli_check_streams_records_as_they_arrive(tmp_path, tiny_dir):
 
 def _export(argv, capsys) -> tuple[int, str]:
     from inspector import cli
+    from inspector.cli.main import main as cli_main
 
-    code = cli.main(argv)
+    code = cli_main(argv)
     return code, capsys.readouterr().err
 
 

@@ -553,18 +553,20 @@ def test_cli_check_with_a_looping_template_reports_it_and_goes_on(tmp_path, tiny
     """In-process (the CLI has no time-limit option, see the report): the looping record becomes a
     template-error finding, the other records are checked, and the exit code is 1."""
     from inspector import cli
+    from inspector.cli.main import main as cli_main
+    from inspector.cli import run as cli_run
 
     tmpl = tmp_path / "hostile.jinja"
     tmpl.write_text(BOOM_TEMPLATE, encoding="utf-8")
-    real_options = cli._options
+    real_options = cli_run._options
 
     def fast_options(args):
         from dataclasses import replace
 
         return replace(real_options(args), limits=RenderLimits(time_limit=0.3))
 
-    monkeypatch.setattr(cli, "_options", fast_options)
-    code = cli.main(["check", str(data_file), "--tokenizer", str(tiny_dir), "--chat-template", str(tmpl), "--json",
+    monkeypatch.setattr(cli_run, "_options", fast_options)
+    code = cli_main(["check", str(data_file), "--tokenizer", str(tiny_dir), "--chat-template", str(tmpl), "--json",
                      "--no-progress"])
     report = json.loads(capsys.readouterr().out)
     assert code == 1
@@ -577,6 +579,7 @@ def test_cli_check_with_a_looping_template_reports_it_and_goes_on(tmp_path, tiny
 
 def test_cli_trust_remote_code_is_off_by_default_and_explicit():
     from inspector import cli
+    from inspector.cli.main import main as cli_main
 
     parser = cli.build_parser()
     for command in ("check", "export", "show"):
@@ -591,6 +594,7 @@ def test_cli_trust_remote_code_is_off_by_default_and_explicit():
 def test_cli_passes_trust_remote_code_false_to_the_loader(monkeypatch, tiny_dir):
     import inspector.template.tokenizer as tok_mod
     from inspector import cli
+    from inspector.cli.main import main as cli_main
 
     seen: list[bool] = []
     real = tok_mod.load_tokenizer

@@ -395,9 +395,10 @@ def test_cli_loss_json_equals_transformers(model, model_dir, tiny_setup, tiny_to
     import json
 
     from inspector import cli
+    from inspector.cli.main import main as cli_main
 
     data = write_data(tmp_path / "d.jsonl")
-    code = cli.main(["loss", data, "--model", model_dir, "--json", "--micro-batch-size", "2", "--per-token"])
+    code = cli_main(["loss", data, "--model", model_dir, "--json", "--micro-batch-size", "2", "--per-token"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0
     samples = samples_of(tiny_setup, "assistant-only")
@@ -415,9 +416,10 @@ def test_cli_loss_json_equals_transformers(model, model_dir, tiny_setup, tiny_to
 
 def test_cli_loss_text_lists_samples_and_reductions(model_dir, tmp_path, capsys):
     from inspector import cli
+    from inspector.cli.main import main as cli_main
 
     data = write_data(tmp_path / "d.jsonl")
-    assert cli.main(["loss", data, "--model", model_dir, "--strategy", "all-tokens", "--score-tokens", "12"]) == 0
+    assert cli_main(["loss", data, "--model", model_dir, "--strategy", "all-tokens", "--score-tokens", "12"]) == 0
     out = capsys.readouterr().out
     assert "strategy all-tokens" in out and "rejected bad:" in out and "3 sample(s) cut" in out
     for c in CONVERSATIONS:
@@ -428,13 +430,14 @@ def test_cli_loss_text_lists_samples_and_reductions(model_dir, tmp_path, capsys)
 
 def test_cli_loss_exit_2_with_a_message(model_dir, tmp_path, capsys, monkeypatch):
     from inspector import cli
+    from inspector.cli.main import main as cli_main
 
     data = write_data(tmp_path / "d.jsonl")
-    assert cli.main(["loss", data, "--model", str(tmp_path / "no-such-model")]) == 2
+    assert cli_main(["loss", data, "--model", str(tmp_path / "no-such-model")]) == 2
     assert "Error: Model folder not found" in capsys.readouterr().err
-    assert cli.main(["loss", data, "--model", model_dir, "--score-tokens", "1"]) == 2  # usage
+    assert cli_main(["loss", data, "--model", model_dir, "--score-tokens", "1"]) == 2  # usage
     assert "2 or more" in capsys.readouterr().err
-    assert cli.main(["loss", data, "--model", model_dir, "--chat-template", str(tmp_path / "x.jinja")]) == 2
+    assert cli_main(["loss", data, "--model", model_dir, "--chat-template", str(tmp_path / "x.jinja")]) == 2
     assert "Chat template file not found" in capsys.readouterr().err
 
     import inspector.train.model as model_module
@@ -443,13 +446,13 @@ def test_cli_loss_exit_2_with_a_message(model_dir, tmp_path, capsys, monkeypatch
         raise MissingExtraError("needs the model extra: pip install -r requirements-model.txt", extra="model")
 
     monkeypatch.setattr(model_module, "require_torch", missing)
-    assert cli.main(["loss", data, "--model", str(tmp_path / "other")]) == 2
+    assert cli_main(["loss", data, "--model", str(tmp_path / "other")]) == 2
     assert "pip install -r requirements-model.txt" in capsys.readouterr().err
 
 
 def test_cli_loss_without_torch_exits_2_naming_the_extra(tmp_path):
     data = write_data(tmp_path / "d.jsonl")
-    proc = run_python(f"from inspector.cli import main; raise SystemExit(main(['loss', {data!r}]))")
+    proc = run_python(f"from inspector.cli.main import main; raise SystemExit(main(['loss', {data!r}]))")
     assert proc.returncode == 2, proc.stderr
     assert "pip install -r requirements-model.txt" in proc.stderr and "Traceback" not in proc.stderr
 

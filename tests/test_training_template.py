@@ -414,8 +414,9 @@ def cli_files(tiny_tokenizer, tmp_path_factory):
 
 def run_cli(argv, capsys):
     from inspector import cli
+    from inspector.cli.main import main as cli_main
 
-    code = cli.main(argv)
+    code = cli_main(argv)
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -1,0 +1,130 @@
+"""``pack``: pack samples as TRL does (bfd, bfd_split, wrapped), collate them and run the packing checks.
+
+Example: three samples of 5, 4 and 3 tokens with ``--max-length 8`` -> bfd packs [5, 3] and [4].
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from inspector.checks.context import CheckContext
+from inspector.checks.run import Outcome
+from inspector.checks.report import Report, report_settings
+from inspector.cli.format import _n, _pct, _verdict, format_report
+from inspector.cli.options import EXIT_FINDINGS, EXIT_OK, FAIL_ON, _add_run_options, _add_setup_options, _positive_int
+from inspector.cli.run import _items, _options, _progress, _skip, _spec, _thresholds, load_spec, run_outcomes
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from dataclasses import asdict, replace
+
+    from inspector.data.packed_export import write_packed
+    from inspector.train.packing import PackInput, PackOptions, count_findings, pack, packing_findings, packing_summary
+
+    spec = _spec(args)
+    setup = load_spec(spec)
+    opts = replace(_options(args), max_length=None)  # TRL does not truncate before packing: bfd does
+    thresholds, skip = _thresholds(args), _skip(args)
+    ctx = CheckContext(setup, opts, thresholds, skip)
+    tok = setup.tokenizer
+    pad = next((i for i in (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None)) if i is not None),
+               0)
+    popts = PackOptions(max_length=args.max_length, strategy=args.packing, padding_free=args.padding_free,
+                        batch_size=args.batch_size, map_batch_size=args.map_batch_size,
+                        pad_to_multiple_of=args.pad_to_multiple_of, pad_token_id=int(pad))
+    report = Report(settings={"data": args.data, **report_settings(setup, opts, thresholds), "packing": asdict(popts)},
+                    skipped=skip)
+    outcomes: list[Outcome] = []
+    inputs: list[PackInput] = []
+    owner: list[int] = []  # outcome of each packed sample
+    with _progress(args, quiet=args.json) as bar:
+        for oc in run_outcomes(_items(args), ctx, spec, chunk_size=args.chunk_size, num_proc=args.num_proc,
+                               keep_rows=True):
+            for row in oc.rows or []:
+                inputs.append(PackInput(row["id"], row["input_ids"], row["labels"], oc.record_id))
+                owner.append(len(outcomes))
+            oc.rows = None
+            outcomes.append(oc)
+            bar.update(1)
+    packing = pack(inputs, popts)
+    per_sample, dataset = packing_findings(packing)
+    for k, findings in zip(owner, per_sample):
+        outcomes[k].findings.extend(f for f in findings if ctx.enabled(f.code))
+    report.add_all(outcomes)
+    count_findings(report, [f for f in dataset if ctx.enabled(f.code)])
+    report.extra["packing"] = packing_summary(packing)
+    data = report.to_dict()
+    data["result"] = {"fail_on": args.fail_on, "failed": report.fails(args.fail_on)}
+    written = write_packed(args.out, packing.records(), data, force=args.force) if args.out else None
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, indent=2))
+    else:
+        print(format_report(report, examples=max(0, args.examples)))
+        print()
+        print(format_packing(data["packing"]))
+        if written:
+            out = Path(args.out)
+            print(f"Wrote {out / 'packed.jsonl'}: {_n(written['sequences'])} packed sequences")
+            print(f"Wrote {out / 'report.json'}")
+        print(_verdict(report, args.fail_on))
+    return EXIT_FINDINGS if report.fails(args.fail_on) else EXIT_OK
+
+
+def format_packing(summary: dict[str, Any]) -> str:
+    """The packing block of ``pack``'s text output: what was packed into what, what was lost, padding."""
+    o = summary["options"]
+    return "\n".join([
+        f"packing {o['strategy']} · {summary['layout'].replace('_', '-')} layout · max_length {o['max_length']} · "
+        f"{o['batch_size']} sequences per micro-batch",
+        f"{_n(summary['samples'])} samples, {_n(summary['tokens'])} tokens -> {_n(summary['sequences'])} packed "
+        f"sequences ({_pct(summary['fill'])} full) in {_n(summary['batches'])} micro-batch"
+        f"{'' if summary['batches'] == 1 else 'es'}",
+        f"lost: {_n(summary['tokens_lost'])} tokens ({_n(summary['labeled_lost'])} labeled) of "
+        f"{_n(summary['truncated_samples'])} truncated and {_n(summary['dropped_samples'])} dropped samples; "
+        f"{_n(summary['split_samples'])} samples split across sequences",
+        f"padding: {_pct(summary['padding_share'])} of the collated rows (without packing: "
+        f"{_pct(summary['unpacked_padding_share'])})",
+        f"the model gets: {summary['inputs']}",
+    ])
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("pack", help="pack samples as TRL does and check what packing does to labels and attention",
+                       description="Build every sample (not truncated), pack them as TRL's pack_dataset does into "
+                                   "sequences of --max-length tokens, collate them (padded, or --padding-free) and run "
+                                   "the checks plus the packing checks. --out DIR writes DIR/packed.jsonl (input_ids, "
+                                   "labels, position_ids, seq_lengths, sample_ids per packed sequence) and "
+                                   "DIR/report.json. Exit 0 when nothing at or above --fail-on fired, 1 when something "
+                                   "did, 2 on a usage or loading error.")
+    _add_setup_options(p)
+    _add_run_options(p)
+    for action in p._actions:  # the shared --max-length is the packed sequence length here, and required
+        if action.dest == "max_length":
+            action.required = True
+            action.help = ("packed sequence length (TRL's max_length); samples are not truncated before packing, "
+                           "bfd truncates what does not fit")
+        elif action.dest == "truncation_side":
+            action.help = "ignored by pack: bfd keeps the first max_length tokens of a sample, as TRL does"
+    g = p.add_argument_group("packing")
+    g.add_argument("--packing", choices=("bfd", "bfd_split", "wrapped"), default="bfd",
+                   help="packing strategy (default: bfd, TRL's default)")
+    g.add_argument("--padding-free", action="store_true",
+                   help="collate padding-free: one row per micro-batch, position_ids from seq_lengths, labels -100 at "
+                        "position id 0 (TRL's SFTTrainer does this for bfd and bfd_split); default: padded rows")
+    g.add_argument("--batch-size", type=_positive_int, default=8, metavar="N",
+                   help="packed sequences per micro-batch (per_device_train_batch_size; default: 8)")
+    g.add_argument("--map-batch-size", type=_positive_int, default=1000, metavar="N",
+                   help="samples packed together, as datasets.map batches them for TRL (default: 1000)")
+    g.add_argument("--pad-to-multiple-of", type=_positive_int, metavar="N",
+                   help="pad each collated row to a multiple of N tokens (default: no rounding)")
+    p.add_argument("--json", action="store_true", help="print one machine-readable report (JSON) to stdout, "
+                                                       "nothing else")
+    p.add_argument("--out", metavar="DIR", help="write DIR/packed.jsonl and DIR/report.json (created if missing)")
+    p.add_argument("--force", action="store_true", help="overwrite packed.jsonl / report.json already in DIR")
+    p.add_argument("--fail-on", choices=FAIL_ON, default="error",
+                   help="exit 1 when a finding at or above this severity exists (default: error)")
+    p.add_argument("--examples", type=int, default=1, metavar="N",
+                   help="findings shown in full per fired check in the text output (default: 1)")
+    p.set_defaults(handler=cmd_pack)
