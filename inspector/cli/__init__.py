@@ -43,7 +43,7 @@ from inspector.conversations import Conversation, Rejected
 from inspector.errors import InspectorError
 from inspector.labels.engine import CHATGLM2_FORMAT, DEFAULT_RECORD_TIME_LIMIT, STRATEGIES, LabelOptions
 from inspector.labels.verify import SAMPLE_EVERY, SAMPLE_FIRST, VERIFY_MODES
-from inspector.data.loaders import FORMATS
+from inspector.data.formats import FORMATS
 from inspector.template.tokenizer import DEFAULT_TOKENIZER, ChatSetup
 from inspector.template.render import DEFAULT_MAX_CHARS, DEFAULT_MAX_TOKENS, DEFAULT_TIME_LIMIT, RenderLimits
 
