@@ -12,7 +12,7 @@ Four profiles, mixed by fixed weights (``PROFILE_WEIGHTS``):
 1 to 8 user/assistant exchanges per conversation, a system prompt in about a third of them. Text is built from a
 fixed English word list with names, numbers, punctuation and a little non-ASCII, so tokenizers see ordinary prose.
 
-Records are OpenAI ``messages`` dicts (what ``loaders.normalize_record`` reads), so the same data can go through the
+Records are OpenAI ``messages`` dicts (what ``formats.normalize_record`` reads), so the same data can go through the
 loaders, be written to JSONL for a streamed check, or be turned straight into ``Conversation`` objects.
 
 Example: list(generate_records(2, seed=0)) -> two records like

@@ -2,7 +2,7 @@
 
 Every data format (OpenAI ``messages``, ShareGPT ``conversations``, prompt/completion, Alpaca) is normalized into a
 ``Conversation``: a list of ``Message`` with one of the roles in ``constants.ROLES``, plus the ``tools`` a template
-may list, plus where it came from. Normalizing is ``loaders.normalize_record``; this module holds only the shapes.
+may list, plus where it came from. Normalizing is ``formats.normalize_record``; this module holds only the shapes.
 
 Example: {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]}
 -> Conversation(messages=[Message("user", "Hi"), Message("assistant", "Hello!")])

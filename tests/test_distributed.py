@@ -149,12 +149,12 @@ def test_evaluator_passes_global_positions_to_the_verifier(deepseek_setup, monke
 @pytest.mark.parametrize("chunk", [1, 3, 7, 64])
 def test_long_lines_are_skipped_as_the_local_loader_skips_them(chunk):
     """A line longer than the per-record limit is never kept whole: the Ray reader gives a ``_LongLine`` of the
-    same size where ``loaders._bounded_lines`` does (the edge at exactly the limit included), and byte ranges
+    same size where ``files._bounded_lines`` does (the edge at exactly the limit included), and byte ranges
     still give every line once."""
     import io
 
     from inspector.data.distributed import _iter_lines, range_lines
-    from inspector.data.loaders import _bounded_lines, _LongLine
+    from inspector.data.files import _bounded_lines, _LongLine
 
     data = b"ab\n" + b"x" * 8 + b"\n" + b"y" * 9 + b"\n" + b"\n" + b"z" * 30 + b"\nlast" + b"w" * 20
 

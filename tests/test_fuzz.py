@@ -31,7 +31,8 @@ from inspector.constants import IGNORE_INDEX, ROLES, SEGMENTS
 from inspector.conversations import Conversation, LoadResult, Rejected
 from inspector.errors import DataError, RecordError
 from inspector.labels.engine import STRATEGIES, LabelEngine, LabelOptions
-from inspector.data.loaders import iter_records, load_data, load_text, normalize_record
+from inspector.data.formats import normalize_record
+from inspector.data.loaders import iter_records, load_data, load_text
 
 FAST = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -14,7 +14,7 @@ from typing import Any
 
 from inspector.checks.catalog import CHECKS, Thresholds
 from inspector.checks.run import DEFAULT_CHUNK_SIZE
-from inspector.data.loaders import FORMATS
+from inspector.data.formats import FORMATS
 from inspector.labels.engine import DEFAULT_RECORD_TIME_LIMIT, LabelOptions, STRATEGIES
 from inspector.labels.verify import SAMPLE_EVERY, SAMPLE_FIRST, VERIFY_MODES
 from inspector.template.render import DEFAULT_MAX_CHARS, DEFAULT_MAX_TOKENS, DEFAULT_TIME_LIMIT

@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from inspector.data.loaders import FORMATS
+from inspector.data.formats import FORMATS
 from inspector.errors import InspectorError
 from inspector.labels.engine import LabelOptions
 from inspector.template.tokenizer import DEFAULT_TOKENIZER

@@ -13,7 +13,7 @@ only moves the records:
    big file still feeds every worker. It emits one row per input record with the record's global position: the raw
    JSONL line (blank lines skipped exactly as ``loaders.iter_records`` skips them), the Parquet row, or the record of
    the ``.json`` file. Parsing happens in the workers, with the loader's own per-record functions
-   (``loaders.jsonl_item``, ``normalize_record`` via ``_convert``), so every record becomes the same
+   (``files.jsonl_item``, ``formats.normalize_record`` via ``_convert``), so every record becomes the same
    ``Conversation`` or ``Rejected`` (same id, file, line or row, reasons) as locally. A first, cheap pass counts the
    lines and records of every range but the last (Parquet: from its metadata), so each range knows its first line
    number, its first record number in the file and its first global position.
@@ -53,8 +53,10 @@ from inspector.checks.run import DEFAULT_CHUNK_SIZE, iter_outcomes
 from inspector.conversations import Rejected, Source
 from inspector.errors import DataError, InspectorError
 from inspector.data.export import ACCEPT_RULE, EXPORT_FORMATS, ExportError, _dumps, accepted_file, accepted_schema, rejected_row
-from inspector.data.loaders import (MAX_JSON_FILE_BYTES, MAX_RECORD_BYTES, SUPPORTED_EXTENSIONS, _bounded_lines, _check_fmt, _convert,
-                      _encoding, _iter_jsonl, _LongLine, is_blank_line, json_file_items, jsonl_item)
+from inspector.data.files import (SUPPORTED_EXTENSIONS, _bounded_lines, _encoding, _iter_jsonl, _LongLine, is_blank_line,
+                                  json_file_items, jsonl_item)
+from inspector.data.formats import _check_fmt, _convert
+from inspector.data.records import MAX_JSON_FILE_BYTES, MAX_RECORD_BYTES
 
 RAY_EXTRA = "ray"
 RAY_INSTALL_HINT = "pip install 'sft-inspector[ray]' (from a checkout: pip install -r requirements-ray.txt)"
@@ -305,7 +307,7 @@ def _size(line: bytes | _LongLine) -> int:
 
 
 def _is_blank(raw: bytes, lineno: int) -> bool:
-    """``loaders.is_blank_line`` with a fast answer for the usual line (its first byte printable ASCII)."""
+    """``files.is_blank_line`` with a fast answer for the usual line (its first byte printable ASCII)."""
     if isinstance(raw, _LongLine):
         return False
     return not (raw and 0x21 <= raw[0] <= 0x7E) and is_blank_line(raw, lineno)
