@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inspector.errors import ChatTemplateError, RenderError, RenderTimeout
+from inspector.template.clock import CpuBudget
 
 DEFAULT_TIME_LIMIT = 5.0  # seconds for one render
 DEFAULT_MAX_CHARS = 2_000_000  # characters of one rendered record, and of any value a template builds
@@ -42,7 +43,9 @@ GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
 @dataclass(frozen=True)
 class RenderLimits:
-    """Limits of one record's render. ``time_limit``: wall-clock seconds, in any thread. ``max_chars``: the size of
+    """Limits of one record's render. ``time_limit``: seconds of CPU time of the rendering thread, in any thread (a
+    busy or paused process does not use it up; a wall-clock backstop of 10 times the limit, at least 60 s, stops a
+    render stuck outside the CPU: ``inspector.template.clock``). ``max_chars``: the size of
     the rendered text in UTF-8 bytes (checked while rendering, so before tokenizing; it also bounds the tokens, as
     no tokenizer makes more tokens than bytes), and of any string (characters) or list (items) the template builds
     or reads (``inspector.template.sandbox`` sizes every growing step before it runs). ``max_bytes``: the new values one
@@ -116,7 +119,8 @@ def _compile_guarded(template: str) -> Any:
     # Folding may build constants of up to 20,000 characters, 4 MB in all; a bigger one is refused while compiling
     # (Jinja then leaves the expression to the render, where the render's limits apply).
     deadline = _Deadline(COMPILE_TIME_LIMIT, 20_000, 4 * 2**20)
-    deadline.what = "Chat template took longer than {limit:g} s to compile and was stopped (is it this large?)."
+    deadline.what = ("Chat template took longer than {limit:g} s to compile and was stopped (is it this large? "
+                     "CPU time).")
     previous = getattr(_LOCAL, "deadline", None)
     _LOCAL.deadline = deadline
     try:
@@ -169,26 +173,28 @@ def template_variables(tokenizer: Any, extra: dict[str, Any] | None = None) -> d
     return out
 
 
-class _Deadline:
+class _Deadline(CpuBudget):
     """The time, size and allocation budget of one render (or compile), in the thread that renders.
 
-    Checked cooperatively (between output chunks, and on every call, attribute and item access the template makes,
-    see ``_install_call_hook``) and enforced by the watchdog for loops that do none of these, e.g.
-    ``{% for a in r %}{% for b in r %}{% endfor %}{% endfor %}`` over a list ``r``. ``spend`` counts the bytes of
-    the new values the render makes (``inspector.template.sandbox``), up to ``budget``.
+    Time is CPU time of the rendering thread (``inspector.template.clock``: a busy or paused process does not use up
+    a render's budget), with a wall-clock backstop for a render stuck outside the CPU. Checked cooperatively
+    (between output chunks, and on every call, attribute and item access the template makes, see
+    ``_install_call_hook``: a cheap comparison with ``end`` first) and enforced by the watchdog for loops that do
+    none of these, e.g. ``{% for a in r %}{% for b in r %}{% endfor %}{% endfor %}`` over a list ``r``. ``spend``
+    counts the bytes of the new values the render makes (``inspector.template.sandbox``), up to ``budget``.
 
     Example: _Deadline(0.5, max_chars=3).check_size("abcd") raises RenderTimeout ("... reached a string of 4 ...").
     """
 
-    __slots__ = ("end", "limit", "max_chars", "thread_id", "claim", "fired", "budget", "spent", "what")
+    __slots__ = ("max_chars", "thread_id", "claim", "fired", "budget", "spent", "what")
 
     def __init__(self, limit: float, max_chars: int = DEFAULT_MAX_CHARS, budget: int = DEFAULT_MAX_BYTES):
-        self.limit = limit
+        super().__init__(limit)
         self.max_chars = max_chars
         self.budget = budget
         self.spent = 0
-        self.what = "Chat template ran longer than {limit:g} s and was stopped (a loop without bound?)."
-        self.end = time.monotonic() + limit
+        self.what = ("Chat template ran longer than {limit:g} s and was stopped (a loop without bound? The limit "
+                     "counts CPU time of the rendering thread.)")
         self.thread_id = threading.get_ident()
         # Who stops this render: the watchdog or the render itself (leaving the watched region). Whoever pops
         # "stop" first wins; dict.pop is one atomic step under the GIL, so no lock is needed by the render thread.
@@ -199,7 +205,7 @@ class _Deadline:
         return self.what.format(limit=self.limit)
 
     def check(self) -> None:
-        if time.monotonic() > self.end:
+        if time.monotonic() > self.end and self.expired():
             raise RenderTimeout(self.message())
 
     def check_size(self, value: Any) -> None:
@@ -314,6 +320,9 @@ class _Watchdog:
                     self.cond.wait(wait)
                     continue
                 deadline = heapq.heappop(self.heap)[2]
+                if not deadline.expired():  # CPU time left (the thread waited, or the process was paused)
+                    heapq.heappush(self.heap, (deadline.end, next(self.count), deadline))
+                    continue
                 if deadline.claim.pop("stop", None) is not None:
                     _set_async_exc(deadline.thread_id, _AsyncTimeout)
                     deadline.fired = True
@@ -528,7 +537,7 @@ def _install_call_hook(env: Any, local: Any) -> None:
             result = original_getattr(obj, attribute)
             deadline = getattr(local, "deadline", None)
             if deadline is not None:  # inlined checks: templates read attributes and items thousands of times
-                if monotonic() > deadline.end:
+                if monotonic() > deadline.end and deadline.expired():
                     raise RenderTimeout(deadline.message())
                 if isinstance(result, _SIZED) and len(result) > deadline.max_chars:
                     deadline.check_size(result)
@@ -538,7 +547,7 @@ def _install_call_hook(env: Any, local: Any) -> None:
             result = original_getitem(obj, argument)
             deadline = getattr(local, "deadline", None)
             if deadline is not None:
-                if monotonic() > deadline.end:
+                if monotonic() > deadline.end and deadline.expired():
                     raise RenderTimeout(deadline.message())
                 if isinstance(result, _SIZED) and len(result) > deadline.max_chars:
                     deadline.check_size(result)
