@@ -45,7 +45,7 @@ from inspector.labels.engine import CHATGLM2_FORMAT, DEFAULT_RECORD_TIME_LIMIT, 
 from inspector.labels.verify import SAMPLE_EVERY, SAMPLE_FIRST, VERIFY_MODES
 from inspector.data.loaders import FORMATS
 from inspector.template.tokenizer import DEFAULT_TOKENIZER, ChatSetup
-from inspector.template.render import DEFAULT_MAX_CHARS, DEFAULT_MAX_TOKENS, DEFAULT_TIME_LIMIT, RenderLimits
+from inspector.template.render import DEFAULT_MAX_CHARS, DEFAULT_MAX_TOKENS, DEFAULT_TIME_LIMIT, RenderLimits, run_now
 
 SESSION_LAYOUTS = {"template": None, "chatglm2": CHATGLM2_FORMAT}  # --session-layout -> LabelOptions.turn_format
 
@@ -218,6 +218,7 @@ def _add_setup_options(p: argparse.ArgumentParser) -> None:
                    help=f"refuse a record whose rendered text passes N characters, before tokenizing (default "
                         f"{DEFAULT_MAX_CHARS:,}: far beyond a real conversation); also the largest value a template "
                         "may build")
+    _add_now(g)
     g.add_argument("--max-tokens", type=_positive_int, default=DEFAULT_MAX_TOKENS, metavar="N",
                    help=f"refuse a sample of more than N tokens (default {DEFAULT_MAX_TOKENS:,})")
     g.add_argument("--template-var", action="append", type=_template_var, default=[], metavar="KEY=VALUE",
@@ -425,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-remote-code", action="store_true", help="allow the tokenizer folder's own code to run")
     p.add_argument("--template-var", action="append", type=_template_var, default=[], metavar="KEY=VALUE",
                    help="an extra variable for the template (VALUE as JSON when it parses); repeatable")
+    _add_now(p)
     p.add_argument("--data-format", choices=FORMATS, metavar="FMT", help="force the record format of DATA")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="read only the first N records of DATA")
     p.add_argument("--out", metavar="FILE", help="where to write the training template (default: "
@@ -442,6 +444,21 @@ def _add_debug(p: argparse.ArgumentParser, default: Any) -> None:
                    help="on an internal error (exit 3), print the full traceback")
 
 
+def _add_now(g: Any) -> None:
+    g.add_argument("--now", type=_iso_time, metavar="YYYY-MM-DDTHH:MM:SS",
+                   help="the time templates that print it (strftime_now) see in every render of the run (default: "
+                        "the start of the run, shown in the report), so a run can be repeated exactly")
+
+
+def _iso_time(text: str) -> str:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date and time like 2026-01-31T12:00:00, got {text[:40]!r}")
+
+
 def _spec(args: argparse.Namespace) -> SetupSpec:
     return SetupSpec(args.tokenizer, args.chat_template, args.trust_remote_code)
 
@@ -453,7 +470,7 @@ def _options(args: argparse.Namespace) -> LabelOptions:
                         turn_format=SESSION_LAYOUTS[args.session_layout], keep_history_labels=args.keep_history_labels,
                         respect_trainable=not args.ignore_train_flags,
                         limits=RenderLimits(time_limit=args.render_timeout, max_chars=args.max_chars,
-                                            max_tokens=args.max_tokens),
+                                            max_tokens=args.max_tokens, now=args.now or run_now()),
                         record_time_limit=args.record_time_limit)
 
 
@@ -840,7 +857,7 @@ def cmd_training_template(args: argparse.Namespace) -> int:
     if data is not None and not data.conversations:
         raise InspectorError(f"{args.data}: no usable conversation ({len(data.rejected)} records rejected: "
                              f"{'; '.join(r.reasons[0] for r in data.rejected[:3])})")
-    opts = LabelOptions(template_kwargs=dict(args.template_var))
+    opts = LabelOptions(template_kwargs=dict(args.template_var), limits=RenderLimits(now=args.now or run_now()))
     report = export_training_template(setup, data.conversations if data else None, opts)
     src = Path(args.chat_template)
     out = Path(args.out) if args.out else src.with_name(src.stem + ".training.jinja")
@@ -905,7 +922,7 @@ def format_report(report: Report, examples: int = 1) -> str:
     s = report.settings
     t = report.to_dict()["totals"]
     head = [f"tokenizer {s.get('tokenizer')} (template: {s.get('template_source')}) · strategy {s.get('strategy')}"
-            f" · max_length {s.get('max_length') or 'none'}"]
+            f" · max_length {s.get('max_length') or 'none'}" + (f" · now {s['now']}" if s.get("now") else "")]
     share = _pct(t["trainable_share"]) if t["tokens"] else "-"
     head.append(f"{_n(t['records'])} records: {_n(t['conversations'])} conversations, {_n(t['rejected_by_loader'])} "
                 f"rejected by the loader -> {_n(t['samples'])} samples, {_n(t['tokens'])} tokens, "

@@ -61,6 +61,35 @@ class RenderLimits:
     max_chars: int = DEFAULT_MAX_CHARS
     max_bytes: int = DEFAULT_MAX_BYTES
     max_tokens: int = DEFAULT_MAX_TOKENS
+    # the time ``strftime_now`` gives every render (ISO 8601, "2026-01-31T12:00:00"), so all renders of a run agree
+    # and a run can be repeated; None: the clock at each call (transformers' own behaviour). See ``frozen_clock``.
+    now: str | None = None
+
+
+def run_now() -> str:
+    """The current local time to the second, in the form ``RenderLimits.now`` takes: chosen once per run."""
+    from datetime import datetime
+
+    return datetime.now().replace(microsecond=0).isoformat()
+
+
+@lru_cache(maxsize=16)
+def frozen_clock(now: str) -> Any:
+    """``strftime_now`` (the global transformers gives templates) stopped at ``now``: what every render of a run
+    sees, so templates that print the date or time (Llama 3.x, Hunyuan, Apertus) render the same text in every
+    render, the verifier and the training-template check. Passed as a template variable, which takes precedence
+    over the global, and named like it (the sandbox sizes its output).
+
+    Example: frozen_clock("2026-01-31T12:00:05")("%d %b %Y %H:%M:%S") -> "31 Jan 2026 12:00:05"
+    """
+    from datetime import datetime
+
+    moment = datetime.fromisoformat(now)
+
+    def strftime_now(format: str) -> str:
+        return moment.strftime(format)
+
+    return strftime_now
 
 
 def too_many_tokens(count: int, limits: RenderLimits) -> str:
@@ -343,6 +372,8 @@ def render(messages: list[dict[str, Any]], template: str, tokenizer: Any = None,
     ctx = dict(variables if variables is not None else template_variables(tokenizer))
     ctx.update(messages=template_messages(messages), tools=_template_data(tools),
                documents=None, add_generation_prompt=add_generation_prompt)
+    if limits.now is not None:
+        ctx["strftime_now"] = frozen_clock(limits.now)
     blocks: list[str] = []
     gen_spans: list[tuple[int, int]] = []
     deadline: _Deadline | None = None
@@ -739,7 +770,8 @@ def probe_template(template: str, tokenizer: Any = None, variables: dict[str, An
                    limits: RenderLimits = RenderLimits()) -> TemplateInfo:
     """Learn the generation prompt and the end-of-turn markers of ``template`` (see module docstring). Cached per
     template, tokenizer and variables."""
-    key = (template, _tokenizer_key(tokenizer), tuple(sorted((k, repr(v)) for k, v in (variables or {}).items())))
+    key = (template, _tokenizer_key(tokenizer), tuple(sorted((k, repr(v)) for k, v in (variables or {}).items())),
+           limits.now)
     info = _PROBE_CACHE.get(key)
     if info is None:
         info = _probe(template, tokenizer, variables, limits)

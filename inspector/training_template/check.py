@@ -20,6 +20,7 @@ from inspector.constants import IGNORE_INDEX
 from inspector.conversations import Conversation
 from inspector.errors import RenderError
 from inspector.labels.engine import LabelEngine, LabelOptions, adapt_tools
+from inspector.template.render import frozen_clock
 from inspector.template.tokenizer import ChatSetup
 
 MAX_MISMATCHES = 8  # listed per conversation
@@ -113,8 +114,12 @@ class Verification:
 
 
 def _chat_kwargs(engine: LabelEngine, opts: LabelOptions) -> dict[str, Any]:
-    """What our renders pass to the template besides messages and tools (special tokens, date, user variables)."""
-    return dict(engine.variables(opts))
+    """What our renders pass to the template besides messages and tools (special tokens, date, user variables, and
+    the run's frozen ``strftime_now``, so transformers' renders print the same time as ours)."""
+    kwargs = dict(engine.variables(opts))
+    if opts.limits.now is not None:
+        kwargs["strftime_now"] = frozen_clock(opts.limits.now)
+    return kwargs
 
 
 def _apply(tokenizer: Any, messages: list[dict], tools: list | None, template: str, kwargs: dict, **extra: Any):
