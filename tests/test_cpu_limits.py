@@ -1,0 +1,276 @@
+"""Same input, same report (issue 21): limits count CPU work, not the clock; integer and split-turns bounds; one
+frozen "now" per run.
+
+The pause tests run the CLI in a subprocess with a template that does real work in every render (a loop of
+multiplications, ~0.06 s of CPU a render, under a 0.5 s limit), stop the process with SIGSTOP for longer than every
+limit several times while it runs, and compare its report with the report of an undisturbed run: with limits on the
+wall clock, the render that is paused is rejected (``template-error``), and the reports differ.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import CHATML
+from inspector.conversations import Conversation, Message
+from inspector.errors import RenderTimeout
+from inspector.labels.engine import LabelEngine, LabelOptions
+from inspector.template.clock import CpuBudget, backstop
+from inspector.template.render import RenderLimits, frozen_clock, render
+from inspector.template.tokenizer import ChatSetup
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "inspector" / "demo" / "demo.jsonl"
+BUSY = "{% for i in range(12000) %}{% set x = i * 2 %}{% endfor %}"  # ~0.06 s of CPU, whatever the conversation
+RENDER_LIMIT, RECORD_LIMIT = "0.5", "1.5"
+PAUSE = 1.8  # longer than every limit
+NOW = "2026-01-31T12:00:00"
+
+
+def _busy(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+# --- the clock ------------------------------------------------------------------------------------------------------
+
+def test_a_budget_counts_the_threads_cpu_time_not_waiting():
+    budget = CpuBudget(0.2)
+    time.sleep(0.4)  # twice the limit on the wall clock, no CPU
+    assert not budget.expired()
+    assert budget.used() < 0.1
+    _busy(0.25)
+    assert budget.expired()
+
+
+def test_a_budget_counts_only_its_own_thread():
+    budget = CpuBudget(0.2)
+    worker = threading.Thread(target=_busy, args=(0.4,))
+    worker.start()
+    worker.join()
+    assert not budget.expired()  # another thread's work is not this thread's
+
+
+def test_the_backstop_is_generous():
+    assert backstop(0.5) == 60.0 and backstop(5) == 60.0 and backstop(30) == 300.0
+
+
+def test_a_render_that_waits_is_not_stopped_and_one_that_works_is():
+    limits = RenderLimits(time_limit=0.2)
+    msgs = [{"role": "user", "content": "hi"}]
+    # a loop of ~0.8 s of CPU: stopped by its own CPU time
+    with pytest.raises(RenderTimeout, match="ran longer than 0.2 s"):
+        render(msgs, "{% for i in range(400) %}{% for j in range(400) %}{% set x = j * 2 %}{% endfor %}{% endfor %}"
+               + CHATML, limits=limits)
+    # the same template with a small loop, rendered while the process is paused longer than the limit
+    out = {}
+
+    def work():
+        out["text"] = render(msgs, BUSY + CHATML, limits=limits).text
+
+    pid = os.getpid()
+    helper = subprocess.Popen(["sh", "-c", f"sleep 0.05; kill -STOP {pid}; sleep 0.5; kill -CONT {pid}"])
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    helper.wait()
+    assert out["text"].startswith("<|im_start|>user\nhi")
+
+
+# --- bounds -----------------------------------------------------------------------------------------------------
+
+def test_a_big_integer_power_is_refused_before_it_runs():
+    start = time.process_time()
+    with pytest.raises(RenderTimeout) as exc:
+        render([{"role": "user", "content": "x"}], "{% set b = 3 ** 9999 %}{% set c = b ** 2000 %}{{ c }}")
+    assert time.process_time() - start < 1.0
+    assert "bits (**)" in str(exc.value) and "limit of 40,000 bits" in str(exc.value)
+
+
+@pytest.mark.parametrize("template, what", [
+    ("{% set b = 7 ** 9000 %}{% set c = b * b * b %}{{ c % 10 }}", "(*)"),
+    ("{{ (1).to_bytes(10**10, 'big')|length }}", "to_bytes"),
+    ("{% set s = 'ab' * 10 %}{{ (s * 200000)|length }}", "repeats"),
+])
+def test_other_growing_integer_and_sequence_steps_are_refused(template, what):
+    with pytest.raises(RenderTimeout) as exc:
+        render([{"role": "user", "content": "x"}], template)
+    assert what in str(exc.value)
+
+
+def test_ordinary_integer_arithmetic_still_works():
+    text = render([{"role": "user", "content": "x"}], "{{ (3 ** 999 * 3 ** 999) % 1000 }} {{ 2 ** 100 }}").text
+    assert text == f"{(3 ** 1998) % 1000} {2 ** 100}"
+
+
+def _many(n: int) -> Conversation:
+    return Conversation("many", [Message("user" if k % 2 == 0 else "assistant", f"message number {k} says hi")
+                                 for k in range(n)])
+
+
+def test_split_turns_on_a_long_record_is_bounded_as_a_whole(tiny_tokenizer):
+    engine = LabelEngine(ChatSetup(tiny_tokenizer, CHATML, "override", "tiny"))
+    start = time.process_time()
+    samples, errors = engine.build([_many(1000), _many(6)], LabelOptions(strategy="split-turns"))
+    assert time.process_time() - start < 10  # was minutes
+    assert [e.conversation_id for e in errors] == ["many"] and len(samples) == 3  # the short record goes on
+    reason = errors[0].reason
+    assert "more than 2,000,000 bytes" in reason and "--max-chars" in reason and "of 500" in reason
+    # the bound is --max-chars: a smaller one cuts sooner
+    samples, errors = engine.build([_many(40)], LabelOptions(strategy="split-turns",
+                                                              limits=RenderLimits(max_chars=5_000)))
+    assert not samples and "more than 5,000 bytes" in errors[0].reason
+
+
+def test_split_turns_renders_share_one_record_time_budget(tiny_tokenizer, monkeypatch):
+    import inspector.labels.engine as engine_module
+
+    real = engine_module.render
+
+    def slow(*args, **kwargs):  # each render costs 0.05 s of CPU: 20 answers cost 1 s, over a 0.5 s budget
+        _busy(0.05)
+        return real(*args, **kwargs)
+
+    engine = LabelEngine(ChatSetup(tiny_tokenizer, CHATML, "override", "tiny"))
+    engine.info(LabelOptions())  # probe first, unslowed
+    monkeypatch.setattr(engine_module, "render", slow)
+    samples, errors = engine.build([_many(40)], LabelOptions(strategy="split-turns", record_time_limit=0.5))
+    assert not samples and "--record-time-limit" in errors[0].reason and "CPU time" in errors[0].reason
+    samples, errors = engine.build([_many(4)], LabelOptions(strategy="split-turns", record_time_limit=0.5))
+    assert len(samples) == 2 and not errors
+
+
+# --- frozen now -------------------------------------------------------------------------------------------------
+
+CLOCK_TEMPLATE = "{{ 'Now: ' + strftime_now('%Y-%m-%d %H:%M:%S') + '\n' }}" + CHATML
+
+
+def test_every_render_of_a_run_sees_the_same_now():
+    msgs = [{"role": "user", "content": "hi"}]
+    limits = RenderLimits(now=NOW)
+    first = render(msgs, CLOCK_TEMPLATE, limits=limits).text
+    time.sleep(1.1)
+    assert render(msgs, CLOCK_TEMPLATE, limits=limits).text == first
+    assert first.startswith("Now: 2026-01-31 12:00:00\n")
+    assert frozen_clock(NOW)("%d %b %Y") == "31 Jan 2026"
+    # without a frozen now, transformers' clock
+    assert render(msgs, CLOCK_TEMPLATE).text.startswith(f"Now: {time.strftime('%Y-%m-%d')}")
+
+
+# --- the CLI: paused runs give the same report, --now repeats a run --------------------------------------------
+
+@pytest.fixture(scope="module")
+def cli_files(tiny_tokenizer, tmp_path_factory):
+    root = tmp_path_factory.mktemp("cpu_limits")
+    tok = root / "tok"
+    tiny_tokenizer.save_pretrained(tok)
+    (root / "busy.jinja").write_text(BUSY + CHATML, encoding="utf-8")
+    (root / "clock.jinja").write_text(CLOCK_TEMPLATE, encoding="utf-8")
+    return root
+
+
+def _command(command: str, files: Path, template: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "inspector", command, str(DEMO), "--tokenizer", str(files / "tok"),
+            "--chat-template", str(files / template), "--render-timeout", RENDER_LIMIT,
+            "--record-time-limit", RECORD_LIMIT, "--now", NOW, "--limit", "6", *extra]
+
+
+def _run(cmd: list[str], pauses: int = 0) -> tuple[subprocess.CompletedProcess, int]:
+    """Run ``cmd``; with ``pauses``, stop it (SIGSTOP) for PAUSE seconds that many times while it runs. Returns the
+    result and the number of pauses that happened while it was running."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    done = 0
+
+    def pause() -> None:
+        nonlocal done
+        time.sleep(2.0)  # past the start-up (imports), into the renders
+        for _ in range(pauses):
+            if proc.poll() is not None:
+                return
+            proc.send_signal(signal.SIGSTOP)
+            time.sleep(PAUSE)
+            proc.send_signal(signal.SIGCONT)
+            done += 1
+            time.sleep(0.4)
+
+    helper = threading.Thread(target=pause)
+    helper.start()
+    out, err = proc.communicate(timeout=300)
+    helper.join()
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err), done
+
+
+def _same_report_when_paused(cmd: list[str], read) -> None:
+    calm, _ = _run(cmd)
+    assert calm.returncode in (0, 1), calm.stderr
+    expected = read(calm)
+    paused, done = _run(cmd, pauses=2)
+    assert done >= 2, "the run ended before it could be paused twice"
+    assert paused.returncode == calm.returncode, paused.stderr
+    assert read(paused) == expected
+    assert "ran longer than" not in json.dumps(expected)  # no render of the undisturbed run hit the limit
+
+
+def test_check_gives_the_same_report_when_the_process_is_paused(cli_files):
+    _same_report_when_paused(_command("check", cli_files, "busy.jinja", "--json"), lambda r: json.loads(r.stdout))
+
+
+@pytest.mark.slow
+def test_export_gives_the_same_files_when_the_process_is_paused(cli_files, tmp_path):
+    out = tmp_path / "out"
+
+    def read(result):
+        files = {p.name: p.read_text(encoding="utf-8") for p in sorted(out.iterdir()) if p.is_file()}
+        return files
+
+    _same_report_when_paused(_command("export", cli_files, "busy.jinja", "--out", str(out), "--force"), read)
+
+
+@pytest.mark.slow
+def test_pack_gives_the_same_report_when_the_process_is_paused(cli_files):
+    _same_report_when_paused(_command("pack", cli_files, "busy.jinja", "--json", "--max-length", "256"),
+                             lambda r: json.loads(r.stdout))
+
+
+def test_now_is_chosen_once_per_run_shown_and_settable(cli_files, tmp_path):
+    def export(now: str | None, name: str) -> tuple[dict, str]:
+        out = tmp_path / name
+        cmd = _command("export", cli_files, "clock.jinja", "--out", str(out), "--verify", "all")
+        if now is None:
+            cmd.remove("--now"), cmd.remove(NOW)
+        else:
+            cmd[cmd.index(NOW)] = now
+        result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert result.returncode in (0, 1), result.stderr
+        return json.loads((out / "report.json").read_text()), (out / "accepted.jsonl").read_text()
+
+    report_a, rows_a = export(NOW, "a")
+    time.sleep(1.1)
+    report_b, rows_b = export(NOW, "b")
+    assert rows_a == rows_b and report_a["settings"]["now"] == NOW
+    assert report_a["totals"] == report_b["totals"]
+    _, rows_c = export("2025-06-01T08:30:00", "c")
+    assert rows_c != rows_a  # the time is in the rendered text
+    report_d, _ = export(None, "d")  # no flag: the start of the run, shown
+    assert report_d["settings"]["now"][:10] == time.strftime("%Y-%m-%d")
+
+
+def test_training_template_renders_with_the_runs_now(cli_files, tmp_path):
+    out = tmp_path / "clock.training.jinja"
+    cmd = [sys.executable, "-m", "inspector", "training-template", str(DEMO), "--tokenizer", str(cli_files / "tok"),
+           "--chat-template", str(cli_files / "clock.jinja"), "--now", NOW, "--limit", "4", "--out", str(out),
+           "--json"]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["verification"]["verified"], report["verification"]["summary"]
