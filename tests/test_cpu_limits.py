@@ -2,7 +2,8 @@
 frozen "now" per run.
 
 The pause tests run the CLI in a subprocess with a template that does real work in every render (a loop of
-multiplications, ~0.06 s of CPU a render, under a 0.5 s limit), stop the process with SIGSTOP for longer than every
+multiplications, ~0.15 s of CPU a render, under a 0.6 s limit; --verify none, as a verifier render that fails only
+leaves a field unverified, which the report does not show), stop the process with SIGSTOP for longer than every
 limit several times while it runs, and compare its report with the report of an undisturbed run: with limits on the
 wall clock, the render that is paused is rejected (``template-error``), and the reports differ.
 """
@@ -30,8 +31,8 @@ from inspector.template.tokenizer import ChatSetup
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "inspector" / "demo" / "demo.jsonl"
-BUSY = "{% for i in range(12000) %}{% set x = i * 2 %}{% endfor %}"  # ~0.06 s of CPU, whatever the conversation
-RENDER_LIMIT, RECORD_LIMIT = "0.5", "1.5"
+BUSY = "{% for i in range(30000) %}{% set x = i * 2 %}{% endfor %}"  # ~0.15 s of CPU, whatever the conversation
+RENDER_LIMIT, RECORD_LIMIT = "0.6", "1.5"
 PAUSE = 1.8  # longer than every limit
 NOW = "2026-01-31T12:00:00"
 
@@ -72,19 +73,18 @@ def test_a_render_that_waits_is_not_stopped_and_one_that_works_is():
     with pytest.raises(RenderTimeout, match="ran longer than 0.2 s"):
         render(msgs, "{% for i in range(400) %}{% for j in range(400) %}{% set x = j * 2 %}{% endfor %}{% endfor %}"
                + CHATML, limits=limits)
-    # the same template with a small loop, rendered while the process is paused longer than the limit
-    out = {}
-
-    def work():
-        out["text"] = render(msgs, BUSY + CHATML, limits=limits).text
-
+    # a render of ~0.3 s of CPU under a 0.8 s limit, paused (the whole process, SIGSTOP) for 1.2 s in the middle:
+    # on the wall clock it ran 1.5 s and was stopped; on its own CPU clock it finishes
+    loop = "{% for i in range(300) %}{% for j in range(300) %}{% set x = j * 2 %}{% endfor %}{% endfor %}"
+    render(msgs, loop + CHATML)  # compiled
     pid = os.getpid()
-    helper = subprocess.Popen(["sh", "-c", f"sleep 0.05; kill -STOP {pid}; sleep 0.5; kill -CONT {pid}"])
-    t = threading.Thread(target=work)
-    t.start()
-    t.join()
+    helper = subprocess.Popen(["sh", "-c", f"sleep 0.1; kill -STOP {pid}; sleep 1.2; kill -CONT {pid}"])
+    time.sleep(0.02)
+    start = time.monotonic()
+    text = render(msgs, loop + CHATML, limits=RenderLimits(time_limit=0.8)).text
     helper.wait()
-    assert out["text"].startswith("<|im_start|>user\nhi")
+    assert time.monotonic() - start > 1.0, "the pause did not happen during the render"
+    assert text.startswith("<|im_start|>user\nhi")
 
 
 # --- bounds -----------------------------------------------------------------------------------------------------
@@ -182,7 +182,7 @@ def cli_files(tiny_tokenizer, tmp_path_factory):
 def _command(command: str, files: Path, template: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "inspector", command, str(DEMO), "--tokenizer", str(files / "tok"),
             "--chat-template", str(files / template), "--render-timeout", RENDER_LIMIT,
-            "--record-time-limit", RECORD_LIMIT, "--now", NOW, "--limit", "6", *extra]
+            "--record-time-limit", RECORD_LIMIT, "--now", NOW, "--limit", "6", "--verify", "none", *extra]
 
 
 def _run(cmd: list[str], pauses: int = 0) -> tuple[subprocess.CompletedProcess, int]:
@@ -214,13 +214,14 @@ def _same_report_when_paused(cmd: list[str], read) -> None:
     calm, _ = _run(cmd)
     assert calm.returncode in (0, 1), calm.stderr
     expected = read(calm)
-    paused, done = _run(cmd, pauses=2)
+    paused, done = _run(cmd, pauses=3)
     assert done >= 2, "the run ended before it could be paused twice"
     assert paused.returncode == calm.returncode, paused.stderr
     assert read(paused) == expected
     assert "ran longer than" not in json.dumps(expected)  # no render of the undisturbed run hit the limit
 
 
+@pytest.mark.slow
 def test_check_gives_the_same_report_when_the_process_is_paused(cli_files):
     _same_report_when_paused(_command("check", cli_files, "busy.jinja", "--json"), lambda r: json.loads(r.stdout))
 
@@ -245,7 +246,8 @@ def test_pack_gives_the_same_report_when_the_process_is_paused(cli_files):
 def test_now_is_chosen_once_per_run_shown_and_settable(cli_files, tmp_path):
     def export(now: str | None, name: str) -> tuple[dict, str]:
         out = tmp_path / name
-        cmd = _command("export", cli_files, "clock.jinja", "--out", str(out), "--verify", "all")
+        cmd = _command("export", cli_files, "clock.jinja", "--out", str(out))
+        cmd[cmd.index("none")] = "all"
         if now is None:
             cmd.remove("--now"), cmd.remove(NOW)
         else:
