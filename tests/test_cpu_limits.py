@@ -292,3 +292,73 @@ def test_training_template_renders_with_the_runs_now(cli_files, tmp_path):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     report = json.loads(result.stdout)
     assert report["verification"]["verified"], report["verification"]["summary"]
+
+
+# --- the app: the Dataset page's scan -----------------------------------------------------------------------------
+
+_PAUSER = """
+import os, signal, sys, time
+pid, pause, points = int(sys.argv[1]), float(sys.argv[2]), [float(x) for x in sys.argv[3:]]
+def cpu():
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+base = cpu()
+for point in points:
+    while cpu() - base < point:
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGSTOP)
+    time.sleep(pause)
+    os.kill(pid, signal.SIGCONT)
+    print("paused", flush=True)
+"""
+
+
+def _scan_page(marker: str, pause_at: tuple[float, ...] = ()) -> tuple[dict, int, float]:
+    """Scan the bundled demo on the Dataset page with the busy template (``marker``: a comment that makes the
+    template text, and so the scan's cache key, new); with ``pause_at``, a helper process stops this process
+    (SIGSTOP) for PAUSE seconds at those CPU seconds of the scan. Returns what the page shows, the pauses made and
+    the CPU seconds the scan took."""
+    import resource
+
+    from streamlit.testing.v1 import AppTest
+
+    from pages.common.show import plain
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600).run()
+    at.sidebar.radio(key="sb_template_source").set_value("Edit (Jinja)").run()
+    area = [a for a in at.sidebar.text_area if a.label == "Jinja chat template"][0]
+    area.input(BUSY + "{# " + marker + " #}" + CHATML).run()
+    assert not at.exception
+    helper = None
+    if pause_at:
+        helper = subprocess.Popen([sys.executable, "-c", _PAUSER, str(os.getpid()), str(PAUSE),
+                                   *map(str, pause_at)], stdout=subprocess.PIPE, text=True)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    at.switch_page("pages/1_dataset.py").run()
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    done = 0
+    if helper is not None:
+        helper.kill()
+        done = helper.communicate()[0].count("paused")
+    assert not at.exception, [e.value for e in at.exception]
+    shown = {"metrics": {m.label: m.value for m in at.metric},
+             "tables": [d.value.to_dict("list") for d in at.dataframe],
+             "errors": [plain(str(e.value)) for e in at.error], "warnings": [str(w.value) for w in at.warning]}
+    return shown, done, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+
+
+@pytest.mark.slow
+def test_the_dataset_page_scan_gives_the_same_result_when_the_process_is_paused(monkeypatch):
+    import dataclasses
+
+    from pages.common import ui
+
+    real = ui._options_section
+    monkeypatch.setattr(ui, "_options_section", lambda: dataclasses.replace(
+        real(), limits=RenderLimits(time_limit=float(RENDER_LIMIT), now=NOW), record_time_limit=float(RECORD_LIMIT)))
+    calm, _, cpu = _scan_page("calm")
+    assert calm["metrics"].get("Conversations") == "12", calm
+    assert "ran longer than" not in json.dumps(calm, default=str)
+    paused, done, _ = _scan_page("paused", pause_at=(0.3 * cpu, 0.55 * cpu, 0.8 * cpu))
+    assert paused == calm
+    assert done >= 2, "the scan ended before it could be paused twice"
