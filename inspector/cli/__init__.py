@@ -1037,6 +1037,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return EXIT_ERROR
+    if hasattr(args, "now") and args.now is None:
+        args.now = run_now()  # one "now" for the whole run, whatever reads the options
     previous = None
     try:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
