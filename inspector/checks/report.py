@@ -173,4 +173,6 @@ def report_settings(setup: ChatSetup, options: LabelOptions, thresholds: Thresho
     """What a report was made with (shown by the CLI, stored in report.json)."""
     return {"tokenizer": setup.name, "template_source": setup.template_source, "strategy": options.strategy,
             "max_length": options.max_length, "truncation_side": options.truncation_side,
-            "label_eot": options.label_eot, "min_trainable_share": thresholds.min_trainable_share}
+            "label_eot": options.label_eot, "min_trainable_share": thresholds.min_trainable_share,
+            # the time strftime_now gave the renders: shown where the template reads it
+            "now": options.limits.now if "strftime_now" in setup.template else None}

@@ -34,7 +34,7 @@ def format_report(report: Report, examples: int = 1) -> str:
     s = report.settings
     t = report.to_dict()["totals"]
     head = [f"tokenizer {s.get('tokenizer')} (template: {s.get('template_source')}) · strategy {s.get('strategy')}"
-            f" · max_length {s.get('max_length') or 'none'}"]
+            f" · max_length {s.get('max_length') or 'none'}" + (f" · now {s['now']}" if s.get("now") else "")]
     share = _pct(t["trainable_share"]) if t["tokens"] else "-"
     head.append(f"{_n(t['records'])} records: {_n(t['conversations'])} conversations, {_n(t['rejected_by_loader'])} "
                 f"rejected by the loader -> {_n(t['samples'])} samples, {_n(t['tokens'])} tokens, "

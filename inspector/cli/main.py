@@ -15,6 +15,7 @@ import traceback
 from typing import Sequence
 
 from inspector.errors import InspectorError
+from inspector.template.render import run_now
 from inspector.cli import check, checks_list, loss, pack, show, training_template
 from inspector.cli.options import EXIT_ERROR, EXIT_INTERNAL, EXIT_OK, EXIT_TERMINATED, _add_debug
 
@@ -69,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return EXIT_ERROR
+    if hasattr(args, "now") and args.now is None:
+        args.now = run_now()  # one "now" for the whole run, whatever reads the options
     previous = None
     try:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)

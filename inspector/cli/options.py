@@ -92,6 +92,7 @@ def _add_setup_options(p: argparse.ArgumentParser) -> None:
                    help=f"refuse a record whose rendered text passes N characters, before tokenizing (default "
                         f"{DEFAULT_MAX_CHARS:,}: far beyond a real conversation); also the largest value a template "
                         "may build")
+    _add_now(g)
     g.add_argument("--max-tokens", type=_positive_int, default=DEFAULT_MAX_TOKENS, metavar="N",
                    help=f"refuse a sample of more than N tokens (default {DEFAULT_MAX_TOKENS:,})")
     g.add_argument("--template-var", action="append", type=_template_var, default=[], metavar="KEY=VALUE",
@@ -157,6 +158,21 @@ def _add_engine_options(p: argparse.ArgumentParser) -> None:
                    help="Ray actors, one tokenizer each (default: one per CPU of the cluster)")
     g.add_argument("--ray-batch-size", type=_positive_int, default=1024, metavar="N",
                    help="records per Ray batch and per output shard (default: 1024)")
+
+
+def _add_now(g: Any) -> None:
+    g.add_argument("--now", type=_iso_time, metavar="YYYY-MM-DDTHH:MM:SS",
+                   help="the time templates that print it (strftime_now) see in every render of the run (default: "
+                        "the start of the run, shown in the report), so a run can be repeated exactly")
+
+
+def _iso_time(text: str) -> str:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date and time like 2026-01-31T12:00:00, got {text[:40]!r}")
 
 
 def _add_debug(p: argparse.ArgumentParser, default: Any) -> None:

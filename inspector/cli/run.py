@@ -24,7 +24,7 @@ from inspector.checks.report import Report, report_settings
 from inspector.checks.catalog import Thresholds
 from inspector.conversations import Conversation, Rejected
 from inspector.labels.engine import CHATGLM2_FORMAT, LabelOptions
-from inspector.template.render import RenderLimits
+from inspector.template.render import RenderLimits, run_now
 from inspector.template.tokenizer import ChatSetup, DEFAULT_TOKENIZER
 
 SESSION_LAYOUTS = {"template": None, "chatglm2": CHATGLM2_FORMAT}  # --session-layout -> LabelOptions.turn_format
@@ -139,7 +139,7 @@ def _options(args: argparse.Namespace) -> LabelOptions:
                         turn_format=SESSION_LAYOUTS[args.session_layout], keep_history_labels=args.keep_history_labels,
                         respect_trainable=not args.ignore_train_flags,
                         limits=RenderLimits(time_limit=args.render_timeout, max_chars=args.max_chars,
-                                            max_tokens=args.max_tokens),
+                                            max_tokens=args.max_tokens, now=args.now or run_now()),
                         record_time_limit=args.record_time_limit)
 
 

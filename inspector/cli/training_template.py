@@ -13,8 +13,9 @@ from pathlib import Path
 from inspector.data.formats import FORMATS
 from inspector.errors import InspectorError
 from inspector.labels.engine import LabelOptions
+from inspector.template.render import RenderLimits, run_now
 from inspector.template.tokenizer import DEFAULT_TOKENIZER
-from inspector.cli.options import EXIT_FINDINGS, EXIT_OK, _positive_int, _template_var
+from inspector.cli.options import EXIT_FINDINGS, EXIT_OK, _add_now, _positive_int, _template_var
 from inspector.cli.run import _spec, load_spec
 
 def cmd_training_template(args: argparse.Namespace) -> int:
@@ -26,7 +27,7 @@ def cmd_training_template(args: argparse.Namespace) -> int:
     if data is not None and not data.conversations:
         raise InspectorError(f"{args.data}: no usable conversation ({len(data.rejected)} records rejected: "
                              f"{'; '.join(r.reasons[0] for r in data.rejected[:3])})")
-    opts = LabelOptions(template_kwargs=dict(args.template_var))
+    opts = LabelOptions(template_kwargs=dict(args.template_var), limits=RenderLimits(now=args.now or run_now()))
     report = export_training_template(setup, data.conversations if data else None, opts)
     src = Path(args.chat_template)
     out = Path(args.out) if args.out else src.with_name(src.stem + ".training.jinja")
@@ -89,6 +90,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trust-remote-code", action="store_true", help="allow the tokenizer folder's own code to run")
     p.add_argument("--template-var", action="append", type=_template_var, default=[], metavar="KEY=VALUE",
                    help="an extra variable for the template (VALUE as JSON when it parses); repeatable")
+    _add_now(p)
     p.add_argument("--data-format", choices=FORMATS, metavar="FMT", help="force the record format of DATA")
     p.add_argument("--limit", type=_positive_int, metavar="N", help="read only the first N records of DATA")
     p.add_argument("--out", metavar="FILE", help="where to write the training template (default: "

@@ -29,7 +29,6 @@ numpy, never a per-token Python loop.
 
 from __future__ import annotations
 
-import time
 from itertools import chain, islice
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator, Sequence
@@ -42,11 +41,18 @@ from inspector.errors import RenderError, RenderTimeout
 from inspector.template.render import (RenderLimits, Rendered, TemplateInfo, probe_template, render, template_variables,
                      too_many_tokens)
 from inspector.labels.spans import Layout, Span, Turn, locate
+from inspector.template.clock import CpuBudget
 from inspector.template.tokenizer import ChatSetup, is_tokenizer_failure
 
 DEFAULT_RECORD_TIME_LIMIT = 30.0
 STRATEGIES = ("assistant-only", "all-tokens", "last-turn", "session", "split-turns", "response-template")
 SEG_CODE = {name: i for i, name in enumerate(SEGMENTS)}
+
+
+def record_time_reason(opts: LabelOptions) -> str:
+    """Why a record over ``--record-time-limit`` was rejected."""
+    return (f"the conversation took longer than {opts.record_time_limit:g} s of CPU time to render and locate (the "
+            f"per-record budget, --record-time-limit): rejected")
 
 
 @dataclass(frozen=True)
@@ -79,8 +85,9 @@ class LabelOptions:
     turn_format: TurnFormat | None = None  # session strategy with a hand-written format
     template_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"enable_thinking": False}
     limits: RenderLimits = RenderLimits()
-    # wall-clock seconds one conversation may take to render and locate (every render it needs): a record over
-    # budget becomes a SampleError with the reason, the others go on. None: no budget.
+    # CPU seconds (of the thread that builds) one conversation may take to render and locate, every render of all
+    # its samples (split-turns: every turn), and then to verify: a record over budget becomes a SampleError with the
+    # reason (the verifier leaves the rest out, saying so), the others go on. None: no budget.
     record_time_limit: float | None = DEFAULT_RECORD_TIME_LIMIT
 
 
@@ -157,6 +164,7 @@ class Sample:
     messages: list[dict[str, Any]] | None = None  # what the template rendered (after adapting tool calls)
     dropped: list[tuple[int, str]] = field(default_factory=list)  # (message, piece) the template does not render
     adapted: list[str] = field(default_factory=list)  # how the messages were adapted to the template (tool calls)
+    cpu_seconds: float = 0.0  # CPU time rendering and locating the record's samples took (--record-time-limit)
 
     @property
     def attention_mask(self) -> list[int]:
@@ -300,6 +308,7 @@ class _Job:
     turn_index: int | None = None
     notes: list[str] = field(default_factory=list)
     adapted: list[str] = field(default_factory=list)
+    cpu_seconds: float = 0.0  # CPU time the record had used when this sample was rendered and located
 
 
 PIPELINE_CHUNK = 256  # conversations rendered while the previous chunk is tokenized
@@ -394,22 +403,31 @@ class LabelEngine:
         return messages, notes
 
     def _job(self, conv: Conversation, messages: list[dict[str, Any]], opts: LabelOptions, info: TemplateInfo,
-             sample_id: str, turn_index: int | None = None, adapted: Sequence[str] = ()) -> _Job:
+             sample_id: str, turn_index: int | None = None, adapted: Sequence[str] = (),
+             budget: CpuBudget | None = None) -> _Job:
+        """Render and locate one sample. ``budget``: the record's CPU time (``--record-time-limit``), shared by
+        every sample of the record and checked before each render."""
         track = info.has_generation_tags
-        started = time.monotonic()
+        if budget is None and opts.record_time_limit is not None:
+            budget = CpuBudget(opts.record_time_limit)
+
+        def over_budget() -> None:
+            if budget is not None and budget.expired():
+                raise RenderTimeout(record_time_reason(opts))
+
+        over_budget()
         rendered = self.render(messages, conv.tools, opts, track=track)
 
         def rerender(msgs):
-            limit = opts.record_time_limit
-            if limit is not None and time.monotonic() - started > limit:
-                raise RenderTimeout(f"the conversation took longer than {limit:g} s to render and locate (the "
-                                    f"per-record budget, --record-time-limit): rejected")
+            over_budget()
             return self.render(msgs, conv.tools, opts).text
 
         layout = locate(rendered.text, messages, info, rerender)
         notes = list(adapted) + [why for _, why in layout.unlocated] + list(layout.notes)
         notes += [f"{kind} of message {i} is not rendered by the template" for i, kind in layout.dropped]
-        return _Job(conv, sample_id, messages, rendered, layout, None, turn_index, notes, list(adapted))
+        job = _Job(conv, sample_id, messages, rendered, layout, None, turn_index, notes, list(adapted))
+        job.cpu_seconds = budget.used() if budget is not None else 0.0
+        return job
 
     def build(self, conversations: Iterable[Conversation], opts: LabelOptions = LabelOptions()
               ) -> tuple[list[Sample], list[SampleError]]:
@@ -534,18 +552,40 @@ class LabelEngine:
             return [_Job(conv, conv.id, messages, Rendered(""), Layout([], [], []), None)]
         messages, notes = self.template_messages(conv, info)
         if opts.strategy == "split-turns":
-            jobs = []
-            k = 0
-            for i, m in enumerate(messages):
-                if m["role"] != "assistant":
-                    continue
-                jobs.append(self._job(conv, messages[: i + 1], opts, info, f"{conv.id}#turn{k}", turn_index=k,
-                                      adapted=notes))
-                k += 1
-            if not jobs:  # no assistant turn: one sample with nothing to train, so checks can say so
-                jobs.append(self._job(conv, messages, opts, info, conv.id, turn_index=None, adapted=notes))
-            return jobs
+            return self._split_turn_jobs(conv, messages, opts, info, notes)
         return [self._job(conv, messages, opts, info, conv.id, adapted=notes)]
+
+    def _split_turn_jobs(self, conv: Conversation, messages: list[dict[str, Any]], opts: LabelOptions,
+                         info: TemplateInfo, notes: list[str]) -> list[_Job]:
+        """One job per assistant turn k, rendered from messages[:k+1]. The work grows with the square of the
+        conversation (n answers render 1 + 2 + ... + n messages' worth of text, and every later step, tokenizing
+        and the checks, follows the text), so the record is bounded as a whole: its samples together may hold at
+        most ``opts.limits.max_chars`` UTF-8 bytes of text (``--max-chars``, the bound of one render) and their renders
+        share one ``--record-time-limit`` of CPU time. A record past either is rejected with the reason.
+
+        Example: 1,000 messages of 40 characters -> 500 samples of ~14,000,000 characters in all: rejected at the
+        ~2,000,000th character (about sample 180), not after minutes of work."""
+        budget = CpuBudget(opts.record_time_limit) if opts.record_time_limit is not None else None
+        answers = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+        jobs: list[_Job] = []
+        size = 0
+        for k, i in enumerate(answers):
+            job = self._job(conv, messages[: i + 1], opts, info, f"{conv.id}#turn{k}", turn_index=k, adapted=notes,
+                            budget=budget)
+            text = job.rendered.text
+            size += len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+            if size > opts.limits.max_chars:
+                raise RenderTimeout(
+                    f"split-turns: the samples of this record would hold more than {opts.limits.max_chars:,} bytes "
+                    f"of text in all (reached at sample {k + 1} of {len(answers)}: one sample per answer, each "
+                    f"rendering the conversation up to it, grows with the square of its length; the per-record bound "
+                    f"is --max-chars): rejected, no sample of it was built")
+            jobs.append(job)
+        if not jobs:  # no assistant turn: one sample with nothing to train, so checks can say so
+            jobs.append(self._job(conv, messages, opts, info, conv.id, turn_index=None, adapted=notes, budget=budget))
+        for job in jobs:  # what the record used in all: the verifier gets the rest of the budget
+            job.cpu_seconds = jobs[-1].cpu_seconds
+        return jobs
 
     def _label_regions(self, job: _Job, opts: LabelOptions) -> list[tuple[int, int]]:
         turns = job.layout.turns
@@ -602,7 +642,7 @@ class LabelEngine:
         sample = Sample(job.sample_id, job.conv.id, opts.strategy, text, ids, labels, offs, segments, msg_idx,
                         straddles, layout.spans, layout.turns, notes, None, job.rendered.generation_spans,
                         turn_index=job.turn_index, extra=extra, messages=job.messages, dropped=list(layout.dropped),
-                        adapted=job.adapted)
+                        adapted=job.adapted, cpu_seconds=job.cpu_seconds)
         if job.rendered.generation_spans is not None and opts.strategy == "assistant-only":
             sample.generation_mismatch = compare_generation_mask(sample, job.rendered.generation_spans)
         if opts.max_length is not None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import copy
 import difflib
-import time
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -38,6 +38,7 @@ import numpy as np
 
 from inspector.constants import IGNORE_INDEX
 from inspector.errors import RenderError
+from inspector.template.clock import CpuBudget
 
 VERIFIED_STRATEGIES = ("assistant-only", "last-turn", "split-turns", "session")
 VERIFY_MODES = ("none", "sample", "all")
@@ -283,12 +284,13 @@ def fields_budget(num_messages: int, max_fields: int = MAX_FIELDS) -> int:
 
 def field_dependencies(text: str, messages: Sequence[dict[str, Any]], tools: list | None,
                        render: Callable[[list[dict[str, Any]], list | None], str], *,
-                       max_fields: int = MAX_FIELDS, deadline: float | None = None) -> Dependencies:
+                       max_fields: int = MAX_FIELDS, deadline: CpuBudget | None = None) -> Dependencies:
     """Perturb each field in turn and diff (see module docstring). ``render(messages, tools) -> text`` must render
     exactly as the sample was rendered (same template, variables and generation-prompt flag).
 
     Work is bounded: at most ``fields_budget(len(messages), max_fields)`` fields (evenly spaced over the
-    conversation, the first and the last included), and none started after ``deadline`` (``time.monotonic()``); what was left out is in
+    conversation, the first and the last included), and none started once ``deadline`` (a ``CpuBudget``: CPU time
+    of this thread) has expired; what was left out is in
     ``Dependencies.unverifiable``."""
     deps = Dependencies(text)
     perts = perturbations(messages, tools)
@@ -301,7 +303,7 @@ def field_dependencies(text: str, messages: Sequence[dict[str, Any]], tools: lis
                                                       f"sample"))
         perts = [p for k, p in enumerate(perts) if k in keep]
     for n, pert in enumerate(perts):
-        if deadline is not None and time.monotonic() > deadline:
+        if deadline is not None and deadline.expired():
             deps.unverifiable.extend((p.field, "left out: the per-record time budget ran out") for p in perts[n:])
             break
         fld = pert.field
@@ -434,6 +436,25 @@ class Verification:
         return self.skipped is None and not self.violations
 
 
+_RECORD = threading.local()  # [conversation, turn index, budget] of the record this thread verifies
+
+
+def _record_budget(conversation: Any, sample: Any, limit: float | None) -> CpuBudget | None:
+    """The CPU budget the verifier has for the record of ``sample``: what is left of ``--record-time-limit`` after
+    building its samples (``sample.cpu_seconds``), shared by all its samples (split-turns verifies one per answer,
+    in turn order), so the work on one record stays bounded as a whole. A new budget starts at another
+    conversation, or at a sample that is not a later turn of the same one (the record verified again)."""
+    if limit is None:
+        return None
+    turn = getattr(sample, "turn_index", None)
+    current = getattr(_RECORD, "value", None)
+    if current is None or current[0] is not conversation or turn is None or current[1] is None or turn <= current[1]:
+        current = [conversation, turn, CpuBudget(max(limit - getattr(sample, "cpu_seconds", 0.0), 0.0))]
+        _RECORD.value = current
+    current[1] = turn
+    return current[2]
+
+
 def verify_sample(engine: Any, sample: Any, conversation: Any, opts: Any) -> Verification:
     """Verify one built sample (``labels.Sample``) of ``conversation`` by perturbation, rendering with the
     engine's template and variables (``opts``: the ``LabelOptions`` the sample was built with)."""
@@ -457,8 +478,7 @@ def verify_sample(engine: Any, sample: Any, conversation: Any, opts: Any) -> Ver
     if again != sample.text:
         out.skipped = "rendering the conversation again gives another text (the template is not deterministic)"
         return out
-    limit = getattr(opts, "record_time_limit", None)
-    deadline = time.monotonic() + limit if limit is not None else None
+    deadline = _record_budget(conversation, sample, getattr(opts, "record_time_limit", None))
     deps = field_dependencies(sample.text, sample.messages, tools, render, deadline=deadline)
     trainable = [m.trainable for m in conversation.messages]
     trained = trained_messages(sample.messages, sample.strategy, trainable, opts.keep_history_labels,

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inspector.errors import ChatTemplateError, RenderError, RenderTimeout
+from inspector.template.clock import CpuBudget
 
 DEFAULT_TIME_LIMIT = 5.0  # seconds for one render
 DEFAULT_MAX_CHARS = 2_000_000  # characters of one rendered record, and of any value a template builds
@@ -42,7 +43,9 @@ GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
 @dataclass(frozen=True)
 class RenderLimits:
-    """Limits of one record's render. ``time_limit``: wall-clock seconds, in any thread. ``max_chars``: the size of
+    """Limits of one record's render. ``time_limit``: seconds of CPU time of the rendering thread, in any thread (a
+    busy or paused process does not use it up; a wall-clock backstop of 10 times the limit, at least 60 s, stops a
+    render stuck outside the CPU: ``inspector.template.clock``). ``max_chars``: the size of
     the rendered text in UTF-8 bytes (checked while rendering, so before tokenizing; it also bounds the tokens, as
     no tokenizer makes more tokens than bytes), and of any string (characters) or list (items) the template builds
     or reads (``inspector.template.sandbox`` sizes every growing step before it runs). ``max_bytes``: the new values one
@@ -58,6 +61,35 @@ class RenderLimits:
     max_chars: int = DEFAULT_MAX_CHARS
     max_bytes: int = DEFAULT_MAX_BYTES
     max_tokens: int = DEFAULT_MAX_TOKENS
+    # the time ``strftime_now`` gives every render (ISO 8601, "2026-01-31T12:00:00"), so all renders of a run agree
+    # and a run can be repeated; None: the clock at each call (transformers' own behaviour). See ``frozen_clock``.
+    now: str | None = None
+
+
+def run_now() -> str:
+    """The current local time to the second, in the form ``RenderLimits.now`` takes: chosen once per run."""
+    from datetime import datetime
+
+    return datetime.now().replace(microsecond=0).isoformat()
+
+
+@lru_cache(maxsize=16)
+def frozen_clock(now: str) -> Any:
+    """``strftime_now`` (the global transformers gives templates) stopped at ``now``: what every render of a run
+    sees, so templates that print the date or time (Llama 3.x, Hunyuan, Apertus) render the same text in every
+    render, the verifier and the training-template check. Passed as a template variable, which takes precedence
+    over the global, and named like it (the sandbox sizes its output).
+
+    Example: frozen_clock("2026-01-31T12:00:05")("%d %b %Y %H:%M:%S") -> "31 Jan 2026 12:00:05"
+    """
+    from datetime import datetime
+
+    moment = datetime.fromisoformat(now)
+
+    def strftime_now(format: str) -> str:
+        return moment.strftime(format)
+
+    return strftime_now
 
 
 def too_many_tokens(count: int, limits: RenderLimits) -> str:
@@ -116,7 +148,8 @@ def _compile_guarded(template: str) -> Any:
     # Folding may build constants of up to 20,000 characters, 4 MB in all; a bigger one is refused while compiling
     # (Jinja then leaves the expression to the render, where the render's limits apply).
     deadline = _Deadline(COMPILE_TIME_LIMIT, 20_000, 4 * 2**20)
-    deadline.what = "Chat template took longer than {limit:g} s to compile and was stopped (is it this large?)."
+    deadline.what = ("Chat template took longer than {limit:g} s to compile and was stopped (is it this large? "
+                     "CPU time).")
     previous = getattr(_LOCAL, "deadline", None)
     _LOCAL.deadline = deadline
     try:
@@ -169,26 +202,28 @@ def template_variables(tokenizer: Any, extra: dict[str, Any] | None = None) -> d
     return out
 
 
-class _Deadline:
+class _Deadline(CpuBudget):
     """The time, size and allocation budget of one render (or compile), in the thread that renders.
 
-    Checked cooperatively (between output chunks, and on every call, attribute and item access the template makes,
-    see ``_install_call_hook``) and enforced by the watchdog for loops that do none of these, e.g.
-    ``{% for a in r %}{% for b in r %}{% endfor %}{% endfor %}`` over a list ``r``. ``spend`` counts the bytes of
-    the new values the render makes (``inspector.template.sandbox``), up to ``budget``.
+    Time is CPU time of the rendering thread (``inspector.template.clock``: a busy or paused process does not use up
+    a render's budget), with a wall-clock backstop for a render stuck outside the CPU. Checked cooperatively
+    (between output chunks, and on every call, attribute and item access the template makes, see
+    ``_install_call_hook``: a cheap comparison with ``end`` first) and enforced by the watchdog for loops that do
+    none of these, e.g. ``{% for a in r %}{% for b in r %}{% endfor %}{% endfor %}`` over a list ``r``. ``spend``
+    counts the bytes of the new values the render makes (``inspector.template.sandbox``), up to ``budget``.
 
     Example: _Deadline(0.5, max_chars=3).check_size("abcd") raises RenderTimeout ("... reached a string of 4 ...").
     """
 
-    __slots__ = ("end", "limit", "max_chars", "thread_id", "claim", "fired", "budget", "spent", "what")
+    __slots__ = ("max_chars", "thread_id", "claim", "fired", "budget", "spent", "what")
 
     def __init__(self, limit: float, max_chars: int = DEFAULT_MAX_CHARS, budget: int = DEFAULT_MAX_BYTES):
-        self.limit = limit
+        super().__init__(limit)
         self.max_chars = max_chars
         self.budget = budget
         self.spent = 0
-        self.what = "Chat template ran longer than {limit:g} s and was stopped (a loop without bound?)."
-        self.end = time.monotonic() + limit
+        self.what = ("Chat template ran longer than {limit:g} s and was stopped (a loop without bound? The limit "
+                     "counts CPU time of the rendering thread.)")
         self.thread_id = threading.get_ident()
         # Who stops this render: the watchdog or the render itself (leaving the watched region). Whoever pops
         # "stop" first wins; dict.pop is one atomic step under the GIL, so no lock is needed by the render thread.
@@ -199,7 +234,7 @@ class _Deadline:
         return self.what.format(limit=self.limit)
 
     def check(self) -> None:
-        if time.monotonic() > self.end:
+        if time.monotonic() > self.end and self.expired():
             raise RenderTimeout(self.message())
 
     def check_size(self, value: Any) -> None:
@@ -314,6 +349,9 @@ class _Watchdog:
                     self.cond.wait(wait)
                     continue
                 deadline = heapq.heappop(self.heap)[2]
+                if not deadline.expired():  # CPU time left (the thread waited, or the process was paused)
+                    heapq.heappush(self.heap, (deadline.end, next(self.count), deadline))
+                    continue
                 if deadline.claim.pop("stop", None) is not None:
                     _set_async_exc(deadline.thread_id, _AsyncTimeout)
                     deadline.fired = True
@@ -334,6 +372,8 @@ def render(messages: list[dict[str, Any]], template: str, tokenizer: Any = None,
     ctx = dict(variables if variables is not None else template_variables(tokenizer))
     ctx.update(messages=template_messages(messages), tools=_template_data(tools),
                documents=None, add_generation_prompt=add_generation_prompt)
+    if limits.now is not None:
+        ctx["strftime_now"] = frozen_clock(limits.now)
     blocks: list[str] = []
     gen_spans: list[tuple[int, int]] = []
     deadline: _Deadline | None = None
@@ -528,7 +568,7 @@ def _install_call_hook(env: Any, local: Any) -> None:
             result = original_getattr(obj, attribute)
             deadline = getattr(local, "deadline", None)
             if deadline is not None:  # inlined checks: templates read attributes and items thousands of times
-                if monotonic() > deadline.end:
+                if monotonic() > deadline.end and deadline.expired():
                     raise RenderTimeout(deadline.message())
                 if isinstance(result, _SIZED) and len(result) > deadline.max_chars:
                     deadline.check_size(result)
@@ -538,7 +578,7 @@ def _install_call_hook(env: Any, local: Any) -> None:
             result = original_getitem(obj, argument)
             deadline = getattr(local, "deadline", None)
             if deadline is not None:
-                if monotonic() > deadline.end:
+                if monotonic() > deadline.end and deadline.expired():
                     raise RenderTimeout(deadline.message())
                 if isinstance(result, _SIZED) and len(result) > deadline.max_chars:
                     deadline.check_size(result)
@@ -730,7 +770,8 @@ def probe_template(template: str, tokenizer: Any = None, variables: dict[str, An
                    limits: RenderLimits = RenderLimits()) -> TemplateInfo:
     """Learn the generation prompt and the end-of-turn markers of ``template`` (see module docstring). Cached per
     template, tokenizer and variables."""
-    key = (template, _tokenizer_key(tokenizer), tuple(sorted((k, repr(v)) for k, v in (variables or {}).items())))
+    key = (template, _tokenizer_key(tokenizer), tuple(sorted((k, repr(v)) for k, v in (variables or {}).items())),
+           limits.now)
     info = _PROBE_CACHE.get(key)
     if info is None:
         info = _probe(template, tokenizer, variables, limits)

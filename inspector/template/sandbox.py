@@ -42,6 +42,7 @@ from typing import Any, Callable
 from inspector.errors import RenderTimeout
 
 _BIG_OPERAND = 10**4  # digits / items: arithmetic beyond this is refused (no chat template needs it)
+MAX_INT_BITS = _BIG_OPERAND * 4  # bits of any integer operand or result (about 12,000 decimal digits)
 
 _STRINGS = (str, bytes, bytearray)
 _SEQUENCES = (list, tuple, set, frozenset)
@@ -260,6 +261,28 @@ def format_size(fmt: str, args: tuple, kwargs: dict, limit: int) -> int:
     return size
 
 
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def int_result_bits(operator: str, left: int, right: int) -> int:
+    """An upper bound of the bits of ``left <operator> right`` for integers, computed before the step runs (a
+    product has at most the sum of the bit lengths, a power ``bit_length * exponent``, a left shift adds the shift).
+
+    Example: int_result_bits("**", 3 ** 9999, 2000) -> 31,700,000 (3 ** 9999 has 15,850 bits); ("*", 7, 7) -> 6.
+    """
+    a, b = left.bit_length(), right.bit_length()
+    if operator == "**":
+        if right < 0 or abs(left) <= 1:
+            return max(a, 1)  # a fraction, or 0, 1, -1 to any power
+        return a * right
+    if operator == "*":
+        return a + b
+    if operator == "<<":
+        return a + max(right, 0)
+    return max(a, b) + 1  # + - // % and the rest make nothing longer than their operands
+
+
 def check_binop(operator: str, left: Any, right: Any, limit: int) -> None:
     """Refuse an operator whose result would be too large, before it runs."""
     if operator == "+" and type(left) is str and type(right) is str:  # the common case, first
@@ -268,12 +291,19 @@ def check_binop(operator: str, left: Any, right: Any, limit: int) -> None:
         return
 
     def big(x: Any) -> bool:
-        return isinstance(x, int) and not isinstance(x, bool) and x.bit_length() > _BIG_OPERAND * 4
+        return _is_int(x) and x.bit_length() > MAX_INT_BITS
 
-    if operator == "**" and isinstance(right, int) and not isinstance(right, bool) and abs(right) > _BIG_OPERAND:
+    if operator == "**" and _is_int(right) and abs(right) > _BIG_OPERAND:
         raise RenderTimeout(f"Chat template raises a number to the power {right}: refused (too large)")
     if big(left) or big(right):
-        raise RenderTimeout("Chat template computes with a number of more than ~40,000 bits: refused (too large)")
+        raise RenderTimeout(f"Chat template computes with a number of more than {MAX_INT_BITS:,} bits: refused (too "
+                            "large)")
+    if _is_int(left) and _is_int(right):
+        bits = int_result_bits(operator, left, right)
+        if bits > MAX_INT_BITS:
+            raise RenderTimeout(f"Chat template asked for a number of about {bits:,} bits ({operator}), past the "
+                                f"limit of {MAX_INT_BITS:,} bits per number: refused (one such step runs in C for "
+                                "seconds to minutes, past any time check)")
     sized = (str, list, tuple, bytes)
     if operator == "*":
         seq, n = (left, right) if isinstance(left, sized) else (right, left)
@@ -358,6 +388,11 @@ def check_call(obj: Any, args: tuple, kwargs: dict, limit: int) -> tuple[tuple, 
         size = _str_method_size(owner, name, args, kwargs, limit)
         if size is not None and size > limit:
             raise refuse(f"a string ({name})", size, limit)
+        return args, size
+    if _is_int(owner) and name == "to_bytes":  # (1).to_bytes(10**10) asks for 10 GB in one step
+        size = _int_arg(args[0] if args else kwargs.get("length", 1), 1)
+        if size > limit:
+            raise refuse("bytes (to_bytes)", size, limit)
         return args, size
     if name == "generate_lorem_ipsum":
         n = _int_arg(args[0] if args else kwargs.get("n", 5), 5)

@@ -20,6 +20,7 @@ from inspector.constants import IGNORE_INDEX
 from inspector.conversations import Conversation
 from inspector.errors import RenderError
 from inspector.labels.engine import LabelEngine, LabelOptions, adapt_tools
+from inspector.template.render import frozen_clock
 from inspector.template.tokenizer import ChatSetup
 
 MAX_MISMATCHES = 8  # listed per conversation
@@ -117,14 +118,42 @@ def _chat_kwargs(engine: LabelEngine, opts: LabelOptions) -> dict[str, Any]:
     return dict(engine.variables(opts))
 
 
-def _apply(tokenizer: Any, messages: list[dict], tools: list | None, template: str, kwargs: dict, **extra: Any):
-    """``apply_chat_template`` as our engine renders: a tool-use template that fails on ``tools=None`` gets []."""
-    try:
-        return tokenizer.apply_chat_template(messages, tools=tools, chat_template=template, **extra, **kwargs)
-    except Exception:
-        if tools is not None:
-            raise
-        return tokenizer.apply_chat_template(messages, tools=[], chat_template=template, **extra, **kwargs)
+def _apply(tokenizer: Any, messages: list[dict], tools: list | None, template: str, kwargs: dict, *,
+           now: str | None = None, **extra: Any):
+    """``apply_chat_template`` as our engine renders: a tool-use template that fails on ``tools=None`` gets [], and
+    ``strftime_now`` gives the run's frozen ``now`` (see ``_frozen_global``)."""
+    with _frozen_global(template, now):
+        try:
+            return tokenizer.apply_chat_template(messages, tools=tools, chat_template=template, **extra, **kwargs)
+        except Exception:
+            if tools is not None:
+                raise
+            return tokenizer.apply_chat_template(messages, tools=[], chat_template=template, **extra, **kwargs)
+
+
+class _frozen_global:
+    """transformers' ``strftime_now`` stopped at ``now`` inside this block, for ``template``: transformers turns
+    every template variable into plain data (a function passed as one becomes its repr), so the clock is swapped in
+    the globals of the environment transformers compiled the template in (one environment per template, cached),
+    then put back. Nothing changes when ``now`` is None."""
+
+    def __init__(self, template: str, now: str | None):
+        self.template, self.now, self.env, self.old = template, now, None, None
+
+    def __enter__(self):
+        if self.now is None:
+            return self
+        from transformers.utils.chat_template_utils import _compile_jinja_template
+
+        self.env = _compile_jinja_template(self.template).environment
+        self.old = self.env.globals.get("strftime_now")
+        self.env.globals["strftime_now"] = frozen_clock(self.now)
+        return self
+
+    def __exit__(self, *exc):
+        if self.env is not None:
+            self.env.globals["strftime_now"] = self.old
+        return False
 
 
 def verify_training_template(setup: ChatSetup, training_template: str, conversations: Iterable[Conversation],
@@ -143,6 +172,7 @@ def verify_training_template(setup: ChatSetup, training_template: str, conversat
     flag_by_id = {s.conversation_id: s for s in flagged}
     failed = {e.conversation_id: e.reason for e in errors}
     kwargs = _chat_kwargs(engine, opts)
+    now = opts.limits.now
     new_engine = LabelEngine(ChatSetup(setup.tokenizer, training_template, "training", setup.name))
     as_text = "tool_calls" not in setup.template
     tok = setup.tokenizer
@@ -162,14 +192,14 @@ def verify_training_template(setup: ChatSetup, training_template: str, conversat
             row.reason = f"the training template fails where the original renders: {exc}"
             continue
         try:
-            original = _apply(tok, msgs, tools, setup.template, kwargs, tokenize=False)
+            original = _apply(tok, msgs, tools, setup.template, kwargs, now=now, tokenize=False)
         except Exception as exc:  # transformers raises what the template raises, and more
             row.reason = f"{NOT_COMPARABLE} apply_chat_template fails on it with the original template too " \
                          f"({type(exc).__name__}: {exc})"
             continue
         try:
-            new_text = _apply(tok, msgs, tools, training_template, kwargs, tokenize=False)
-            out = _apply(tok, msgs, tools, training_template, kwargs, tokenize=True, return_dict=True,
+            new_text = _apply(tok, msgs, tools, training_template, kwargs, now=now, tokenize=False)
+            out = _apply(tok, msgs, tools, training_template, kwargs, now=now, tokenize=True, return_dict=True,
                          return_assistant_tokens_mask=True)
         except Exception as exc:
             row.reason = f"the training template fails where the original renders: {type(exc).__name__}: {exc}"

@@ -31,7 +31,7 @@ import streamlit as st
 from inspector.conversations import Conversation, LoadResult
 from inspector.errors import ChatTemplateError, DataError, InspectorError, RenderError, TokenizerLoadError
 from inspector.labels.engine import CHATGLM2_FORMAT, STRATEGIES, LabelEngine, LabelOptions
-from inspector.template.render import RenderLimits
+from inspector.template.render import RenderLimits, run_now
 from inspector.template.tokenizer import (DEFAULT_TOKENIZER, DEMO_DIR, MAX_TEMPLATE_FILE_BYTES, ChatSetup, load_tokenizer,
                                  resolve_template, template_from_file_text)
 
@@ -577,7 +577,15 @@ def _options_section() -> LabelOptions:
                         truncation_side="left" if side.startswith("the end") else "right",
                         respect_trainable=bool(respect), keep_history_labels=bool(keep_history),
                         response_template=response, instruction_template=instruction, turn_format=turn_format,
-                        limits=RenderLimits(time_limit=RENDER_TIME_LIMIT))
+                        limits=RenderLimits(time_limit=RENDER_TIME_LIMIT, now=_session_now()))
+
+
+def _session_now() -> str:
+    """The "now" templates that print the time see in this session: chosen once, so every render, the verifier and
+    the training-template verdict of the session agree (the CLI's ``--now``)."""
+    if "run_now" not in st.session_state:
+        st.session_state["run_now"] = run_now()
+    return st.session_state["run_now"]
 
 
 # --- the same run on the command line -----------------------------------------------------------------------------
