@@ -1,14 +1,19 @@
 """SFT Inspector core: see, token by token, what a supervised fine-tuning run trains on.
 
-A plain Python package (it never imports Streamlit) shared by the app, the CLI and the tests:
+A plain Python package (it never imports Streamlit) shared by the app, the CLI and the tests, one folder per
+capability (each ``__init__`` says what lives there; README "How it is built" draws them):
 
-- ``loaders``: read JSON/JSONL/Parquet/``datasets`` folders into ``Conversation``s, rejecting bad records with reasons;
-- ``tokenizer``: load any Hugging Face tokenizer and pick its chat template (or an override);
-- ``render`` / ``spans``: render with the template in a sandbox, then find every message and assistant turn;
-- ``labels``: ``input_ids`` / ``labels`` (-100 where ignored) under each strategy;
-- ``weights``: the gradient weight each token gets under each loss reduction;
-- ``packing``: pack samples as TRL does (bfd, bfd_split, wrapped), collate them padded or padding-free, and check
-  what that does to labels, attention and weights (``packing_viz``: what a page draws; ``packed_export``: files).
+- ``template/``: load any Hugging Face tokenizer and pick its chat template (``ChatSetup``); render in a sandbox;
+- ``labels/``: find every message in the rendered text, build ``input_ids`` / ``labels`` (-100 where ignored) under
+  each strategy, verify them independently, and weigh each token under each loss reduction;
+- ``checks/``: the named pre-flight checks, one ``Outcome`` per record, the ``Report``;
+- ``data/``: read JSON / JSONL / Parquet / ``datasets`` folders into ``Conversation``s (bad records rejected with
+  reasons), export trainer-ready samples, the Ray engine;
+- ``training_template/``: chat templates rewritten with ``{% generation %}`` tags for TRL;
+- ``train/``: what a trainer does next: packing, the real loss with a model;
+- ``views/``: what the app draws, as tables, HTML and Plotly figures;
+- ``cli/``: ``python -m inspector``;
+- ``constants``, ``conversations``, ``errors``: the ground types every folder shares.
 """
 
 from inspector.constants import IGNORE_INDEX
