@@ -162,6 +162,11 @@ def main() -> None:
         print(f"\n== {res['file']}  (vs ours with {res['reference_template']})")
         print(f"   records {res['records']}, identical input_ids {res['same_ids']}, trained tokens: "
               f"trainer {res['trainer_trained']}, ours {res['ours_trained']}")
+        sums = {k: sum(v["tokens"] for v in res[k].values()) for k in ("trainer_only", "ours_only", "extra_trained",
+                                                                         "missing_trained")}
+        print(f"   totals: trainer-only trained {sums['trainer_only']}, ours-only trained {sums['ours_only']}, "
+              f"trained text only the trainer has {sums['extra_trained']}, our trained text it lacks "
+              f"{sums['missing_trained']}")
         for k, label in [("trainer_only", "trained by the trainer, not by us"),
                          ("ours_only", "trained by us, not by the trainer"),
                          ("extra_trained", "trainer-only text, trained"),

@@ -1,0 +1,149 @@
+"""The recorded outputs of real trainers (tests/data/trainers/, made by scripts/record_*.py) and the measured facts
+about what each trains, asserted on the recorded data.
+
+The recordings need neither TRL, axolotl nor LLaMA-Factory: every line holds the trainer's own input_ids / labels /
+attention_mask for one corpus conversation. The structural checks run everywhere; the checks that need to name
+tokens read the corpus tokenizer from $SFT_CORPUS and skip with a reason when it is not set.
+
+A worked example of a fact checked here: TRL's swapped-in Qwen2.5 training template trains the newline after each
+answer's <|im_end|>: in ``<|im_start|>assistant\\nHi<|im_end|>\\n`` the labels are ``[-100, -100, \\n, Hi,
+<|im_end|>, \\n]`` (the header newline too), where the original template's assistant-only mask stops at <|im_end|>.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from inspector.constants import IGNORE_INDEX
+
+DATA = Path(__file__).resolve().parent / "data" / "trainers"
+FILES = sorted(DATA.glob("*.jsonl"))
+
+
+def _load(name: str) -> list[dict]:
+    path = DATA / f"{name}.jsonl"
+    if not path.exists():
+        pytest.skip(f"{path.name} was not recorded (see tests/data/trainers/README.md)")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def qwen_ids(corpus):
+    """Token ids of the ChatML pieces in the corpus Qwen2.5 tokenizer (the one every qwen recording used)."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(corpus / "tokenizers" / "qwen2" / "tokenizer.json"))
+    ids = {name: tok.token_to_id(name) for name in ("<|im_start|>", "<|im_end|>", "<|endoftext|>")}
+    ids["nl"] = tok.encode("\n", add_special_tokens=False).ids[0]
+    ids["assistant"], ids["user"] = (tok.encode(w, add_special_tokens=False).ids[0] for w in ("assistant", "user"))
+    ids["empty_think"] = tok.encode("<think>\n\n</think>\n\n", add_special_tokens=False).ids
+    ids["think_open"] = tok.encode("<think>\n", add_special_tokens=False).ids
+    ids["tok"] = tok
+    return ids
+
+
+def chatml_turns(ids: list[int], q: dict) -> list[tuple[str, int, int]]:
+    """(role, header start, index of the closing <|im_end|>) for every ``<|im_start|>role\\n ... <|im_end|>``."""
+    turns = []
+    role_of = {q["assistant"]: "assistant", q["user"]: "user"}
+    for i, t in enumerate(ids):
+        if t == q["<|im_start|>"]:
+            end = ids.index(q["<|im_end|>"], i)
+            turns.append((role_of.get(ids[i + 1], "system"), i, end))
+    return turns
+
+
+def trained(rec: dict) -> list[bool]:
+    return [label != IGNORE_INDEX for label in rec["labels"]]
+
+
+# --- every recording ---------------------------------------------------------------------------------------------
+
+def test_recordings_exist_and_stay_small():
+    assert {p.name.split("_")[0] for p in FILES} >= {"trl"}
+    assert sum(p.stat().st_size for p in DATA.iterdir()) < 1_000_000
+
+
+@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+def test_recording_is_well_formed(path):
+    """Unshifted labels: each is -100 or the input id at the same position; one attention 1 per token; the record
+    names its source, tokenizer, config and versions."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        ids, labels = rec["input_ids"], rec["labels"]
+        assert len(ids) == len(labels) == len(rec["attention_mask"]) > 0
+        assert all(m == 1 for m in rec["attention_mask"])
+        assert all(label in (IGNORE_INDEX, t) for label, t in zip(labels, ids)), rec["id"]
+        assert any(label != IGNORE_INDEX for label in labels), rec["id"]
+        assert rec["trainer"] in path.stem and rec["versions"] and rec["tokenizer"] and "config" in rec
+        assert rec.get("messages") or (rec.get("prompt") and rec.get("completion"))
+
+
+def test_trl_refusals_are_recorded():
+    refusals = json.loads((DATA / "trl_refusals.json").read_text(encoding="utf-8"))
+    assert {r["case"] for r in refusals} == {"llama31_assistant_only", "qwen2_gguf_template_assistant_only",
+                                             "qwen3_corpus_template_assistant_only"}
+    assert all("not training-compatible" in r["error"] for r in refusals)
+
+
+# --- TRL ---------------------------------------------------------------------------------------------------------
+
+def test_trl_qwen25_trains_both_newlines_around_every_answer(qwen_ids):
+    """TRL's qwen2_5_training.jinja: each answer's header newline and the newline after its <|im_end|> are trained,
+    with the content and <|im_end|>; nothing of the system/user turns is."""
+    q, answers = qwen_ids, 0
+    for rec in _load("trl_qwen25_assistant_only"):
+        ids, on = rec["input_ids"], trained(rec)
+        expected = [False] * len(ids)
+        for role, start, end in chatml_turns(ids, q):
+            if role == "assistant":
+                answers += 1
+                assert ids[start + 2] == q["nl"] and ids[end + 1] == q["nl"]
+                expected[start + 2:end + 2] = [True] * (end - start)
+        assert on == expected, rec["id"]
+    assert answers == 21
+
+
+def test_trl_qwen3_trains_newline_after_im_end_and_inserts_empty_think(qwen_ids):
+    """TRL's qwen3_training.jinja: the newline after each answer's <|im_end|> is trained, the header newline is not;
+    every answer before the last user turn gets an empty ``<think>\\n\\n</think>\\n\\n``, trained."""
+    q, inserted, records_with = qwen_ids, 0, 0
+    n = len(q["empty_think"])
+    for rec in _load("trl_qwen3_assistant_only"):
+        ids, on = rec["input_ids"], trained(rec)
+        turns = chatml_turns(ids, q)
+        last_user = max(start for role, start, _ in turns if role == "user")
+        found = 0
+        for role, start, end in turns:
+            if role != "assistant":
+                continue
+            assert not on[start + 2] and on[end] and on[end + 1] and ids[end + 1] == q["nl"]
+            if start < last_user:  # the original template renders earlier answers without any think block
+                assert ids[start + 3:start + 3 + n] == q["empty_think"] and all(on[start + 3:start + 3 + n])
+                found += 1
+        inserted += found
+        records_with += bool(found)
+    assert (inserted, records_with) == (9, 4)
+
+
+def test_trl_conversational_completion_only_trains_last_answer_and_newline(qwen_ids):
+    q = qwen_ids
+    for rec in _load("trl_qwen25_completion_only"):
+        ids, on = rec["input_ids"], trained(rec)
+        _, start, end = chatml_turns(ids, q)[-1]
+        assert end == len(ids) - 2 and ids[-1] == q["nl"]
+        assert on == [False] * (start + 3) + [True] * (len(ids) - start - 3), rec["id"]
+
+
+def test_trl_plain_text_completion_has_no_template_and_trains_eos(qwen_ids):
+    """Plain-text prompt/completion: prompt + completion + EOS, no ChatML at all; the EOS is trained."""
+    q = qwen_ids
+    for rec in _load("trl_text_completion_only"):
+        ids, on = rec["input_ids"], trained(rec)
+        assert q["<|im_start|>"] not in ids and q["<|im_end|>"] not in ids
+        assert ids[-1] == q["<|endoftext|>"] and on[-1]
+        text = q["tok"].decode(ids, skip_special_tokens=False)
+        assert text == rec["prompt"] + rec["completion"] + "<|endoftext|>"
