@@ -147,3 +147,79 @@ def test_trl_plain_text_completion_has_no_template_and_trains_eos(qwen_ids):
         assert ids[-1] == q["<|endoftext|>"] and on[-1]
         text = q["tok"].decode(ids, skip_special_tokens=False)
         assert text == rec["prompt"] + rec["completion"] + "<|endoftext|>"
+
+
+# --- LLaMA-Factory -----------------------------------------------------------------------------------------------
+
+def _answer_spans(ids: list[int], q: dict, content_from: int = 3) -> list[tuple[int, int]]:
+    """(first content position, position after the trained newline) of each ChatML answer."""
+    return [(start + content_from, end + 2) for role, start, end in chatml_turns(ids, q) if role == "assistant"]
+
+
+def test_llamafactory_qwen_trains_answer_im_end_and_newline(qwen_ids):
+    """``template: qwen``: each answer's content, <|im_end|> and the newline after it are trained; the header
+    newline and every system/user token are not (train_on_prompt false)."""
+    answers = 0
+    for rec in _load("llamafactory_qwen"):
+        expected = [False] * len(rec["input_ids"])
+        for a, b in _answer_spans(rec["input_ids"], qwen_ids):
+            expected[a:b] = [True] * (b - a)
+            answers += 1
+        assert trained(rec) == expected, rec["id"]
+    assert answers == 21
+
+
+@pytest.mark.parametrize("name", ["llamafactory_qwen_mask_history", "llamafactory_qwen3_mask_history"])
+def test_llamafactory_mask_history_trains_only_the_last_answer(qwen_ids, name):
+    for rec in _load(name):
+        a, b = _answer_spans(rec["input_ids"], qwen_ids)[-1]
+        assert trained(rec) == [False] * a + [True] * (b - a), rec["id"]
+        assert b == len(rec["input_ids"])
+
+
+def test_llamafactory_qwen3_writes_an_empty_think_into_every_plain_answer(qwen_ids):
+    """``template: qwen3``: every answer without reasoning starts with a trained ``<think>\\n\\n</think>\\n\\n``, earlier
+    answers included (18 answers in 9 records); with mask_history the earlier answers have none; a reasoning answer's
+    opening ``<think>`` is trained."""
+    n = len(qwen_ids["empty_think"])
+    counts = {}
+    for name in ("llamafactory_qwen3", "llamafactory_qwen3_mask_history"):
+        plain = reasoning = 0
+        for rec in _load(name):
+            ids, on = rec["input_ids"], trained(rec)
+            spans = _answer_spans(ids, qwen_ids)
+            for k, (a, b) in enumerate(spans):
+                if ids[a:a + n] == qwen_ids["empty_think"]:
+                    assert all(on[a:a + n]), rec["id"]
+                    plain += 1
+                elif ids[a:a + len(qwen_ids["think_open"])] == qwen_ids["think_open"]:
+                    assert on[a], rec["id"]
+                    reasoning += 1
+                else:
+                    assert name.endswith("mask_history") and k < len(spans) - 1, rec["id"]
+        counts[name] = (plain, reasoning)
+    assert counts == {"llamafactory_qwen3": (18, 3), "llamafactory_qwen3_mask_history": (9, 3)}
+
+
+def test_llamafactory_llama3_has_no_date_header_and_trains_eot(corpus):
+    """``template: llama3``: no 'Cutting Knowledge Date' system block (Llama 3.1's own template writes one); each
+    answer's content and <|eot_id|> are trained, the header's ``\\n\\n`` and nothing after <|eot_id|> is."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(corpus / "tokenizers" / "llama-bpe" / "tokenizer.json"))
+    start, end_h, eot = (tok.token_to_id(t) for t in ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"))
+    assistant = tok.encode("assistant", add_special_tokens=False).ids
+    answers = 0
+    for rec in _load("llamafactory_llama3"):
+        ids = rec["input_ids"]
+        assert "Cutting Knowledge" not in tok.decode(ids, skip_special_tokens=False)
+        expected = [False] * len(ids)
+        for i, t in enumerate(ids):
+            if t == start and ids[i + 1:i + 1 + len(assistant)] == assistant:
+                a = i + 1 + len(assistant) + 2  # <|end_header_id|> and '\n\n' stay masked
+                assert ids[a - 2] == end_h
+                b = ids.index(eot, a) + 1
+                expected[a:b] = [True] * (b - a)
+                answers += 1
+        assert trained(rec) == expected, rec["id"]
+    assert answers == 21
