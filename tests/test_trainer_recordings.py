@@ -223,3 +223,16 @@ def test_llamafactory_llama3_has_no_date_header_and_trains_eot(corpus):
                 answers += 1
         assert trained(rec) == expected, rec["id"]
     assert answers == 21
+
+
+def test_trl_and_llamafactory_agree_on_qwen3_and_differ_by_one_newline_on_qwen25():
+    """Measured: TRL's qwen3_training.jinja and LLaMA-Factory's ``template: qwen3`` give identical input_ids and
+    labels on all 12 conversations; on Qwen2.5 the ids agree and TRL trains one token more per answer (the header
+    newline)."""
+    for trl_name, lf_name, extra in [("trl_qwen3_assistant_only", "llamafactory_qwen3", 0),
+                                     ("trl_qwen25_assistant_only", "llamafactory_qwen", 1)]:
+        for t, lf in zip(_load(trl_name), _load(lf_name)):
+            assert t["id"] == lf["id"] and t["input_ids"] == lf["input_ids"]
+            answers = sum(m["role"] == "assistant" for m in t["messages"])
+            assert sum(trained(t)) - sum(trained(lf)) == extra * answers, t["id"]
+            assert all(a or not b for a, b in zip(trained(t), trained(lf))), t["id"]
