@@ -127,6 +127,8 @@ def compare_file(path: Path, convs: list[dict], cache: dict) -> dict:
     records = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
     tokenizer, template = reference_for(path.stem)
     tokenizer = records[0].get("tokenizer", tokenizer)
+    if str(records[0].get("chat_template", "")).endswith(".jinja"):  # the trainer started from this template
+        template = records[0]["chat_template"]
     tok = AutoTokenizer.from_pretrained(str(corpus_dir() / "tokenizers" / tokenizer))
     by_id = {c["id"]: c for c in convs}
     ours = our_labels(tokenizer, template, [by_id[r["id"]] for r in records if r["id"] in by_id], cache)

@@ -14,10 +14,12 @@ the config and the versions to ``tests/data/trainers/axolotl_<case>.jsonl``. ``b
 holding the corpus tokenizer and a 1-layer config (no weights are loaded: preparing data needs none).
 
 Cases: ``qwen25_default`` (Qwen2.5 template, axolotl's defaults: roles_to_train [assistant], train_on_eos turn),
-``qwen25_train_on_eos_all``, ``qwen25_roles_user_assistant`` (roles_to_train [user, assistant]), ``qwen3_default``
+``qwen25_train_on_eos_all``, ``qwen25_roles_user_assistant`` (roles_to_train [user, assistant]),
+``qwen25_eot_im_end`` / ``qwen3_eot_im_end`` (``eot_tokens: [<|im_end|>]``: the corpus qwen2 tokenizer's EOS is
+``<|endoftext|>``, which the template never writes, so by default no turn end is trained), ``qwen3_default``
 (Qwen3 template, reasoning written inline as ``<think>...</think>``), ``qwen3_split_thinking`` (``split_thinking:
 true``: axolotl moves the inline reasoning to ``reasoning_content``), ``llama31_default`` (Llama 3 tokenizer, Llama
-3.1 template).
+3.1 template). Name cases on the command line to record only those.
 """
 
 from __future__ import annotations
@@ -37,13 +39,16 @@ QWEN25 = "Qwen-Qwen2.5-7B-Instruct.jinja"
 QWEN3 = "Qwen-Qwen3-0.6B.jinja"
 LLAMA31 = "meta-llama-Llama-3.1-8B-Instruct.jinja"
 
+# (case, tokenizer folder, template, dataset options, top-level config options)
 CASES = [
-    ("qwen25_default", "qwen2", QWEN25, {}),
-    ("qwen25_train_on_eos_all", "qwen2", QWEN25, {"train_on_eos": "all"}),
-    ("qwen25_roles_user_assistant", "qwen2", QWEN25, {"roles_to_train": ["user", "assistant"]}),
-    ("qwen3_default", "qwen2", QWEN3, {}),
-    ("qwen3_split_thinking", "qwen2", QWEN3, {"split_thinking": True}),
-    ("llama31_default", "llama-bpe", LLAMA31, {}),
+    ("qwen25_default", "qwen2", QWEN25, {}, {}),
+    ("qwen25_train_on_eos_all", "qwen2", QWEN25, {"train_on_eos": "all"}, {}),
+    ("qwen25_roles_user_assistant", "qwen2", QWEN25, {"roles_to_train": ["user", "assistant"]}, {}),
+    ("qwen25_eot_im_end", "qwen2", QWEN25, {}, {"eot_tokens": ["<|im_end|>"]}),
+    ("qwen3_default", "qwen2", QWEN3, {}, {}),
+    ("qwen3_eot_im_end", "qwen2", QWEN3, {}, {"eot_tokens": ["<|im_end|>"]}),
+    ("qwen3_split_thinking", "qwen2", QWEN3, {"split_thinking": True}, {}),
+    ("llama31_default", "llama-bpe", LLAMA31, {}, {}),
 ]
 
 
@@ -66,7 +71,7 @@ def _model_dir(tokenizer: str, root: Path) -> Path:
     return path
 
 
-def _config(case: str, model: Path, template: str, data: Path, options: dict, root: Path) -> dict:
+def _config(case: str, model: Path, template: str, data: Path, options: dict, top: dict, root: Path) -> dict:
     dataset = {"path": str(data), "ds_type": "json", "type": "chat_template", "field_messages": "messages",
                **options}
     return {"base_model": str(model), "datasets": [dataset], "chat_template": "jinja",
@@ -74,7 +79,7 @@ def _config(case: str, model: Path, template: str, data: Path, options: dict, ro
             "dataset_prepared_path": str(root / f"prepared-{case}"), "output_dir": str(root / f"out-{case}"),
             "sequence_len": 4096, "val_set_size": 0, "shuffle_merged_datasets": False,
             "micro_batch_size": 1, "gradient_accumulation_steps": 1, "num_epochs": 1, "learning_rate": 1e-5,
-            "dataset_processes": 1}
+            "dataset_processes": 1, **top}
 
 
 def main() -> None:
@@ -90,8 +95,10 @@ def main() -> None:
         root = Path(tmp)
         data = root / "convs.jsonl"
         data.write_text("".join(json.dumps({"messages": c["messages"]}) + "\n" for c in convs), encoding="utf-8")
-        for case, tokenizer, template, options in CASES:
-            config = _config(case, _model_dir(tokenizer, root), template, data, options, root)
+        for case, tokenizer, template, options, top in CASES:
+            if sys.argv[1:] and case not in sys.argv[1:]:
+                continue
+            config = _config(case, _model_dir(tokenizer, root), template, data, options, top, root)
             cfg_path = root / f"{case}.yml"
             cfg_path.write_text(yaml.safe_dump(config), encoding="utf-8")
             cfg = load_cfg(str(cfg_path))
@@ -104,7 +111,7 @@ def main() -> None:
             for conv, row in zip(convs, rows):
                 rec = {"id": conv["id"], "trainer": "axolotl", "case": case, "tokenizer": tokenizer,
                        "chat_template": template, "config": {"datasets": [shown], "chat_template": "jinja (the file "
-                       "named in chat_template)", "sequence_len": 4096}, "versions": versions,
+                       "named in chat_template)", "sequence_len": 4096, **top}, "versions": versions,
                        "messages": conv["messages"], "input_ids": list(row["input_ids"]),
                        "labels": list(row["labels"]), "attention_mask": list(row["attention_mask"])}
                 lines.append(json.dumps(rec, ensure_ascii=False, separators=(",", ":")))

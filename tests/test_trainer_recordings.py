@@ -236,3 +236,45 @@ def test_trl_and_llamafactory_agree_on_qwen3_and_differ_by_one_newline_on_qwen25
             answers = sum(m["role"] == "assistant" for m in t["messages"])
             assert sum(trained(t)) - sum(trained(lf)) == extra * answers, t["id"]
             assert all(a or not b for a, b in zip(trained(t), trained(lf))), t["id"]
+
+
+# --- axolotl -----------------------------------------------------------------------------------------------------
+
+def _chatml_answer_facts(recs: list[dict], q: dict) -> dict:
+    """Per recording: answers whose content is all trained, trained <|im_end|> / newline after it / header newline,
+    trained tokens of system/user turns, trained tokens outside every turn, and reasoning answers whose opening
+    ``<think>\\n`` tokens are all trained."""
+    facts = dict(answers=0, content=0, im_end=0, newline_after=0, header_newline=0, prompt=0, outside=0,
+                 think=0, think_opening_trained=0)
+    n = len(q["think_open"])
+    for rec in recs:
+        ids, on = rec["input_ids"], trained(rec)
+        covered = [False] * len(ids)
+        for role, start, end in chatml_turns(ids, q):
+            stop = min(end + 2, len(ids))
+            covered[start:stop] = [True] * (stop - start)
+            if role != "assistant":
+                facts["prompt"] += sum(on[start:stop])
+                continue
+            facts["answers"] += 1
+            facts["content"] += all(on[start + 3:end])
+            facts["im_end"] += on[end]
+            facts["newline_after"] += end + 1 < len(ids) and on[end + 1]
+            facts["header_newline"] += on[start + 2]
+            if ids[start + 3:start + 3 + n] == q["think_open"]:
+                facts["think"] += 1
+                facts["think_opening_trained"] += all(on[start + 3:start + 3 + n])
+        facts["outside"] += sum(o for o, c in zip(on, covered) if not c)
+    return facts
+
+
+AXOLOTL_FACTS = {
+    # measured on the recordings (tests/data/trainers/README.md); the corpus qwen2 tokenizer's EOS is <|endoftext|>
+    "axolotl_qwen25_default": dict(answers=21, content=21, im_end=0, newline_after=0, header_newline=0, prompt=0,
+                                   outside=0, think=3, think_opening_trained=3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(AXOLOTL_FACTS))
+def test_axolotl_chat_template_trains_what_was_measured(qwen_ids, name):
+    assert _chatml_answer_facts(_load(name), qwen_ids) == AXOLOTL_FACTS[name]
