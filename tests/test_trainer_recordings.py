@@ -272,6 +272,13 @@ AXOLOTL_FACTS = {
     # measured on the recordings (tests/data/trainers/README.md); the corpus qwen2 tokenizer's EOS is <|endoftext|>
     "axolotl_qwen25_default": dict(answers=21, content=21, im_end=0, newline_after=0, header_newline=0, prompt=0,
                                    outside=0, think=3, think_opening_trained=3),
+    "axolotl_qwen25_train_on_eos_all": dict(answers=21, content=21, im_end=0, newline_after=0, header_newline=0,
+                                            prompt=0, outside=0, think=3, think_opening_trained=3),
+    "axolotl_qwen25_roles_user_assistant": dict(answers=21, content=21, im_end=0, newline_after=0,
+                                                header_newline=0, prompt=444, outside=0, think=3,
+                                                think_opening_trained=3),
+    "axolotl_qwen25_eot_im_end": dict(answers=21, content=21, im_end=21, newline_after=0, header_newline=0,
+                                      prompt=0, outside=0, think=3, think_opening_trained=3),
 }
 
 
