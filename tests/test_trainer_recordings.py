@@ -279,7 +279,32 @@ AXOLOTL_FACTS = {
                                                 think_opening_trained=3),
     "axolotl_qwen25_eot_im_end": dict(answers=21, content=21, im_end=21, newline_after=0, header_newline=0,
                                       prompt=0, outside=0, think=3, think_opening_trained=3),
+    # Qwen3-0.6B's (corpus) template: the reasoning answers' opening "<think>\n" is never trained
+    "axolotl_qwen3_default": dict(answers=21, content=9, im_end=0, newline_after=0, header_newline=0, prompt=0,
+                                  outside=0, think=3, think_opening_trained=0),
+    "axolotl_qwen3_eot_im_end": dict(answers=21, content=9, im_end=21, newline_after=0, header_newline=0, prompt=0,
+                                     outside=0, think=3, think_opening_trained=0),
 }
+
+
+@pytest.mark.parametrize("name", ["axolotl_qwen3_default", "axolotl_qwen3_eot_im_end"])
+def test_axolotl_qwen3_masks_the_opening_think_and_the_empty_think(qwen_ids, name):
+    """With the Qwen3 template axolotl trains a reasoning answer from its first reasoning token: the opening
+    ``<think>\n`` is masked (3 of 3), the rest trained; the empty ``<think>\n\n</think>\n\n`` the template writes
+    into the last plain answers is masked too (9 of 9)."""
+    opening, empty = qwen_ids["think_open"], qwen_ids["empty_think"]
+    counts = {"reasoning": 0, "empty": 0}
+    for rec in _load(name):
+        ids, on = rec["input_ids"], trained(rec)
+        for a, b in _answer_spans(ids, qwen_ids):
+            end = b - 2  # the answer's <|im_end|>
+            for kind, head in (("empty", empty), ("reasoning", opening)):
+                if ids[a:a + len(head)] == head:
+                    assert not any(on[a:a + len(head)]) and all(on[a + len(head):end]), rec["id"]
+                    counts[kind] += 1
+                    break
+    assert counts == {"reasoning": 3, "empty": 9}
+
 
 
 @pytest.mark.parametrize("name", sorted(AXOLOTL_FACTS))
