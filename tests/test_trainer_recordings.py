@@ -284,10 +284,13 @@ AXOLOTL_FACTS = {
                                   outside=0, think=3, think_opening_trained=0),
     "axolotl_qwen3_eot_im_end": dict(answers=21, content=9, im_end=21, newline_after=0, header_newline=0, prompt=0,
                                      outside=0, think=3, think_opening_trained=0),
+    "axolotl_qwen3_split_thinking": dict(answers=21, content=9, im_end=0, newline_after=0, header_newline=0,
+                                         prompt=0, outside=0, think=3, think_opening_trained=0),
 }
 
 
-@pytest.mark.parametrize("name", ["axolotl_qwen3_default", "axolotl_qwen3_eot_im_end"])
+@pytest.mark.parametrize("name", ["axolotl_qwen3_default", "axolotl_qwen3_eot_im_end",
+                                  "axolotl_qwen3_split_thinking"])
 def test_axolotl_qwen3_masks_the_opening_think_and_the_empty_think(qwen_ids, name):
     """With the Qwen3 template axolotl trains a reasoning answer from its first reasoning token: the opening
     ``<think>\n`` is masked (3 of 3), the rest trained; the empty ``<think>\n\n</think>\n\n`` the template writes
@@ -310,3 +313,26 @@ def test_axolotl_qwen3_masks_the_opening_think_and_the_empty_think(qwen_ids, nam
 @pytest.mark.parametrize("name", sorted(AXOLOTL_FACTS))
 def test_axolotl_chat_template_trains_what_was_measured(qwen_ids, name):
     assert _chatml_answer_facts(_load(name), qwen_ids) == AXOLOTL_FACTS[name]
+
+
+def test_axolotl_llama31_trains_content_but_not_eot(corpus):
+    """Llama 3.1's own template (date header included) with axolotl's defaults: every answer's content is trained,
+    its <|eot_id|> is not (the llama-bpe EOS is <|end_of_text|>, which the template never writes), nothing else is."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(corpus / "tokenizers" / "llama-bpe" / "tokenizer.json"))
+    start, eot = tok.token_to_id("<|start_header_id|>"), tok.token_to_id("<|eot_id|>")
+    assistant = tok.encode("assistant", add_special_tokens=False).ids
+    answers = 0
+    for rec in _load("axolotl_llama31_default"):
+        ids = rec["input_ids"]
+        assert "Cutting Knowledge" in tok.decode(ids, skip_special_tokens=False)
+        expected = [False] * len(ids)
+        for i, t in enumerate(ids):
+            if t == start and ids[i + 1:i + 1 + len(assistant)] == assistant:
+                a = i + 1 + len(assistant) + 2
+                b = ids.index(eot, a)
+                expected[a:b] = [True] * (b - a)
+                answers += 1
+        assert trained(rec) == expected, rec["id"]
+    assert answers == 21
