@@ -17,6 +17,15 @@ Strategies (``STRATEGIES``):
   answer of a multi-turn conversation is trained); when the marker tokenizes differently in context, nothing is
   found and every label is -100, exactly as the collator does.
 
+Two trainer settings refine the span strategies (axolotl's ``chat_template`` dataset options):
+- ``roles_to_train`` (default ``("assistant",)``): the roles whose turns are trained. ``("user", "assistant")``
+  also labels every user message's located text (not the template's role header), as axolotl does.
+- ``train_on_eos`` (default None: ``label_eot`` decides, ``"turn"`` or ``"none"``): which end-of-turn markers are
+  trained. ``"turn"`` the marker after each trained turn; ``"all"`` after every turn, trained or not (a user
+  turn's ``<|im_end|>`` too); ``"last"`` only the marker of the last trained turn; ``"none"`` none.
+  Example (ChatML, [user "Hi", assistant "A", user "Go", assistant "B"], ``"last"``): "A", "B" and the
+  ``<|im_end|>`` after "B" are labeled; the ``<|im_end|>`` after "A" is -100.
+
 A final answer the template leaves open (no closing after it, though other answers have one: GLM's next-role
 ``<|user|>``) gets the template's closing appended and labeled (``_close_open_last_turn``).
 
@@ -46,6 +55,8 @@ from inspector.template.tokenizer import ChatSetup, is_tokenizer_failure
 
 DEFAULT_RECORD_TIME_LIMIT = 30.0
 STRATEGIES = ("assistant-only", "all-tokens", "last-turn", "session", "split-turns", "response-template")
+EOT_MODES = ("turn", "all", "last", "none")  # LabelOptions.train_on_eos, axolotl's train_on_eos values
+TRAINABLE_ROLES = ("system", "user", "assistant", "tool")  # LabelOptions.roles_to_train
 SEG_CODE = {name: i for i, name in enumerate(SEGMENTS)}
 
 
@@ -82,6 +93,28 @@ class LabelOptions:
     # wall-clock seconds one conversation may take to render and locate (every render it needs): a record over
     # budget becomes a SampleError with the reason, the others go on. None: no budget.
     record_time_limit: float | None = DEFAULT_RECORD_TIME_LIMIT
+    roles_to_train: tuple[str, ...] = ("assistant",)  # roles whose turns are labeled (axolotl's roles_to_train)
+    train_on_eos: str | None = None  # EOT_MODES; None: "turn" when label_eot else "none"
+
+
+def eot_mode(opts: LabelOptions) -> str:
+    """Which end-of-turn markers are trained: ``opts.train_on_eos``, or what ``label_eot`` says.
+    Example: LabelOptions() -> "turn"; LabelOptions(label_eot=False) -> "none"."""
+    if opts.train_on_eos is not None:
+        return opts.train_on_eos
+    return "turn" if opts.label_eot else "none"
+
+
+def check_options(opts: LabelOptions) -> None:
+    """Raise ValueError naming the bad value when ``opts`` asks for something the engine does not know."""
+    if opts.strategy not in STRATEGIES:
+        raise ValueError(f"Unknown strategy {opts.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+    if opts.train_on_eos is not None and opts.train_on_eos not in EOT_MODES:
+        raise ValueError(f"Unknown train_on_eos {opts.train_on_eos!r}; choose one of: {', '.join(EOT_MODES)}")
+    unknown = [r for r in opts.roles_to_train if r not in TRAINABLE_ROLES]
+    if unknown or isinstance(opts.roles_to_train, str):
+        raise ValueError(f"Unknown role(s) in roles_to_train: {unknown or opts.roles_to_train!r}; choose from "
+                         f"{', '.join(TRAINABLE_ROLES)}")
 
 
 @dataclass
@@ -438,8 +471,7 @@ class LabelEngine:
         """The pipeline: render and locate chunk k+1 (this thread) while chunk k is tokenized (a worker thread),
         then finish chunk k. Yields (samples, render errors, tokenizer refusals) per chunk. ``lazy_first``: finish
         the first chunk before reading the second."""
-        if opts.strategy not in STRATEGIES:
-            raise ValueError(f"Unknown strategy {opts.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+        check_options(opts)
         info = self.info(opts)
 
         def jobs_of(conversations: Iterable[Conversation], errors: list[SampleError]) -> list[_Job]:
@@ -547,21 +579,36 @@ class LabelEngine:
             return jobs
         return [self._job(conv, messages, opts, info, conv.id, adapted=notes)]
 
-    def _label_regions(self, job: _Job, opts: LabelOptions) -> list[tuple[int, int]]:
+    def _label_regions(self, job: _Job, opts: LabelOptions, info: TemplateInfo | None = None
+                       ) -> list[tuple[int, int]]:
         turns = job.layout.turns
         msgs = job.messages
         conv_msgs = job.conv.messages
+        all_turns = turns
+        if "assistant" not in opts.roles_to_train:
+            turns = []
         if opts.respect_trainable:
             turns = [t for t in turns if not (t.message_index < len(conv_msgs)
                                               and conv_msgs[t.message_index].trainable is False)]
         if opts.strategy in ("last-turn",) or (opts.strategy == "split-turns" and not opts.keep_history_labels):
             last_assistant = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
             turns = [t for t in turns if t.message_index == last_assistant]
+        mode = eot_mode(opts)
         regions = []
+        markers: list[tuple[int, int]] = []  # end-of-turn markers of trained turns, for "turn" and "last"
         for t in turns:  # a session turn without a marker gets an EOS inserted in _ensure_session_eos
             regions.append((t.start, t.body_end))
-            if t.has_eot and opts.label_eot:
-                regions.append((t.eot_start, t.eot_end))
+            if t.has_eot:
+                markers.append((t.eot_start, t.eot_end))
+        others = [r for r in opts.roles_to_train if r != "assistant"]
+        if others or mode == "all":
+            markers += self._other_role_regions(job, opts, info, regions, set(others), mode)
+        if mode == "all":
+            markers += [(t.eot_start, t.eot_end) for t in all_turns if t.has_eot]
+        if mode in ("turn", "all"):
+            regions.extend(markers)
+        elif mode == "last" and markers:
+            regions.append(max(markers))
         # trainable flags on non-assistant messages (rare): label their located pieces
         if opts.respect_trainable:
             for s in job.layout.spans:
@@ -569,6 +616,32 @@ class LabelEngine:
                 if m is not None and m.role != "assistant" and m.trainable:
                     regions.append((s.start, s.end))
         return regions
+
+    def _other_role_regions(self, job: _Job, opts: LabelOptions, info: TemplateInfo | None,
+                            regions: list[tuple[int, int]], roles: set[str], mode: str) -> list[tuple[int, int]]:
+        """Label the located text of every non-assistant message whose role is in ``roles`` (added to
+        ``regions``); return the end-of-turn markers that close them (all non-assistant messages for ``mode``
+        "all"): the template's closing written right after the message's last piece, whitespace apart."""
+        text = job.rendered.text
+        closings = [c for c in (info.end_of_turn if info is not None else ()) if c]
+        ends: dict[int, int] = {}
+        for s in job.layout.spans:
+            if s.role == "assistant" or s.message_index >= len(job.conv.messages):
+                continue
+            trained = s.role in roles and not (opts.respect_trainable
+                                                and job.conv.messages[s.message_index].trainable is False)
+            if trained:
+                regions.append((s.start, s.end))
+            if trained or mode == "all":
+                ends[s.message_index] = max(ends.get(s.message_index, 0), s.end)
+        markers = []
+        for end in ends.values():
+            for closing in closings:
+                at = text.find(closing, end)
+                if at >= 0 and not text[end:at].strip():
+                    markers.append((at, at + len(closing)))
+                    break
+        return markers
 
     def _finish(self, job: _Job, ids: list[int], offs: np.ndarray, opts: LabelOptions, info: TemplateInfo) -> Sample:
         text = job.rendered.text
@@ -578,8 +651,8 @@ class LabelEngine:
         if opts.strategy == "all-tokens":
             regions = [(0, len(text))]
         else:
-            regions = self._label_regions(job, opts)
-            if opts.strategy in ("assistant-only", "last-turn", "split-turns") and opts.label_eot:
+            regions = self._label_regions(job, opts, info)
+            if opts.strategy in ("assistant-only", "last-turn", "split-turns") and eot_mode(opts) != "none":
                 open_turn = self._open_last_turn(job, info, regions)
                 if open_turn is not None and not text[open_turn.body_end:].strip():
                     regions.append((open_turn.body_end, len(text)))  # the answer's trailing newline, as mid turns
