@@ -37,6 +37,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
+from inspector.cli.config import add_config_options, add_label_options, apply_config
 from inspector.checks import (CHECKS, DEFAULT_CHUNK_SIZE, PACKING_CODES, SEVERITIES, CheckContext, Outcome, Report, Thresholds,
                      chunks, evaluate, iter_outcomes, report_settings)
 from inspector.conversations import Conversation, Rejected
@@ -313,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 1 when a finding at or above this severity exists (default: error)")
     p.add_argument("--examples", type=int, default=1, metavar="N",
                    help="findings shown in full per fired check in the text output (default: 1)")
+    add_config_options(p)
     p.set_defaults(handler=cmd_check)
 
     p = sub.add_parser("export", help="write trainer-ready samples (accepted), rejected records and a report",
@@ -329,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite files an earlier export left in DIR")
     p.add_argument("--fail-on", choices=FAIL_ON, default="never",
                    help="exit 1 when a finding at or above this severity exists (default: never)")
+    add_config_options(p)
     p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("show", help="print the token table and findings of one record",
@@ -340,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--id", dest="record_id", metavar="ID", help="the record's id instead of its number")
     p.add_argument("--min-trainable-share", type=_share, default=Thresholds().min_trainable_share, metavar="F",
                    help="threshold of the low-trainable-share check")
+    add_label_options(p)
     p.set_defaults(handler=cmd_show)
 
     p = sub.add_parser("pack", help="pack samples as TRL does and check what packing does to labels and attention",
@@ -378,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 1 when a finding at or above this severity exists (default: error)")
     p.add_argument("--examples", type=int, default=1, metavar="N",
                    help="findings shown in full per fired check in the text output (default: 1)")
+    add_config_options(p)
     p.set_defaults(handler=cmd_pack)
     p = sub.add_parser("loss", help="the real loss: per-sample and batch loss of a causal LM under each reduction",
                        description="Score every sample with a causal LM on the CPU (l_t = -log p(token t | tokens "
@@ -454,7 +459,9 @@ def _options(args: argparse.Namespace) -> LabelOptions:
                         respect_trainable=not args.ignore_train_flags,
                         limits=RenderLimits(time_limit=args.render_timeout, max_chars=args.max_chars,
                                             max_tokens=args.max_tokens),
-                        record_time_limit=args.record_time_limit)
+                        record_time_limit=args.record_time_limit,
+                        roles_to_train=getattr(args, "roles_to_train", ("assistant",)),
+                        train_on_eos=getattr(args, "train_on_eos", None))
 
 
 def command_line(command: str, data: str, *, tokenizer: str | None = None, chat_template: str | None = None,
@@ -544,7 +551,10 @@ def _prepare(args: argparse.Namespace) -> tuple[SetupSpec, CheckContext, Report]
     opts, thresholds, skip = _options(args), _thresholds(args), _skip(args)
     ctx = CheckContext(setup, opts, thresholds, skip, verify=args.verify)
     settings = {"data": args.data, **report_settings(setup, opts, thresholds), "verify": args.verify}
-    return spec, ctx, Report(settings=settings, skipped=skip)
+    report = Report(settings=settings, skipped=skip)
+    if getattr(args, "config_report", None):
+        report.extra["config"] = args.config_report
+    return spec, ctx, report
 
 
 # --- commands -----------------------------------------------------------------------------------------------------
@@ -691,6 +701,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
                         pad_to_multiple_of=args.pad_to_multiple_of, pad_token_id=int(pad))
     report = Report(settings={"data": args.data, **report_settings(setup, opts, thresholds), "packing": asdict(popts)},
                     skipped=skip)
+    if getattr(args, "config_report", None):
+        report.extra["config"] = args.config_report
     outcomes: list[Outcome] = []
     inputs: list[PackInput] = []
     owner: list[int] = []  # outcome of each packed sample
@@ -1026,6 +1038,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:  # not the main thread: leave signals alone
         pass
     try:
+        apply_config(parser, args, argv)
         return args.handler(args)
     except InspectorError as exc:
         print(f"Error: {exc}", file=sys.stderr)
