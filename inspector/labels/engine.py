@@ -17,14 +17,10 @@ Strategies (``STRATEGIES``):
   answer of a multi-turn conversation is trained); when the marker tokenizes differently in context, nothing is
   found and every label is -100, exactly as the collator does.
 
-Two trainer settings refine the span strategies (axolotl's ``chat_template`` dataset options):
-- ``roles_to_train`` (default ``("assistant",)``): the roles whose turns are trained. ``("user", "assistant")``
-  also labels every user message's located text (not the template's role header), as axolotl does.
-- ``train_on_eos`` (default None: ``label_eot`` decides, ``"turn"`` or ``"none"``): which end-of-turn markers are
-  trained. ``"turn"`` the marker after each trained turn; ``"all"`` after every turn, trained or not (a user
-  turn's ``<|im_end|>`` too); ``"last"`` only the marker of the last trained turn; ``"none"`` none.
-  Example (ChatML, [user "Hi", assistant "A", user "Go", assistant "B"], ``"last"``): "A", "B" and the
-  ``<|im_end|>`` after "B" are labeled; the ``<|im_end|>`` after "A" is -100.
+Trainer settings (axolotl's): ``roles_to_train`` (default ``("assistant",)``) also labels the located text of
+other roles' messages (never their headers); ``train_on_eos`` (None: ``label_eot`` decides) picks the end-of-turn
+markers trained: ``turn`` after each trained turn, ``all`` after every turn, ``last`` the last trained turn's only,
+``none``. Example (ChatML, user/assistant "A"/user/assistant "B", ``last``): "A", "B<|im_end|>" labeled.
 
 A final answer the template leaves open (no closing after it, though other answers have one: GLM's next-role
 ``<|user|>``) gets the template's closing appended and labeled (``_close_open_last_turn``).
@@ -107,14 +103,12 @@ def eot_mode(opts: LabelOptions) -> str:
 
 def check_options(opts: LabelOptions) -> None:
     """Raise ValueError naming the bad value when ``opts`` asks for something the engine does not know."""
-    if opts.strategy not in STRATEGIES:
-        raise ValueError(f"Unknown strategy {opts.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
-    if opts.train_on_eos is not None and opts.train_on_eos not in EOT_MODES:
-        raise ValueError(f"Unknown train_on_eos {opts.train_on_eos!r}; choose one of: {', '.join(EOT_MODES)}")
-    unknown = [r for r in opts.roles_to_train if r not in TRAINABLE_ROLES]
-    if unknown or isinstance(opts.roles_to_train, str):
-        raise ValueError(f"Unknown role(s) in roles_to_train: {unknown or opts.roles_to_train!r}; choose from "
-                         f"{', '.join(TRAINABLE_ROLES)}")
+    bad = [(name, value, known) for name, value, known in (
+        ("strategy", opts.strategy, STRATEGIES), ("train_on_eos", opts.train_on_eos, EOT_MODES + (None,)),
+        *(("roles_to_train", r, TRAINABLE_ROLES) for r in opts.roles_to_train)) if value not in known]
+    if bad or isinstance(opts.roles_to_train, str):
+        name, value, known = bad[0] if bad else ("roles_to_train", opts.roles_to_train, TRAINABLE_ROLES)
+        raise ValueError(f"Unknown {name} {value!r}; choose one of: {', '.join(k for k in known if k)}")
 
 
 @dataclass
