@@ -316,3 +316,16 @@ def test_explicit_dests():
     sub = parser._subparsers._group_actions[0].choices["check"]
     assert explicit_dests(sub, ["check", "d.jsonl", "--strategy", "last-turn", "--max-len=9", "--json"]) == {
         "strategy", "max_length", "json"}
+
+
+def test_command_line_carries_the_new_label_options():
+    """The app's "same run on the command line" repeats roles_to_train and train_on_eos, and they parse back."""
+    import shlex
+
+    opts = LabelOptions(roles_to_train=("user", "assistant"), train_on_eos="last")
+    line, left = cli.command_line("check", "d.jsonl", options=opts)
+    assert left == []
+    args = cli.build_parser().parse_args(shlex.split(line)[3:])
+    back = cli._options(args)
+    assert (back.roles_to_train, back.train_on_eos) == (("user", "assistant"), "last")
+    assert cli.command_line("check", "d.jsonl")[0] == "python -m inspector check d.jsonl"  # defaults add nothing
