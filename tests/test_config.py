@@ -329,3 +329,18 @@ def test_command_line_carries_the_new_label_options():
     back = cli._options(args)
     assert (back.roles_to_train, back.train_on_eos) == (("user", "assistant"), "last")
     assert cli.command_line("check", "d.jsonl")[0] == "python -m inspector check d.jsonl"  # defaults add nothing
+
+
+def test_axolotl_inline_jinja_template_is_used(tmp_path, tiny_dir, capsys):
+    """chat_template_jinja given inline (axolotl implies chat_template: jinja): the check renders with it."""
+    marked = CHATML.replace("'<|im_start|>' + message['role']", "'<|im_start|>' + message['role'] + '!'")
+    config = derived(AXOLOTL, tmp_path / "ax.yml", base_model=tiny_dir, chat_template=None, sequence_len=4096,
+                     chat_template_jinja=marked)
+    data = write_jsonl(tmp_path / "d.jsonl", MESSAGES)
+    code, out, err = run(["check", data, "--config", config, "--json"], capsys)
+    report = json.loads(out)
+    assert code == 0, err
+    source = report["settings"]["template_source"]
+    assert source.startswith("file:")
+    assert Path(source[len("file:"):]).read_text(encoding="utf-8") == marked  # removed when the process exits
+    assert {s["key"]: s["status"] for s in report["config"]["settings"]}["chat_template_jinja"] == "taken"
