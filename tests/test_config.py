@@ -344,3 +344,19 @@ def test_axolotl_inline_jinja_template_is_used(tmp_path, tiny_dir, capsys):
     assert source.startswith("file:")
     assert Path(source[len("file:"):]).read_text(encoding="utf-8") == marked  # removed when the process exits
     assert {s["key"]: s["status"] for s in report["config"]["settings"]}["chat_template_jinja"] == "taken"
+
+
+def test_an_app_without_server_paths_opens_no_file_a_config_names(tmp_path):
+    text = yaml.safe_dump({"model_name_or_path": "x", "max_length": 64, "chat_template_path": "/etc/hostname"})
+    cfg = load_config_text(text, "sft.yaml", allow_paths=False)
+    assert "chat_template" not in cfg.options and cfg.options["max_length"] == 64
+    (s,) = [s for s in cfg.settings if s.key == "chat_template_path"]
+    assert s.status == "ignored" and "does not read its paths" in s.why
+    assert cfg.missing_template == "the template file '/etc/hostname' (not read: server paths are off)"
+    lf = yaml.safe_load(LLAMAFACTORY.read_text())
+    cfg = load_config_text(yaml.safe_dump({**lf, "dataset_dir": str(LLAMAFACTORY.parent / "data")}), "a.yaml",
+                           allow_paths=False)
+    assert "data" not in cfg.options
+    cfg = load_config_text(yaml.safe_dump({"base_model": "x", "chat_template_jinja": "/srv/t.jinja"}), "a.yml",
+                           allow_paths=False)
+    assert cfg.template_text is None and "chat_template" not in cfg.options

@@ -44,7 +44,23 @@ def load_config(path: str | Path, trainer: str | None = None) -> TrainerConfig:
     return read_config(read_mapping(path), str(path), trainer)
 
 
-def load_config_text(text: str, name: str, trainer: str | None = None) -> TrainerConfig:
+SERVER_PATH_KEYS = ("chat_template_path", "dataset_dir", "dataset")  # keys naming files a reader opens
+
+
+def load_config_text(text: str, name: str, trainer: str | None = None, allow_paths: bool = True) -> TrainerConfig:
     """The same for a config's text (an upload in the app); ``name`` decides JSON (.json) or YAML. Relative paths
-    in it are read from the current folder."""
-    return read_config(parse_mapping(text, name, is_json=name.lower().endswith(".json")), name, trainer)
+    in it are read from the current folder. ``allow_paths=False`` (an app that does not read server paths): keys
+    naming files are ignored, with the reason, before any is looked at."""
+    data = parse_mapping(text, name, is_json=name.lower().endswith(".json"))
+    dropped = {}
+    if not allow_paths:
+        dropped = {k: data.pop(k) for k in SERVER_PATH_KEYS if k in data}
+        jinja = data.get("chat_template_jinja")
+        if isinstance(jinja, str) and "{" not in jinja and "\n" not in jinja:  # axolotl's template-file form
+            dropped["chat_template_jinja"] = data.pop("chat_template_jinja")
+    cfg = read_config(data, name, trainer)
+    for key, value in dropped.items():
+        cfg.ignore(key, value, "names a file on the server, and this server does not read its paths")
+        if key in ("chat_template_path", "chat_template_jinja"):
+            cfg.missing_template = f"the template file {value!r} (not read: server paths are off)"
+    return cfg

@@ -63,7 +63,8 @@ def read(data: dict[str, Any], path: str) -> TrainerConfig:
     assistant_only = as_bool(data.get("assistant_only_loss"), "assistant_only_loss", name)
     completion_only = as_bool(data.get("completion_only_loss"), "completion_only_loss", name)
     if assistant_only:
-        cfg.take("assistant_only_loss", True, "strategy", "assistant-only")
+        cfg.take("assistant_only_loss", True, "strategy", "assistant-only",
+                 why="TRL needs {% generation %} tags in the template for it: see `training-template`")
     else:
         cfg.take("assistant_only_loss", False if "assistant_only_loss" in data else "(unset)", "strategy",
                  "all-tokens", why="TRL trains every token of conversational data")

@@ -78,7 +78,7 @@ def section(paths_allowed: bool) -> tuple[TrainerConfig | None, str, bool]:
             show.error("", f"Trainer config: {name} is larger than {MAX_CONFIG_BYTES // 2**20} MiB: not a config")
             return None, "", agreed
         try:
-            cfg = load_config_text(data.decode("utf-8-sig"), name)
+            cfg = load_config_text(data.decode("utf-8-sig"), name, allow_paths=paths_allowed)
         except UnicodeDecodeError:
             show.error("", f"Trainer config: {name} is not UTF-8 text")
             return None, "", agreed
