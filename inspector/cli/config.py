@@ -28,9 +28,7 @@ from inspector.config.common import TRAINERS, TrainerConfig
 from inspector.errors import ConfigError, InspectorError
 from inspector.labels.engine import EOT_MODES, TRAINABLE_ROLES
 
-# inspector option (TrainerConfig.options) -> the argparse dest it sets, when they differ
-DESTS = {"data": "data"}
-FLAGS = {"data": "DATA"}
+FLAGS = {"data": "DATA"}  # how the summary names an option that is not --option-name
 
 
 def _roles(text: str) -> tuple[str, ...]:
@@ -121,7 +119,7 @@ def apply_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv
     overridden: dict[str, Any] = {}
     unused: dict[str, Any] = {}
     for option, value in cfg.options.items():
-        dest = DESTS.get(option, option)
+        dest = option  # TrainerConfig.options are named as the argparse dests
         if not hasattr(args, dest):
             unused[option] = value  # e.g. packing for `check`: the setting's own line says `pack` uses it
             continue
