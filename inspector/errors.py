@@ -49,3 +49,8 @@ class MissingExtraError(InspectorError):
 class ModelError(InspectorError):
     """A model cannot be loaded (no network for a hub id, missing folder or file, not a causal LM) or cannot score a
     sample (a token id beyond its vocabulary: the tokenizer does not belong to the model)."""
+
+
+class ConfigError(InspectorError):
+    """A trainer config (``--config``) cannot be used: not found, not YAML/JSON, a value of the wrong kind, or a
+    setting the inspector cannot follow without the user's say (a template it does not have)."""

@@ -7,7 +7,7 @@ environment, not the project's:
     /tmp/trl019/bin/python scripts/record_trl_collator.py > tests/golden/trl_completion_collator.json
 
 Each case: input ids, the markers as token ids (a tokenizer that maps each marker text to fixed ids), the pad id,
-and the labels the collator produced. ``tests/test_verify.py`` checks ``labels.response_template_labels`` against
+and the labels the collator produced. ``tests/test_verify.py`` checks ``inspector.labels.response_template.response_template_labels`` against
 every case.
 """
 

@@ -885,8 +885,8 @@ def test_inspect_shows_the_verifiers_disagreement(monkeypatch):
 
     real = LabelEngine._label_regions
 
-    def drop_first_turn(self, job, opts):
-        regions = real(self, job, opts)
+    def drop_first_turn(self, job, opts, *rest):  # rest: the template info (for roles_to_train / train_on_eos)
+        regions = real(self, job, opts, *rest)
         first = job.layout.turns[0] if job.layout.turns else None
         return [r for r in regions if first is None or not (first.start <= r[0] < max(first.eot_end, first.body_end))]
 

@@ -607,7 +607,7 @@ def test_mistral_inst_marker_default_is_not_found_in_context(corpus):
     assert all(label == IGNORE_INDEX for label in sample.labels)
     marker_alone = setup.tokenizer.encode("[/INST]", add_special_tokens=False)
     assert sample.extra["marker_ids"] == marker_alone
-    from inspector.labels.engine import find_subsequence
+    from inspector.labels.response_template import find_subsequence
 
     assert find_subsequence(sample.input_ids, marker_alone) == -1
     assert find_subsequence(sample.input_ids, marker_alone[1:]) > 0  # only the first piece differs in context

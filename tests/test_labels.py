@@ -27,11 +27,10 @@ from inspector.labels.engine import (
     LabelEngine,
     LabelOptions,
     Sample,
-    find_subsequence,
-    response_template_labels,
     tokenize_batch,
     truncate,
 )
+from inspector.labels.response_template import find_subsequence, response_template_labels
 from inspector.template.tokenizer import ChatSetup
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -593,12 +592,13 @@ def test_hot_paths_have_no_per_token_python_loops():
     import inspect
 
     import inspector.labels.engine as labels_mod
+    import inspector.labels.response_template as marker_mod
 
-    hot = ["annotate", "_coverage", "subsequence_starts", "response_template_labels", "compare_generation_mask",
-           "truncate"]
+    hot = [(labels_mod, "annotate"), (labels_mod, "_coverage"), (marker_mod, "subsequence_starts"),
+           (marker_mod, "response_template_labels"), (labels_mod, "compare_generation_mask"), (labels_mod, "truncate")]
     token_names = {"ids", "labels", "offsets", "offs", "input_ids", "ids_arr", "haystack"}
-    for name in hot:
-        tree = ast.parse(inspect.getsource(getattr(labels_mod, name)))
+    for module, name in hot:
+        tree = ast.parse(inspect.getsource(getattr(module, name)))
         for node in ast.walk(tree):
             if isinstance(node, (ast.For, ast.comprehension)):
                 iterated = {n.id for n in ast.walk(node.iter) if isinstance(n, ast.Name)}

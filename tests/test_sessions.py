@@ -264,8 +264,8 @@ def test_an_upload_is_seen_by_its_session_only_and_never_written_to_disk(tmp_pat
     a = AppTest.from_file(str(APP), default_timeout=120).run()
     b = AppTest.from_file(str(APP), default_timeout=120).run()
     a.sidebar.radio(key="sb_data_source").set_value("Upload a file").run()
-    a.sidebar.get("file_uploader")[0].set_value(("secret.jsonl", (json.dumps(record) + "\n").encode(),
-                                                 "application/octet-stream")).run()
+    data_upload = next(w for w in a.sidebar.get("file_uploader") if w.key == "sb_data_upload")  # not the config's
+    data_upload.set_value(("secret.jsonl", (json.dumps(record) + "\n").encode(), "application/octet-stream")).run()
     assert not a.exception
     assert a.selectbox(key="inspect_conv").options == [marker]
     # nothing of it on disk: no temp file another session could name under "Path on this machine"

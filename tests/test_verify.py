@@ -23,7 +23,8 @@ from conftest import train_tiny_tokenizer
 from inspector.checks import CheckContext, evaluate, verification_findings
 from inspector.constants import IGNORE_INDEX
 from inspector.conversations import Conversation, Message
-from inspector.labels.engine import LabelEngine, LabelOptions, response_template_labels
+from inspector.labels.engine import LabelEngine, LabelOptions
+from inspector.labels.response_template import response_template_labels
 from inspector.template.tokenizer import ChatSetup
 from inspector.labels.verify import (Field, diff_regions, fields_budget, should_verify, trained_messages, verify_sample)
 

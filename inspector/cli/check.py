@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from inspector.cli.config import add_config_options
 from inspector.checks.report import Report
 from inspector.cli.format import _n, _verdict, format_report
 from inspector.cli.options import EXIT_FINDINGS, EXIT_OK, FAIL_ON, _add_engine_options, _add_run_options, _add_setup_options
@@ -94,6 +95,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="exit 1 when a finding at or above this severity exists (default: error)")
     p.add_argument("--examples", type=int, default=1, metavar="N",
                    help="findings shown in full per fired check in the text output (default: 1)")
+    add_config_options(p)
     p.set_defaults(handler=cmd_check)
 
     p = sub.add_parser("export", help="write trainer-ready samples (accepted), rejected records and a report",
@@ -110,4 +112,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite files an earlier export left in DIR")
     p.add_argument("--fail-on", choices=FAIL_ON, default="never",
                    help="exit 1 when a finding at or above this severity exists (default: never)")
+    add_config_options(p)
     p.set_defaults(handler=cmd_export)

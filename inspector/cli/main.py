@@ -14,6 +14,7 @@ import sys
 import traceback
 from typing import Sequence
 
+from inspector.cli.config import apply_config
 from inspector.errors import InspectorError
 from inspector.template.render import run_now
 from inspector.cli import check, checks_list, loss, pack, show, training_template
@@ -78,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:  # not the main thread: leave signals alone
         pass
     try:
+        apply_config(parser, args, argv)
         return args.handler(args)
     except InspectorError as exc:
         print(f"Error: {exc}", file=sys.stderr)

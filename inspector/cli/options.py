@@ -229,6 +229,13 @@ def command_line(command: str, data: str, *, tokenizer: str | None = None, chat_
             argv += ["--session-layout", names[0]]
         else:
             left.append("this hand-written session layout (the CLI knows the template's turns and ChatGLM2's)")
+    if options.roles_to_train != default.roles_to_train:
+        if options.roles_to_train:
+            argv += ["--roles-to-train", ",".join(options.roles_to_train)]
+        else:
+            left.append("no role trained (--roles-to-train needs at least one)")
+    if options.train_on_eos is not None:
+        argv += ["--train-on-eos", options.train_on_eos]
     if options.keep_history_labels:
         argv.append("--keep-history-labels")
     if not options.respect_trainable:

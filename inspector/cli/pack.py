@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from inspector.cli.config import add_config_options
 from inspector.checks.context import CheckContext
 from inspector.checks.run import Outcome
 from inspector.checks.report import Report, report_settings
@@ -36,6 +37,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
                         pad_to_multiple_of=args.pad_to_multiple_of, pad_token_id=int(pad))
     report = Report(settings={"data": args.data, **report_settings(setup, opts, thresholds), "packing": asdict(popts)},
                     skipped=skip)
+    if getattr(args, "config_report", None):
+        report.extra["config"] = args.config_report
     outcomes: list[Outcome] = []
     inputs: list[PackInput] = []
     owner: list[int] = []  # outcome of each packed sample
@@ -127,4 +130,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="exit 1 when a finding at or above this severity exists (default: error)")
     p.add_argument("--examples", type=int, default=1, metavar="N",
                    help="findings shown in full per fired check in the text output (default: 1)")
+    add_config_options(p)
     p.set_defaults(handler=cmd_pack)

@@ -140,7 +140,9 @@ def _options(args: argparse.Namespace) -> LabelOptions:
                         respect_trainable=not args.ignore_train_flags,
                         limits=RenderLimits(time_limit=args.render_timeout, max_chars=args.max_chars,
                                             max_tokens=args.max_tokens, now=args.now or run_now()),
-                        record_time_limit=args.record_time_limit)
+                        record_time_limit=args.record_time_limit,
+                        roles_to_train=getattr(args, "roles_to_train", ("assistant",)),
+                        train_on_eos=getattr(args, "train_on_eos", None))
 
 
 def _thresholds(args: argparse.Namespace) -> Thresholds:
@@ -164,7 +166,10 @@ def _prepare(args: argparse.Namespace) -> tuple[SetupSpec, CheckContext, Report]
     opts, thresholds, skip = _options(args), _thresholds(args), _skip(args)
     ctx = CheckContext(setup, opts, thresholds, skip, verify=args.verify)
     settings = {"data": args.data, **report_settings(setup, opts, thresholds), "verify": args.verify}
-    return spec, ctx, Report(settings=settings, skipped=skip)
+    report = Report(settings=settings, skipped=skip)
+    if getattr(args, "config_report", None):
+        report.extra["config"] = args.config_report
+    return spec, ctx, report
 
 
 # --- commands -----------------------------------------------------------------------------------------------------

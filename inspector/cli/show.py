@@ -9,6 +9,7 @@ import argparse
 import sys
 from itertools import islice
 
+from inspector.cli.config import add_label_options
 from inspector.checks.context import CheckContext
 from inspector.checks.catalog import Thresholds
 from inspector.checks.run import evaluate
@@ -69,4 +70,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--id", dest="record_id", metavar="ID", help="the record's id instead of its number")
     p.add_argument("--min-trainable-share", type=_share, default=Thresholds().min_trainable_share, metavar="F",
                    help="threshold of the low-trainable-share check")
+    add_label_options(p)
     p.set_defaults(handler=cmd_show)

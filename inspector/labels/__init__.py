@@ -5,6 +5,7 @@ a token, unshifted) under each strategy, checked by an independent verifier, and
   tags needed), and where each assistant turn starts and ends;
 - ``engine``: ``LabelEngine`` turns conversations into ``Sample``s (assistant-only, all-tokens, last-turn, session,
   split-turns, response-template), tokenizing all rendered texts in one batched call;
+- ``response_template``: TRL's completion-only collator's response-marker search, reproduced exactly;
 - ``verify``: the perturbation verifier, which re-renders with one field replaced and diffs, using nothing of
   ``spans``;
 - ``weights``: the weight each labeled token gets under each loss reduction, batching and packing.
@@ -19,6 +20,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "engine": ["LabelEngine", "LabelOptions", "Sample", "SampleError", "STRATEGIES", "build_samples",
                "tokenize_batch"],
     "spans": ["Span", "Turn", "Layout", "locate"],
+    "response_template": ["response_template_labels", "find_subsequence"],
     "verify": ["VERIFY_MODES", "Verification", "verify_sample", "verify_labels"],
     "weights": ["token_weights", "aggregate", "loss_targets"],
 })

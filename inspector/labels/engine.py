@@ -17,6 +17,11 @@ Strategies (``STRATEGIES``):
   answer of a multi-turn conversation is trained); when the marker tokenizes differently in context, nothing is
   found and every label is -100, exactly as the collator does.
 
+Trainer settings (axolotl's): ``roles_to_train`` (default ``("assistant",)``) also labels the located text of
+other roles' messages (never their headers); ``train_on_eos`` (None: ``label_eot`` decides) picks the end-of-turn
+markers trained: ``turn`` after each trained turn, ``all`` after every turn, ``last`` the last trained turn's only,
+``none``. Example (ChatML, user/assistant "A"/user/assistant "B", ``last``): "A", "B<|im_end|>" labeled.
+
 A final answer the template leaves open (no closing after it, though other answers have one: GLM's next-role
 ``<|user|>``) gets the template's closing appended and labeled (``_close_open_last_turn``).
 
@@ -40,12 +45,15 @@ from inspector.conversations import Conversation
 from inspector.errors import RenderError, RenderTimeout
 from inspector.template.render import (RenderLimits, Rendered, TemplateInfo, probe_template, render, template_variables,
                      too_many_tokens)
+from inspector.labels.response_template import response_template_labels
 from inspector.labels.spans import Layout, Span, Turn, locate
 from inspector.template.clock import CpuBudget
 from inspector.template.tokenizer import ChatSetup, is_tokenizer_failure
 
 DEFAULT_RECORD_TIME_LIMIT = 30.0
 STRATEGIES = ("assistant-only", "all-tokens", "last-turn", "session", "split-turns", "response-template")
+EOT_MODES = ("turn", "all", "last", "none")  # LabelOptions.train_on_eos, axolotl's train_on_eos values
+TRAINABLE_ROLES = ("system", "user", "assistant", "tool")  # LabelOptions.roles_to_train
 SEG_CODE = {name: i for i, name in enumerate(SEGMENTS)}
 
 
@@ -89,6 +97,26 @@ class LabelOptions:
     # its samples (split-turns: every turn), and then to verify: a record over budget becomes a SampleError with the
     # reason (the verifier leaves the rest out, saying so), the others go on. None: no budget.
     record_time_limit: float | None = DEFAULT_RECORD_TIME_LIMIT
+    roles_to_train: tuple[str, ...] = ("assistant",)  # roles whose turns are labeled (axolotl's roles_to_train)
+    train_on_eos: str | None = None  # EOT_MODES; None: "turn" when label_eot else "none"
+
+
+def eot_mode(opts: LabelOptions) -> str:
+    """Which end-of-turn markers are trained: ``opts.train_on_eos``, or what ``label_eot`` says.
+    Example: LabelOptions() -> "turn"; LabelOptions(label_eot=False) -> "none"."""
+    if opts.train_on_eos is not None:
+        return opts.train_on_eos
+    return "turn" if opts.label_eot else "none"
+
+
+def check_options(opts: LabelOptions) -> None:
+    """Raise ValueError naming the bad value when ``opts`` asks for something the engine does not know."""
+    bad = [(name, value, known) for name, value, known in (
+        ("strategy", opts.strategy, STRATEGIES), ("train_on_eos", opts.train_on_eos, EOT_MODES + (None,)),
+        *(("roles_to_train", r, TRAINABLE_ROLES) for r in opts.roles_to_train)) if value not in known]
+    if bad or isinstance(opts.roles_to_train, str):
+        name, value, known = bad[0] if bad else ("roles_to_train", opts.roles_to_train, TRAINABLE_ROLES)
+        raise ValueError(f"Unknown {name} {value!r}; choose one of: {', '.join(k for k in known if k)}")
 
 
 @dataclass
@@ -456,8 +484,7 @@ class LabelEngine:
         """The pipeline: render and locate chunk k+1 (this thread) while chunk k is tokenized (a worker thread),
         then finish chunk k. Yields (samples, render errors, tokenizer refusals) per chunk. ``lazy_first``: finish
         the first chunk before reading the second."""
-        if opts.strategy not in STRATEGIES:
-            raise ValueError(f"Unknown strategy {opts.strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+        check_options(opts)
         info = self.info(opts)
 
         def jobs_of(conversations: Iterable[Conversation], errors: list[SampleError]) -> list[_Job]:
@@ -587,21 +614,36 @@ class LabelEngine:
             job.cpu_seconds = jobs[-1].cpu_seconds
         return jobs
 
-    def _label_regions(self, job: _Job, opts: LabelOptions) -> list[tuple[int, int]]:
+    def _label_regions(self, job: _Job, opts: LabelOptions, info: TemplateInfo | None = None
+                       ) -> list[tuple[int, int]]:
         turns = job.layout.turns
         msgs = job.messages
         conv_msgs = job.conv.messages
+        all_turns = turns
+        if "assistant" not in opts.roles_to_train:
+            turns = []
         if opts.respect_trainable:
             turns = [t for t in turns if not (t.message_index < len(conv_msgs)
                                               and conv_msgs[t.message_index].trainable is False)]
         if opts.strategy in ("last-turn",) or (opts.strategy == "split-turns" and not opts.keep_history_labels):
             last_assistant = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
             turns = [t for t in turns if t.message_index == last_assistant]
+        mode = eot_mode(opts)
         regions = []
+        markers: list[tuple[int, int]] = []  # end-of-turn markers of trained turns, for "turn" and "last"
         for t in turns:  # a session turn without a marker gets an EOS inserted in _ensure_session_eos
             regions.append((t.start, t.body_end))
-            if t.has_eot and opts.label_eot:
-                regions.append((t.eot_start, t.eot_end))
+            if t.has_eot:
+                markers.append((t.eot_start, t.eot_end))
+        others = [r for r in opts.roles_to_train if r != "assistant"]
+        if others or mode == "all":
+            markers += self._other_role_regions(job, opts, info, regions, set(others), mode)
+        if mode == "all":
+            markers += [(t.eot_start, t.eot_end) for t in all_turns if t.has_eot]
+        if mode in ("turn", "all"):
+            regions.extend(markers)
+        elif mode == "last" and markers:
+            regions.append(max(markers))
         # trainable flags on non-assistant messages (rare): label their located pieces
         if opts.respect_trainable:
             for s in job.layout.spans:
@@ -609,6 +651,32 @@ class LabelEngine:
                 if m is not None and m.role != "assistant" and m.trainable:
                     regions.append((s.start, s.end))
         return regions
+
+    def _other_role_regions(self, job: _Job, opts: LabelOptions, info: TemplateInfo | None,
+                            regions: list[tuple[int, int]], roles: set[str], mode: str) -> list[tuple[int, int]]:
+        """Label the located text of every non-assistant message whose role is in ``roles`` (added to
+        ``regions``); return the end-of-turn markers that close them (all non-assistant messages for ``mode``
+        "all"): the template's closing written right after the message's last piece, whitespace apart."""
+        text = job.rendered.text
+        closings = [c for c in (info.end_of_turn if info is not None else ()) if c]
+        ends: dict[int, int] = {}
+        for s in job.layout.spans:
+            if s.role == "assistant" or s.message_index >= len(job.conv.messages):
+                continue
+            trained = s.role in roles and not (opts.respect_trainable
+                                                and job.conv.messages[s.message_index].trainable is False)
+            if trained:
+                regions.append((s.start, s.end))
+            if trained or mode == "all":
+                ends[s.message_index] = max(ends.get(s.message_index, 0), s.end)
+        markers = []
+        for end in ends.values():
+            for closing in closings:
+                at = text.find(closing, end)
+                if at >= 0 and not text[end:at].strip():
+                    markers.append((at, at + len(closing)))
+                    break
+        return markers
 
     def _finish(self, job: _Job, ids: list[int], offs: np.ndarray, opts: LabelOptions, info: TemplateInfo) -> Sample:
         text = job.rendered.text
@@ -618,8 +686,8 @@ class LabelEngine:
         if opts.strategy == "all-tokens":
             regions = [(0, len(text))]
         else:
-            regions = self._label_regions(job, opts)
-            if opts.strategy in ("assistant-only", "last-turn", "split-turns") and opts.label_eot:
+            regions = self._label_regions(job, opts, info)
+            if opts.strategy in ("assistant-only", "last-turn", "split-turns") and eot_mode(opts) != "none":
                 open_turn = self._open_last_turn(job, info, regions)
                 if open_turn is not None and not text[open_turn.body_end:].strip():
                     regions.append((open_turn.body_end, len(text)))  # the answer's trailing newline, as mid turns
@@ -854,78 +922,6 @@ def adapt_tool_calls(calls: list[Any], as_text: bool) -> tuple[list[Any], str]:
 
 
 # --- strategies that work on token ids ---------------------------------------------------------------------------
-
-def subsequence_starts(haystack: Sequence[int], needle: Sequence[int]) -> list[int]:
-    """Every index where ``needle`` occurs in ``haystack`` (overlaps included), with numpy, no per-token loop.
-
-    Example: ([1, 2, 3, 2, 3], [2, 3]) -> [1, 3]
-    """
-    n = len(needle)
-    if n == 0 or len(haystack) < n:
-        return []
-    hay = np.asarray(haystack, dtype=np.int64)
-    windows = np.lib.stride_tricks.sliding_window_view(hay, n)
-    return np.nonzero((windows == np.asarray(needle, dtype=np.int64)).all(axis=1))[0].tolist()
-
-
-def find_subsequence(haystack: Sequence[int], needle: Sequence[int], start: int = 0) -> int:
-    """First index >= start where ``needle`` occurs in ``haystack``, or -1. Example: ([1,2,3,2,3], [2,3]) -> 1."""
-    starts = subsequence_starts(list(haystack)[start:], needle) if start else subsequence_starts(haystack, needle)
-    return starts[0] + start if starts else -1
-
-
-def response_template_labels(tokenizer: Any, ids: Sequence[int], response_template: str | None,
-                             instruction_template: str | None = None) -> tuple[list[int], dict[str, Any]]:
-    """Reproduce the completion-only collator exactly (TRL's ``DataCollatorForCompletionOnlyLM``, v0.4.7-v0.19.1).
-
-    Labels start as its base collator makes them (``DataCollatorForLanguageModeling(mlm=False)``): a copy of
-    ``ids`` with every pad id set to -100 — with pad == EOS, every EOS — and the markers are searched in those
-    labels. With only a response template, the collator loops over every match of its ids without a ``break``,
-    so the LAST match wins: everything up to and including the last marker is -100, and on a multi-turn
-    conversation only the final answer is trained. With an instruction template too, the k-th instruction marker
-    is paired with the end of the k-th response marker (by position) and each span between them is -100. When a
-    marker's ids are not found (it tokenizes differently inside the text than alone), every label becomes -100.
-
-    Example: ids [5, 7, 8, 9, 2], marker ids [7, 8] -> labels [-100, -100, -100, 9, 2];
-    ids [7, 8, 9, 5, 7, 8, 6] -> [-100] * 6 + [6] (the second answer only).
-    """
-    labels = np.asarray(ids, dtype=np.int64).copy()
-    extra: dict[str, Any] = {"response_template": response_template}
-    pad = getattr(tokenizer, "pad_token_id", None)
-    if pad is not None:
-        pad_hits = labels == pad
-        labels[pad_hits] = IGNORE_INDEX
-        extra["pad_masked"] = int(pad_hits.sum())
-    if not response_template:
-        extra["marker_found"] = False
-        extra["reason"] = "no response template given and the chat template has no generation prompt"
-        return [IGNORE_INDEX] * len(labels), extra
-    marker = tokenizer.encode(response_template, add_special_tokens=False)
-    extra["marker_ids"] = marker
-    resp_starts = subsequence_starts(labels, marker)
-    extra["marker_found"] = bool(resp_starts)
-    extra["marker_positions"] = resp_starts
-    if instruction_template is None:
-        if not resp_starts:
-            return [IGNORE_INDEX] * len(labels), extra
-        end = resp_starts[-1] + len(marker)  # the collator keeps the last match
-        labels[:end] = IGNORE_INDEX
-        return labels.tolist(), extra
-    instr = tokenizer.encode(instruction_template, add_special_tokens=False)
-    extra["instruction_ids"] = instr
-    human = subsequence_starts(labels, instr)
-    extra["instruction_positions"] = human
-    if not resp_starts or not human:  # the collator warns and trains on nothing
-        return [IGNORE_INDEX] * len(labels), extra
-    resp_ends = [s + len(marker) for s in resp_starts]
-    if human[0] > resp_ends[0]:  # the text opens with a response: its prompt starts at 0
-        human = [0] + human
-    for k, (start, end) in enumerate(zip(human, resp_ends)):  # pairs by position, as TRL does
-        labels[(0 if k == 0 else start):end] = IGNORE_INDEX
-    if len(resp_ends) < len(human):  # an instruction with no response after it: masked to the end
-        labels[human[-1]:] = IGNORE_INDEX
-    return labels.tolist(), extra
-
 
 def compare_generation_mask(sample: Sample, generation_spans: list[tuple[int, int]]) -> list[int]:
     """Token positions where the ``{% generation %}`` mask (what ``return_assistant_tokens_mask`` gives) and our

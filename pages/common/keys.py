@@ -17,7 +17,7 @@ def options_key(opts: LabelOptions) -> str:
     """A stable text key for label options (LabelOptions holds a dict, so it is not hashable itself)."""
     return repr((opts.strategy, opts.label_eot, opts.max_length, opts.truncation_side, opts.respect_trainable,
                  opts.keep_history_labels, opts.response_template, opts.instruction_template, opts.turn_format,
-                 sorted(opts.template_kwargs.items())))
+                 sorted(opts.template_kwargs.items()), opts.roles_to_train, opts.train_on_eos))
 
 
 def sha(data: bytes | str) -> str:

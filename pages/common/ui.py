@@ -30,12 +30,12 @@ import streamlit as st
 
 from inspector.conversations import Conversation, LoadResult
 from inspector.errors import ChatTemplateError, DataError, InspectorError, RenderError, TokenizerLoadError
-from inspector.labels.engine import CHATGLM2_FORMAT, STRATEGIES, LabelEngine, LabelOptions
+from inspector.labels.engine import CHATGLM2_FORMAT, EOT_MODES, STRATEGIES, TRAINABLE_ROLES, LabelEngine, LabelOptions
 from inspector.template.render import RenderLimits, run_now
 from inspector.template.tokenizer import (DEFAULT_TOKENIZER, DEMO_DIR, MAX_TEMPLATE_FILE_BYTES, ChatSetup, load_tokenizer,
                                  resolve_template, template_from_file_text)
 
-from . import show
+from . import show, trainer_config
 from .analysis import cached_load_path, cached_tokenizer, for_app  # noqa: F401 (tests use cached_tokenizer)
 from .keys import options_key, sha  # noqa: F401 (pages call ui.options_key)
 
@@ -67,13 +67,15 @@ SESSION_NOTE = ("Differs from assistant-only only where the chat template does n
                 "token (the engine then adds the EOS after each answer), or with the ChatGLM2 format below.")
 EOT_OFF_NOTE = ("Off: the token that ends each answer is not trained, so the model does not learn to stop. The "
                 "eot-not-labeled check then flags every conversation, and Export rejects them all.")
+TRUNCATION_SIDES = ("the start (right side cut)", "the end (left side cut)")
+EOT_DEFAULT = "as the toggle above says"  # train_on_eos None: label_eot decides
 TURN_FORMATS = {"the chat template": None, "ChatGLM2: [Round i] 问/答": CHATGLM2_FORMAT}
 
 TOKENIZER_SOURCES = ("Bundled default", "Hub id or local folder", "Upload tokenizer files", "GGUF file")
 DATA_SOURCES = ("Bundled demo", "Upload a file", "Path on this machine", "Paste JSON")
 TEMPLATE_SOURCES = ("The tokenizer's own", "Edit (Jinja)", "Upload a file")
 HUB_ONLY = "Hub id"  # the tokenizer source's name when server paths are off
-UPLOAD_KEYS = ("sb_tok_upload", "sb_data_upload", "sb_template_upload")  # widgets whose value cannot be set
+UPLOAD_KEYS = ("sb_tok_upload", "sb_data_upload", "sb_template_upload", trainer_config.UPLOAD_KEY)  # widgets whose value cannot be set
 
 OPEN_REQUEST_KEY = "inspect_open_request"  # set by other pages to open a conversation in Inspect
 SELECTED_KEY = "inspect_selected"  # the conversation on screen in Inspect (kept across pages and in the URL)
@@ -160,11 +162,18 @@ def sidebar() -> Context:
     show.draw_nav(url_params())
     ctx = Context()
     with st.sidebar:
+        config, agreed = _trainer_config()
         st.markdown("### Tokenizer")
         tok, ctx.tokenizer_key, tok_name, is_default = _tokenizer_section(ctx)
         st.markdown("### Chat template")
         if tok is not None:
             ctx.setup = _template_section(ctx, tok, tok_name, is_default)
+            if config is not None and config.missing_template and not agreed and ctx.setup is not None \
+                    and st.session_state.get("sb_template_source") == TEMPLATE_SOURCES[0]:
+                ctx.setup = None  # the tokenizer's own template only with the user's consent
+                _problem(ctx, "Chat template", f"the trainer config names {config.missing_template}, which the "
+                                               f"inspector does not have. Tick '{trainer_config.CONSENT_LABEL}', or "
+                                               "choose 'Edit (Jinja)' or 'Upload a file'.")
         else:
             st.caption("Choose a tokenizer first.")
         st.markdown("### Data")
@@ -175,6 +184,43 @@ def sidebar() -> Context:
             _template_preview(ctx)
     _write_url()
     return ctx
+
+
+def _trainer_config():
+    """The Trainer config box; a config read for the first time fills the sidebar's widgets (set before they are
+    drawn; what the user changes afterwards stays). Returns (the config or None, the template consent)."""
+    paths = server_paths_allowed()
+    config, digest, agreed = trainer_config.section(paths)
+    if config is None or st.session_state.get("ui_config_applied") == digest:
+        return config, agreed
+    st.session_state["ui_config_applied"] = digest
+    o = config.options
+    if o.get("tokenizer"):
+        st.session_state["sb_tok_source"] = TOKENIZER_SOURCES[1] if paths else HUB_ONLY
+        st.session_state["sb_tok_name"] = o["tokenizer"]
+    if o.get("max_length"):
+        st.session_state["sb_max_length"] = int(o["max_length"])
+    if o.get("strategy") in STRATEGIES:
+        st.session_state["sb_strategy"] = o["strategy"]
+    if o.get("truncation_side"):
+        st.session_state["sb_trunc_side"] = TRUNCATION_SIDES[o["truncation_side"] == "left"]
+    st.session_state["sb_train_on_eos"] = o.get("train_on_eos") or EOT_DEFAULT
+    st.session_state["sb_roles_to_train"] = list(o.get("roles_to_train") or ("assistant",))
+    template = config.template_text
+    if template is None and o.get("chat_template"):
+        try:
+            template = template_from_file_text(Path(o["chat_template"]).read_text(encoding="utf-8-sig"),
+                                               o["chat_template"])
+        except (OSError, UnicodeDecodeError, ChatTemplateError) as exc:
+            show.error("", f"Trainer config: cannot read its template {o['chat_template']}: {exc}")
+    if template is not None:
+        st.session_state["ui_config_template"] = template  # put in the editor by _template_section
+    elif o.get("chat_template") is None:
+        st.session_state["sb_template_source"] = TEMPLATE_SOURCES[0]
+    if o.get("data") and paths:
+        st.session_state["sb_data_source"] = DATA_SOURCES[2]
+        st.session_state["sb_data_path"] = o["data"]
+    return config, agreed
 
 
 def _keep_values() -> None:
@@ -339,6 +385,10 @@ def _load_uploaded_tokenizer(files: list[tuple[str, bytes]]) -> Any:
 
 
 def _template_section(ctx: Context, tok: Any, tok_name: str, is_default: bool) -> ChatSetup | None:
+    pending = st.session_state.pop("ui_config_template", None)  # a trainer config's template, into the editor
+    if pending is not None:
+        st.session_state["sb_template_source"] = TEMPLATE_SOURCES[1]
+        st.session_state[f"sb_template_text_{sha(ctx.tokenizer_key)}"] = pending
     source = _radio("Chat template", TEMPLATE_SOURCES, "sb_template_source")
     try:
         own, own_source = resolve_template(tok, None, fallback_default=is_default)
@@ -560,9 +610,8 @@ def _options_section() -> LabelOptions:
     if not label_eot:
         st.warning(EOT_OFF_NOTE, icon=":material/warning:")
     with st.expander("More options"):
-        _default("sb_trunc_side", "the start (right side cut)")
-        side = st.radio("Truncation keeps", ("the start (right side cut)", "the end (left side cut)"),
-                        key="sb_trunc_side")
+        _default("sb_trunc_side", TRUNCATION_SIDES[0])
+        side = st.radio("Truncation keeps", TRUNCATION_SIDES, key="sb_trunc_side")
         _default("sb_keep_history", False)
         keep_history = st.checkbox("split-turns: keep earlier answers labeled", key="sb_keep_history")
         _default("sb_respect_flags", True)
@@ -573,11 +622,18 @@ def _options_section() -> LabelOptions:
         _default("sb_instruction_template", "")
         instruction = st.text_input("response-template: instruction marker (multi-turn collator)",
                                     key="sb_instruction_template").strip() or None
+        _default("sb_roles_to_train", ["assistant"])
+        roles = st.multiselect("Roles trained (axolotl's roles_to_train)", TRAINABLE_ROLES, key="sb_roles_to_train")
+        _default("sb_train_on_eos", EOT_DEFAULT)
+        eos = st.selectbox("End-of-turn tokens trained (axolotl's train_on_eos)", (EOT_DEFAULT,) + EOT_MODES,
+                           key="sb_train_on_eos", help="turn: after each trained turn; all: after every turn; "
+                                                       "last: the last trained turn's only; none")
     return LabelOptions(strategy=strategy, label_eot=bool(label_eot), max_length=int(max_length) or None,
                         truncation_side="left" if side.startswith("the end") else "right",
                         respect_trainable=bool(respect), keep_history_labels=bool(keep_history),
                         response_template=response, instruction_template=instruction, turn_format=turn_format,
-                        limits=RenderLimits(time_limit=RENDER_TIME_LIMIT, now=_session_now()))
+                        limits=RenderLimits(time_limit=RENDER_TIME_LIMIT, now=_session_now()),
+                        roles_to_train=tuple(roles), train_on_eos=None if eos == EOT_DEFAULT else eos)
 
 
 def _session_now() -> str:
