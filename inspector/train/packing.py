@@ -155,7 +155,7 @@ def _best_fit_decreasing(sizes: Sequence[int], capacity: int) -> list[list[int]]
     """Bins of item indices, TRL's ``_pack_bfd`` loop without its segment tree: items longest first (a stable sort, so
     ties keep input order), each into the bin with the smallest free space that fits it (oldest such bin first), or a
     new bin. Example: sizes [4, 2, 3, 1], capacity 4 -> [[0], [2, 3], [1]]."""
-    order = sorted(range(len(sizes)), key=lambda i: -sizes[i])
+    order = sorted(range(len(sizes)), key=sizes.__getitem__, reverse=True)  # stable: ties keep input order
     bins: list[list[int]] = []
     free: list[int] = []  # distinct free spaces 0 < space < capacity that some bin has, ascending
     waiting: dict[int, deque[int]] = {}  # free space -> bins that have it, oldest first
@@ -526,14 +526,19 @@ def _stats(inputs: Sequence[PackInput], sequences: Sequence[PackedSequence], bat
     labeled = [x.num_labeled for x in inputs]
     tokens = sum(lengths)
     packed = sum(s.length for s in sequences)
-    labeled_packed = sum(_labeled(s.labels) for s in sequences)
-    # per sample: pieces and tokens kept
+    # per sample: pieces and tokens kept; labeled tokens packed (a whole sample's count is known: only the labels of
+    # cut pieces are counted again)
     pieces_of = [0] * len(inputs)
     kept_of = [0] * len(inputs)
+    labeled_packed = 0
     for seq in sequences:
         for p in seq.pieces:
             pieces_of[p.sample] += 1
             kept_of[p.sample] += p.end - p.start
+            if p.end - p.start == lengths[p.sample]:
+                labeled_packed += labeled[p.sample]
+            else:
+                labeled_packed += _labeled(inputs[p.sample].labels[p.start:p.end])
     padding = slots = 0
     for members in batches:
         seq_lengths = [sequences[i].length for i in members]
