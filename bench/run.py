@@ -52,6 +52,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.data import DEMO_FILE, describe, generate_records, load_conversations, write_jsonl  # noqa: E402
+from bench.packing import (DEFAULT_PACK_MAX_LENGTH, DEFAULT_PACK_N, QUICK_PACK_N, bench_packing,  # noqa: E402
+                           packing_markdown, packing_targets, print_packing)
 
 DEFAULT_N = 10_000
 DEFAULT_STREAM_N = 100_000
@@ -956,7 +958,7 @@ def _cell(x: float | None, fmt: str) -> str:
 
 def results_markdown(runs: list[TokenizerRun], stream: StreamResult | None, args: argparse.Namespace,
                      command: str, mach: dict[str, str], data_desc: dict[str, Any], notes: str,
-                     scaling: list[ScalingRun] | None = None) -> str:
+                     scaling: list[ScalingRun] | None = None, packing: Any = None) -> str:
     date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = ["# Benchmark results", "",
              "Written by `bench/run.py` (the tables and the ratios at the end are regenerated on every run; the "
@@ -1017,8 +1019,9 @@ def results_markdown(runs: list[TokenizerRun], stream: StreamResult | None, args
                   "processes (Ray's object store, forked code) once; the summed RSS counts them in every process "
                   "(for Ray: driver, raylet, GCS, Ray's own actors, the workers).", ""]
         lines += [f"- {line}" for line in scaling_lines(scaling, stream.n)] + [""]
+    lines += packing_markdown(packing)
     lines += [NOTES_BEGIN, notes.strip("\n"), NOTES_END, "", "## Targets", ""]
-    lines += target_lines(runs, stream, scaling)
+    lines += target_lines(runs, stream, scaling) + packing_targets(packing)
     lines += ["", "## Ratios", ""]
     for run in runs:
         if run.skipped:
@@ -1086,6 +1089,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scaling", choices=("on", "off"), default=None,
                    help="also stream the check with --num-proc 2 and --engine ray (2 workers) and report conv/s as "
                         "ratios to 1 process (default: on, off with --quick)")
+    p.add_argument("--pack-n", type=int, default=None,
+                   help=f"conversations whose samples the packing step packs, ours vs TRL's pack_dataset (default "
+                        f"{DEFAULT_PACK_N:,}; --quick: {QUICK_PACK_N}; 0 skips it)")
+    p.add_argument("--pack-max-length", type=int, default=DEFAULT_PACK_MAX_LENGTH,
+                   help=f"max_length of the packing step (default {DEFAULT_PACK_MAX_LENGTH})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-demo", action="store_true", help="leave out inspector/demo/demo.jsonl")
     p.add_argument("--results", default=None,
@@ -1139,6 +1147,18 @@ def main(argv: list[str] | None = None) -> int:
     del convs
     gc.collect()
 
+    packing = None
+    pack_n = args.pack_n if args.pack_n is not None else (QUICK_PACK_N if args.quick else DEFAULT_PACK_N)
+    if pack_n > 0:
+        pname = next((r.name for r in runs if not r.skipped), names[0])
+        psetup, why = load_bench_setup(TOKENIZERS[pname], corpus)
+        if psetup is not None:
+            pconvs, _ = load_conversations(pack_n, args.seed, with_demo=False)
+            packing = bench_packing(psetup, pname, pconvs, args.pack_max_length, REPEAT, load_average)
+            del pconvs
+            print_packing(packing)
+            gc.collect()
+
     stream = None
     scaling = None
     if stream_n > 0:
@@ -1156,7 +1176,7 @@ def main(argv: list[str] | None = None) -> int:
     mach["load_end"] = load_average()
     print(f"\n== load average at the end {mach['load_end']} (other processes on this machine skew the timings)")
     print("\n== targets")
-    lines = target_lines(runs, stream, scaling)
+    lines = target_lines(runs, stream, scaling) + packing_targets(packing)
     for line in lines:
         print("   " + line[2:])
     print(f"   this process: peak RSS {_fmt_mb(max_rss_self())}")
@@ -1165,7 +1185,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                                        RESULTS_FILE))
     if results is not None:
         notes = read_notes(results if results.is_file() else RESULTS_FILE)
-        results.write_text(results_markdown(runs, stream, args, command, mach, data_desc, notes, scaling),
+        results.write_text(results_markdown(runs, stream, args, command, mach, data_desc, notes, scaling,
+                                            packing),
                            encoding="utf-8")
         print(f"wrote {results}")
     missed = any("MISSED" in line for line in lines)

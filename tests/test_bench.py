@@ -48,8 +48,8 @@ def quick_run(tmp_path_factory):
     if not corpus:
         env["SFT_CORPUS"] = str(tmp_path_factory.mktemp("no-corpus"))
     proc = subprocess.run([sys.executable, "bench/run.py", "--quick", "--n", "24", "--stream-n", "50",
-                           "--tokenizers", tokenizers, "--results", str(results)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+                           "--pack-n", "40", "--tokenizers", tokenizers, "--results", str(results)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     return proc, tokenizers.split(","), results
 
 
@@ -68,6 +68,23 @@ def test_quick_run_prints_steps_and_ratios(quick_run):
         assert len(lines) == len(tokenizers), (ratio, out)
     assert re.search(r"streamed 50-conversation check peak RSS [\d,]+ MiB < 1\.5 GB: (MET|MISSED)", out), out
     assert "rendered text identical for both templates" in out
+
+
+def test_quick_run_packs_against_trl(quick_run):
+    proc, _, results = quick_run
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout
+    try:
+        import trl.data_utils  # noqa: F401
+    except ImportError:
+        assert "== packing: SKIPPED: trl is not installed" in out
+        return
+    for strategy in ("bfd", "bfd_split", "wrapped"):
+        assert re.search(rf"^ +{strategy} +ours [\d.]+ s, TRL [\d.]+ s .*; identical \(\d+ sequences, position_ids "
+                         r"included\)$", out, flags=re.M), (strategy, out)
+        assert re.search(rf"^ +ratio pack/TRL \(packing vs TRL pack_dataset, {strategy}\) = [\d.]+  target >= 1\.00  "
+                         r"(MET|MISSED)$", out, flags=re.M), (strategy, out)
+    assert "## Packing vs TRL" in results.read_text(encoding="utf-8")
 
 
 def test_quick_run_writes_results_ending_with_the_ratios(quick_run):

@@ -56,7 +56,9 @@ from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from functools import cached_property
+from itertools import chain
+from typing import Any, NamedTuple
 
 from inspector.checks.catalog import Finding, finding
 from inspector.checks.report import Report
@@ -84,7 +86,20 @@ class PackInput:
 
     @property
     def num_labeled(self) -> int:
-        return sum(1 for x in self.labels if x != IGNORE_INDEX)
+        return len(self.labels) - self.labels.count(IGNORE_INDEX)
+
+
+def _int_list(values: Any) -> list[int]:
+    """``values`` as a list of Python ints, without a Python step per token where it already is one: a list whose
+    first and last items are ints is kept as it is (what the label engine and JSON rows give), a numpy array goes
+    through ``tolist`` (C speed), anything else through ``int`` per item (numpy scalars, floats, strings of digits).
+    Example: [5, 9] -> the same list; np.array([5, 9]) -> [5, 9]; (5.0, "9") -> [5, 9]."""
+    if type(values) is list and (not values or (type(values[0]) is int and type(values[-1]) is int)):
+        return values
+    if hasattr(values, "tolist") and getattr(values, "ndim", None) == 1 and getattr(values, "dtype", None) is not None \
+            and values.dtype.kind in "iu":
+        return values.tolist()
+    return list(map(int, values))
 
 
 def as_pack_input(sample: Any, index: int = 0) -> PackInput:
@@ -95,8 +110,8 @@ def as_pack_input(sample: Any, index: int = 0) -> PackInput:
     if isinstance(sample, PackInput):
         return sample
     get = sample.get if isinstance(sample, Mapping) else (lambda key, default=None: getattr(sample, key, default))
-    ids, labels = [int(x) for x in get("input_ids")], get("labels")
-    labels = list(ids) if labels is None else [int(x) for x in labels]
+    ids, labels = _int_list(get("input_ids")), get("labels")
+    labels = list(ids) if labels is None else _int_list(labels)
     if len(labels) != len(ids):
         raise ValueError(f"sample {index}: {len(ids)} input_ids but {len(labels)} labels")
     sid = get("id") or f"sample-{index}"
@@ -141,7 +156,7 @@ def _best_fit_decreasing(sizes: Sequence[int], capacity: int) -> list[list[int]]
     """Bins of item indices, TRL's ``_pack_bfd`` loop without its segment tree: items longest first (a stable sort, so
     ties keep input order), each into the bin with the smallest free space that fits it (oldest such bin first), or a
     new bin. Example: sizes [4, 2, 3, 1], capacity 4 -> [[0], [2, 3], [1]]."""
-    order = sorted(range(len(sizes)), key=lambda i: -sizes[i])
+    order = sorted(range(len(sizes)), key=sizes.__getitem__, reverse=True)  # stable: ties keep input order
     bins: list[list[int]] = []
     free: list[int] = []  # distinct free spaces 0 < space < capacity that some bin has, ascending
     waiting: dict[int, deque[int]] = {}  # free space -> bins that have it, oldest first
@@ -206,13 +221,12 @@ def pack_lengths(lengths: Sequence[int], max_length: int, strategy: str = "bfd")
 def position_ids_from_seq_lengths(seq_lengths: Sequence[int]) -> list[int]:
     """Position ids that restart at 0 at every piece, as TRL's collator builds them.
     Example: [3, 1, 2] -> [0, 1, 2, 0, 0, 1]."""
-    return [p for n in seq_lengths for p in range(n)]
+    return list(chain.from_iterable(map(range, seq_lengths)))
 
 
 # --- the packed result -------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Piece:
+class Piece(NamedTuple):
     """Tokens ``start..end-1`` of sample ``sample`` (an index into ``Packing.samples``), at ``offset`` in a sequence."""
 
     sample: int
@@ -225,26 +239,51 @@ class Piece:
         return self.end - self.start
 
 
-@dataclass
 class PackedSequence:
     """One row of the packed dataset, as ``pack_dataset`` writes it, plus where every token came from.
 
     ``seq_lengths`` is TRL's column (None for wrapped, which writes none); ``position_ids`` are what the padding-free
     collator builds from it; ``token_samples[t]`` / ``token_positions[t]``: the sample of token t and its index there.
+    ``input_ids`` and ``labels`` are built when the sequence is (copies of the samples' slices); the three per-token
+    lists derived from the pieces are built on first read, so packing costs no Python step per token.
+
+    Example: pieces [Piece(0, 0, 2, 0), Piece(1, 3, 4, 2)] -> seq_lengths [2, 1], position_ids [0, 1, 0],
+    token_samples [0, 0, 1], token_positions [0, 1, 3].
     """
 
-    index: int
-    pieces: list[Piece]
-    input_ids: list[int]
-    labels: list[int]
-    seq_lengths: list[int] | None
-    position_ids: list[int]
-    token_samples: list[int]
-    token_positions: list[int]
+    __slots__ = ("index", "pieces", "input_ids", "labels", "seq_lengths", "_derived")
+
+    def __init__(self, index: int, pieces: list[Piece], input_ids: list[int], labels: list[int],
+                 seq_lengths: list[int] | None) -> None:
+        self.index, self.pieces, self.input_ids, self.labels = index, pieces, input_ids, labels
+        self.seq_lengths = seq_lengths
+        self._derived: dict[str, list[int]] = {}
 
     @property
     def length(self) -> int:
         return len(self.input_ids)
+
+    @property
+    def position_ids(self) -> list[int]:
+        if "position_ids" not in self._derived:
+            self._derived["position_ids"] = position_ids_from_seq_lengths(
+                self.seq_lengths if self.seq_lengths is not None else [self.length])
+        return self._derived["position_ids"]
+
+    @property
+    def token_samples(self) -> list[int]:
+        if "token_samples" not in self._derived:
+            out: list[int] = []
+            for p in self.pieces:
+                out += [p.sample] * p.length
+            self._derived["token_samples"] = out
+        return self._derived["token_samples"]
+
+    @property
+    def token_positions(self) -> list[int]:
+        if "token_positions" not in self._derived:
+            self._derived["token_positions"] = list(chain.from_iterable(range(p.start, p.end) for p in self.pieces))
+        return self._derived["token_positions"]
 
     def to_record(self, samples: Sequence[PackInput]) -> dict[str, Any]:
         """The packed.jsonl row: input_ids, labels, position_ids, seq_lengths (wrapped: the sequence's length, the one
@@ -343,15 +382,22 @@ class PackingStats:
 @dataclass
 class Packing:
     """The whole result: the inputs, the packed sequences, each sample's fate, the collated rows and the totals.
-    ``batches[b]`` lists the sequences of micro-batch b."""
+    ``batches[b]`` lists the sequences of micro-batch b. ``fates`` and ``rows`` (Python objects per sample and lists
+    per token) are built on first read: ``pack`` itself only builds the sequences and the totals."""
 
     options: PackOptions
     samples: list[PackInput]
     sequences: list[PackedSequence]
-    fates: list[SampleFate]
-    rows: list[TrainerRow]
     batches: list[list[int]]
     stats: PackingStats
+
+    @cached_property
+    def fates(self) -> list[SampleFate]:
+        return _fates(self.samples, self.sequences)
+
+    @cached_property
+    def rows(self) -> list[TrainerRow]:
+        return collate(self.sequences, self.options)[0]
 
     def records(self) -> Iterable[dict[str, Any]]:
         """packed.jsonl rows, one per packed sequence."""
@@ -359,16 +405,37 @@ class Packing:
 
 
 def _sequence(index: int, runs: Sequence[Run], samples: Sequence[PackInput], strategy: str) -> PackedSequence:
-    pieces, ids, labels, token_samples, token_positions = [], [], [], [], []
+    """One packed sequence from its runs: list slices and concatenation (C speed, no Python step per token)."""
+    pieces, ids, labels = [], [], []
     for s, start, end in runs:
+        x = samples[s]
         pieces.append(Piece(s, start, end, len(ids)))
-        ids.extend(samples[s].input_ids[start:end])
-        labels.extend(samples[s].labels[start:end])
-        token_samples.extend([s] * (end - start))
-        token_positions.extend(range(start, end))
-    seq_lengths = None if strategy == "wrapped" else [p.length for p in pieces]
-    positions = position_ids_from_seq_lengths(seq_lengths if seq_lengths is not None else [len(ids)])
-    return PackedSequence(index, pieces, ids, labels, seq_lengths, positions, token_samples, token_positions)
+        if start == 0 and end == len(x.input_ids):
+            ids += x.input_ids
+            labels += x.labels
+        else:
+            ids += x.input_ids[start:end]
+            labels += x.labels[start:end]
+    seq_lengths = None if strategy == "wrapped" else [p.end - p.start for p in pieces]
+    return PackedSequence(index, pieces, ids, labels, seq_lengths)
+
+
+def _labeled(labels: list[int]) -> int:
+    return len(labels) - labels.count(IGNORE_INDEX)
+
+
+def _fates(samples: Sequence[PackInput], sequences: Sequence[PackedSequence]) -> list[SampleFate]:
+    """What packing did to each sample, from the sequences' pieces (labeled tokens counted over list slices)."""
+    fates = [SampleFate(i, x.id, len(x.input_ids), x.num_labeled) for i, x in enumerate(samples)]
+    for seq in sequences:
+        for piece in seq.pieces:
+            fates[piece.sample].placed.append((seq.index, piece))
+    for fate in fates:
+        if len(fate.placed) > 1:
+            fate.placed.sort(key=lambda item: item[1].start)
+        labels = samples[fate.sample].labels
+        fate.labeled_lost = fate.labeled - sum(_labeled(labels[p.start:p.end]) for _, p in fate.placed)
+    return fates
 
 
 def _round_up(n: int, multiple: int | None) -> int:
@@ -415,7 +482,10 @@ def _blocks(n: int, size: int | None) -> list[range]:
 
 
 def pack(samples: Iterable[Any], options: PackOptions) -> Packing:
-    """Pack samples (``labels.Sample`` objects, trainer rows or ``PackInput``) as TRL does, collate them, and count.
+    """Pack samples (``labels.Sample`` objects, trainer rows or ``PackInput``) as TRL does, and count.
+
+    The sequences are list slices of the samples joined in C; the totals come from lengths, list counts and a look at
+    each piece's first label (``_stats``); the per-sample fates and the collated rows are built when first read.
 
     >>> p = pack([{"id": "a", "input_ids": [1, 2, 3], "labels": [-100, 2, 3]},
     ...           {"id": "b", "input_ids": [4, 5], "labels": [-100, 5]}], PackOptions(max_length=8))
@@ -423,25 +493,17 @@ def pack(samples: Iterable[Any], options: PackOptions) -> Packing:
     [([1, 2, 3, 4, 5], [3, 2], [0, 1, 2, 0, 1])]
     """
     inputs = [as_pack_input(s, i) for i, s in enumerate(samples)]
-    fates = [SampleFate(i, x.id, len(x.input_ids), x.num_labeled) for i, x in enumerate(inputs)]
     sequences: list[PackedSequence] = []
     for block in _blocks(len(inputs), options.map_batch_size):
         lengths = [len(inputs[i].input_ids) for i in block]
+        first = block.start
         for runs in pack_lengths(lengths, options.max_length, options.strategy):
-            runs = [(block.start + s, a, b) for s, a, b in runs]
-            seq = _sequence(len(sequences), runs, inputs, options.strategy)
-            sequences.append(seq)
-            for piece in seq.pieces:
-                fates[piece.sample].placed.append((seq.index, piece))
-    for fate in fates:
-        fate.placed.sort(key=lambda item: item[1].start)
-        kept = [False] * fate.tokens
-        for _, p in fate.placed:
-            kept[p.start:p.end] = [True] * p.length
-        fate.labeled_lost = sum(1 for k, lab in zip(kept, inputs[fate.sample].labels) if not k and lab != IGNORE_INDEX)
-    rows, batches = collate(sequences, options)
-    return Packing(options, inputs, sequences, fates, rows, batches, _stats(inputs, sequences, fates, rows, batches,
-                                                                           options))
+            if first:
+                runs = [(first + s, a, b) for s, a, b in runs]
+            sequences.append(_sequence(len(sequences), runs, inputs, options.strategy))
+    size = options.batch_size
+    batches = [list(range(i, min(i + size, len(sequences)))) for i in range(0, len(sequences), size)]
+    return Packing(options, inputs, sequences, batches, _stats(inputs, sequences, batches, options))
 
 
 def _unpacked_padding(inputs: Sequence[PackInput], options: PackOptions) -> tuple[int, int]:
@@ -456,27 +518,55 @@ def _unpacked_padding(inputs: Sequence[PackInput], options: PackOptions) -> tupl
     return padding, slots
 
 
-def _targets(labels: Sequence[int]) -> int:
-    return sum(1 for lab in labels[1:] if lab != IGNORE_INDEX)
-
-
-def _stats(inputs, sequences, fates, rows, batches, options) -> PackingStats:
-    tokens = sum(f.tokens for f in fates)
+def _stats(inputs: Sequence[PackInput], sequences: Sequence[PackedSequence], batches: Sequence[Sequence[int]],
+           options: PackOptions) -> PackingStats:
+    """The totals without collating: the rows' padding from the batches' lengths, the loss terms from the labeled
+    counts minus the labeled tokens at a row start (padded layout: each sequence's first token) or at position id 0
+    (padding-free: each piece's first token; wrapped: each sequence's)."""
+    lengths = [len(x.input_ids) for x in inputs]
+    labeled = [x.num_labeled for x in inputs]
+    tokens = sum(lengths)
     packed = sum(s.length for s in sequences)
-    padding = sum(r.padding for r in rows)
-    slots = sum(len(r.input_ids) for r in rows)
+    # per sample: pieces and tokens kept; labeled tokens packed (a whole sample's count is known: only the labels of
+    # cut pieces are counted again)
+    pieces_of = [0] * len(inputs)
+    kept_of = [0] * len(inputs)
+    labeled_packed = 0
+    for seq in sequences:
+        for p in seq.pieces:
+            pieces_of[p.sample] += 1
+            kept_of[p.sample] += p.end - p.start
+            if p.end - p.start == lengths[p.sample]:
+                labeled_packed += labeled[p.sample]
+            else:
+                labeled_packed += _labeled(inputs[p.sample].labels[p.start:p.end])
+    padding = slots = 0
+    for members in batches:
+        seq_lengths = [sequences[i].length for i in members]
+        if options.padding_free:
+            total = sum(seq_lengths)
+            width = _round_up(total, options.pad_to_multiple_of)
+            padding, slots = padding + width - total, slots + width
+        else:
+            width = _round_up(max(seq_lengths), options.pad_to_multiple_of)
+            padding += sum(width - n for n in seq_lengths)
+            slots += width * len(seq_lengths)
+    if options.padding_free and options.strategy != "wrapped":
+        starts = sum(1 for s in sequences for p in s.pieces if s.labels[p.offset] != IGNORE_INDEX)
+    else:
+        starts = sum(1 for s in sequences if s.labels and s.labels[0] != IGNORE_INDEX)
     unpacked_padding, unpacked_slots = _unpacked_padding(inputs, options)
     return PackingStats(
         samples=len(inputs), sequences=len(sequences), batches=len(batches), tokens=tokens,
-        labeled=sum(f.labeled for f in fates), packed_tokens=packed, tokens_lost=tokens - packed,
-        labeled_lost=sum(f.labeled_lost for f in fates),
-        truncated_samples=sum(1 for f in fates if f.lost and not f.dropped),
-        split_samples=sum(1 for f in fates if f.split), dropped_samples=sum(1 for f in fates if f.dropped),
+        labeled=sum(labeled), packed_tokens=packed, tokens_lost=tokens - packed,
+        labeled_lost=sum(labeled) - labeled_packed,
+        truncated_samples=sum(1 for n, k, c in zip(lengths, kept_of, pieces_of) if c and k < n),
+        split_samples=sum(1 for c in pieces_of if c > 1), dropped_samples=sum(1 for c in pieces_of if not c),
         padding=padding, row_tokens=slots, padding_share=padding / slots if slots else 0.0,
         unpacked_padding_share=unpacked_padding / unpacked_slots if unpacked_slots else 0.0,
         fill=packed / (len(sequences) * options.max_length) if sequences else 0.0,
-        targets_unpacked=sum(_targets(x.labels) for x in inputs),
-        targets_packed=sum(_targets(r.labels) for r in rows))
+        targets_unpacked=sum(labeled) - sum(1 for x in inputs if x.labels and x.labels[0] != IGNORE_INDEX),
+        targets_packed=labeled_packed - starts)
 
 
 # --- gradient weights: unpacked vs packed -------------------------------------------------------------------------
