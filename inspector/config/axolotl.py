@@ -188,7 +188,7 @@ def _datasets(cfg: TrainerConfig, datasets: Any, on_inputs: bool, name: str) -> 
 
 def _role(name: str) -> str | None:
     """axolotl role names -> the inspector's: "human" -> "user", "gpt" -> "assistant"."""
-    from inspector.data.loaders import ROLE_ALIASES
+    from inspector.data.messages import ROLE_ALIASES
 
     role = ROLE_ALIASES.get(name.strip().lower())
     return role if role in TRAINABLE_ROLES else None

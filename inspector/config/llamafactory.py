@@ -158,7 +158,7 @@ def _format_problems(entry: dict[str, Any]) -> list[str]:
         if value not in reads:
             out.append(f"column {col} is {value!r}: the loader reads {' or '.join(map(repr, reads))}; rename it")
     if formatting == "sharegpt":
-        from inspector.data.loaders import ROLE_ALIASES
+        from inspector.data.messages import ROLE_ALIASES
 
         tags = {**SHAREGPT_TAGS, **(entry.get("tags") or {})}
         for tag in ("role_tag", "content_tag"):
