@@ -315,6 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="findings shown in full per fired check in the text output (default: 1)")
     p.set_defaults(handler=cmd_check)
 
+    from inspector.cli import audit as _audit_cli
+
+    _audit_cli.add_parser(sub)
+
     p = sub.add_parser("export", help="write trainer-ready samples (accepted), rejected records and a report",
                        description="Check every record and write DIR/accepted.jsonl (or .parquet) with input_ids, "
                                    "attention_mask, labels and assistant_masks per sample, DIR/rejected.jsonl with "
