@@ -228,3 +228,73 @@ def test_text_output_names_columns_and_patterns(exported, tok_dir, capsys):
     assert main(["audit", str(accepted), "--tokenizer", tok_dir, "--reference", str(raw)]) == 0
     out = capsys.readouterr().out
     assert "trained: labels != -100" in out and "No findings" in out and "PASSED" in out
+
+
+# --- the Audit page -----------------------------------------------------------------------------------------------
+
+AUDIT_PAGE = "pages/6_audit.py"
+
+
+def _core_audit(setup, bug):
+    """The page's audit computed by the core directly: the demo's samples, the simulated bug, no reference."""
+    from inspector.audit.compare import AuditContext
+    from inspector.audit.read import TokenRow
+    from inspector.audit.run import audit_token_rows
+    from inspector.data.loaders import load_data
+    from inspector.labels.engine import LabelEngine, LabelOptions
+    from inspector.template.tokenizer import DEMO_DIR
+
+    convs = load_data(DEMO_DIR / "demo.jsonl").conversations
+    from pages.common.ui import DEFAULT_MAX_LENGTH
+
+    samples, _ = LabelEngine(setup).build(convs, LabelOptions(max_length=DEFAULT_MAX_LENGTH))  # the sidebar's
+    closing = AuditContext(setup).closing_ids
+    rows = []
+    for i, s in enumerate(samples):
+        ids, labels = s.ids_array(), s.labels_array()
+        if bug == "shift labels by one":
+            labels = np.where(labels != IGNORE_INDEX, np.append(ids[1:], IGNORE_INDEX), IGNORE_INDEX)
+        rows.append(TokenRow(s.id, i, ids, labels != IGNORE_INDEX, labels))
+    return audit_token_rows(rows, setup, keep=len(rows))
+
+
+def test_audit_page_shows_what_the_core_finds(deepseek_setup):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=120).run()
+    at.switch_page(AUDIT_PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [t.value for t in at.title] == ["Audit"]
+    report, audits = _core_audit(deepseek_setup, "none")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Samples"] == f"{report.samples:,}"
+    assert metrics["Tokens that differ"] == f"{report.differing_tokens:,}"
+    assert metrics["Errors"] == f"{report.count('error'):,}"
+
+    at.selectbox(key="audit_bug").set_value("shift labels by one").run()
+    assert not at.exception, [e.value for e in at.exception]
+    report, audits = _core_audit(deepseek_setup, "shift labels by one")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Errors"] == f"{report.count('error'):,}" and report.count("error") > 0
+    charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    bars = charts["audit_patterns"]["data"]
+    assert any("labels-shifted" in y for t in bars for y in t["y"])
+    errors = next(t for t in bars if t["name"] == "error")
+    assert sum(errors["x"]) == sum(p.records for p in report.patterns.values() if p.severity == "error")
+    # the record on screen: its token table has a row per token, the trainer's and the inspector's labels
+    record = at.selectbox(key="audit_record").value
+    audit = next(a for a in audits if a.row.id == record)
+    at.toggle(key="audit_only_diff").set_value(False).run()
+    table = next(h.value for h in at.html if "sfti-audit" in h.value)
+    assert table.count('class="sfti-row"') == min(audit.row.num_tokens, 4000)
+    assert table.count('data-differs="true"') == audit.differences == 0  # shifted: compared by tokens only
+    assert any(f.severity == "error" for f in audit.findings)
+    shifted = [a for a in audits if any(f.code == "labels-shifted" for f in a.findings)]
+    assert len(shifted) == sum(bool(a.row.trained.any()) for a in audits) > 0  # every sample that trains anything
+
+    at.selectbox(key="audit_bug").set_value("drop the closing").run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.toggle(key="audit_only_diff").set_value(False).run()
+    record = at.selectbox(key="audit_record").value
+    table = next(h.value for h in at.html if "sfti-audit" in h.value)
+    assert table.count('data-differs="true"') >= 1, record  # the closing, trained by the inspector only

@@ -11,11 +11,7 @@ prompt/completion is trained as prompt + completion + EOS; bfd packing (padding-
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -23,7 +19,6 @@ from conftest import CHATML
 
 pytest.importorskip("trl", reason="trl is not installed (pip install -r requirements-trl.txt)")
 
-ROOT = Path(__file__).resolve().parents[1]
 CONVS = [
     {"messages": [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How can I help?"},
                   {"role": "user", "content": "Add 2 and 2"}, {"role": "assistant", "content": "4"}]},
@@ -35,8 +30,16 @@ CONVS = [
 
 
 def run_audit_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "inspector", "audit", *args], capture_output=True, text=True,
-                          cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=300)
+    """``python -m inspector audit ...`` in this process (the tokenizer's import costs seconds per process)."""
+    import contextlib
+    import io
+
+    from inspector.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["audit", *args])
+    return subprocess.CompletedProcess(["audit", *args], code, out.getvalue(), err.getvalue())
 
 
 def tiny_model(tok):
@@ -81,7 +84,7 @@ def qwen_prepared(qwen, tmp_path_factory):
     tok, _, _ = qwen
     tmp = tmp_path_factory.mktemp("trl-qwen")
     trainer = trainer_for(fresh(tok), CONVS, tmp, assistant_only_loss=True)
-    assert trainer.processing_class.chat_template != tok.chat_template  # TRL swapped in its training template
+    assert trainer.chat_template not in (None, tok.chat_template)  # TRL swapped in its training template
     trainer.train_dataset.save_to_disk(str(tmp / "prepared"))
     return trainer, tmp / "prepared"
 
@@ -101,6 +104,7 @@ def _newlines_after(ds, tok, after: str) -> tuple[int, int]:
     return tokens, records
 
 
+@pytest.mark.slow
 def test_trl_swapped_qwen25_template_trains_newline_after_im_end(qwen, qwen_prepared):
     tok, folder, template = qwen
     trainer, prepared = qwen_prepared
@@ -120,6 +124,7 @@ def test_trl_swapped_qwen25_template_trains_newline_after_im_end(qwen, qwen_prep
                          "--fail-on", "warning").returncode == 1
 
 
+@pytest.mark.slow
 def test_trl_prepared_labels_shifted_by_one_exit_1(qwen, qwen_prepared, tmp_path):
     import datasets
 
@@ -160,6 +165,7 @@ def test_trl_with_our_exported_training_template_has_no_difference(tiny_tokenize
     assert all(np.array_equal(a.expected, a.row.trained) for a in kept)
 
 
+@pytest.mark.slow
 def test_trl_completion_only_loss_prompt_completion(qwen, tmp_path):
     from inspector.audit.run import run_audit
     from inspector.template.tokenizer import load_setup
@@ -224,6 +230,7 @@ def test_trl_packing_bfd_padding_free(tiny_tokenizer, tmp_path):
     assert collated["totals"]["findings"]["error"] == 0 and collated["totals"]["differing_tokens"] == 0
 
 
+@pytest.mark.slow
 def test_callback_in_a_real_one_step_training(qwen, tmp_path):
     from inspector.integrations.trl import AuditCallback, AuditFailed, audit_trainer
 

@@ -19,5 +19,5 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "compare": ["AuditContext", "RowAudit", "audit_rows", "token_findings"],
     "findings": ["AUDIT_CHECKS", "audit_finding"],
     "report": ["AuditReport", "format_report", "iter_audits"],
-    "run": ["run_audit", "audit_batch"],
+    "run": ["run_audit", "audit_batch", "audit_token_rows"],
 })

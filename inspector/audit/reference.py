@@ -62,16 +62,18 @@ class Referencer:
     """Ties rows to conversations. ``reference``: the raw data (path) for --reference; ``setup`` + ``engine``:
     for recovery from tokens (None: no recovery)."""
 
-    def __init__(self, reference: str | None = None, setup: Any = None, engine: Any = None):
+    def __init__(self, reference: str | None = None, setup: Any = None, engine: Any = None,
+                 items: list[Conversation | Rejected] | None = None):
         self.by_id: dict[str, Conversation | Rejected] = {}
         self.order: list[Conversation | Rejected] = []
-        self.reference = reference
-        if reference is not None:
+        self.reference = reference if items is None else (reference or "the given records")
+        if items is None and reference is not None:
             from inspector.data import iter_records
 
-            for item in iter_records(reference):
-                self.order.append(item)
-                self.by_id.setdefault(item.id, item)
+            items = list(iter_records(reference))
+        for item in items or []:
+            self.order.append(item)
+            self.by_id.setdefault(item.id, item)
         self.setup = setup
         self.engine = engine
         tok = getattr(setup, "tokenizer", None)

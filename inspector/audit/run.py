@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from typing import Iterable
+
 from inspector.audit.compare import AuditContext, RowAudit
-from inspector.audit.read import open_tokenized, rows_from_batch
+from inspector.audit.read import TokenRow, open_tokenized, rows_from_batch
 from inspector.audit.reference import Referencer
 from inspector.audit.report import DEFAULT_CHUNK_ROWS, AuditReport, iter_audits
 
@@ -26,8 +28,8 @@ def run_audit(data: str, setup: Any, *, reference: str | None = None, limit: int
     """Audit the tokenized dataset at ``data`` (``limit``: its first N rows). Raises ``DataError`` when it cannot be
     read; everything found in it is in the report."""
     tokenized = open_tokenized(data)
-    ctx = AuditContext(setup, Referencer(reference, setup, None), keep_tokens=keep > 0)
-    ctx.referencer.engine = ctx.engine  # recovery from tokens uses the same engine
+    ctx = AuditContext(setup, keep_tokens=keep > 0)
+    ctx.referencer = Referencer(reference, setup, ctx.engine)  # recovery from tokens uses the same engine
     report = AuditReport(settings=audit_settings(data, setup, reference), columns=tokenized.columns.to_dict(),
                          max_records=max_records)
     kept: list[RowAudit] = []
@@ -47,3 +49,19 @@ def audit_batch(batch: Any, setup: Any, ctx: AuditContext | None = None, start: 
     report = report or AuditReport(settings=audit_settings("batch", setup, None), columns=cols.to_dict())
     report.add_all(iter_audits(rows, ctx))
     return report
+
+
+def audit_token_rows(rows: Iterable[TokenRow], setup: Any, *, reference_items: list | None = None, keep: int = 0,
+                     settings: dict[str, Any] | None = None, columns: dict[str, Any] | None = None
+                     ) -> tuple[AuditReport, list[RowAudit]]:
+    """Audit rows already in memory (the app's rows built from its own samples, or read from an upload);
+    ``reference_items``: conversations to tie them to, by id, else by order."""
+    ctx = AuditContext(setup, keep_tokens=keep > 0)
+    ctx.referencer = Referencer(None, setup, ctx.engine, items=reference_items)
+    report = AuditReport(settings=settings or audit_settings("rows", setup, None), columns=columns or {})
+    kept: list[RowAudit] = []
+    for audit in iter_audits(rows, ctx):
+        report.add(audit)
+        if len(kept) < keep:
+            kept.append(audit)
+    return report, kept
