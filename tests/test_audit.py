@@ -298,3 +298,26 @@ def test_audit_page_shows_what_the_core_finds(deepseek_setup):
     record = at.selectbox(key="audit_record").value
     table = next(h.value for h in at.html if "sfti-audit" in h.value)
     assert table.count('data-differs="true"') >= 1, record  # the closing, trained by the inspector only
+
+
+def test_plain_text_prompt_completion_is_built_as_trl_trains_it(tiny_setup, tiny_tokenizer):
+    """TRL trains a plain-text prompt/completion as tokenizer(prompt + completion) + EOS, the prompt's tokens masked,
+    no chat template; the engine builds it the same way and says so. A conversational pair keeps the template."""
+    from inspector.data import normalize_record
+    from inspector.labels.engine import LabelEngine, LabelOptions
+
+    tok = tiny_tokenizer
+    prompt, completion = "The quick brown fox", " jumps over the lazy dog."
+    conv = normalize_record({"prompt": prompt, "completion": completion})
+    assert conv.plain_text
+    sample = LabelEngine(tiny_setup).build_one(conv, LabelOptions())[0]
+    n_prompt = len(tok(prompt)["input_ids"])
+    want = tok(prompt + completion)["input_ids"] + [tok.eos_token_id]
+    assert sample.input_ids == want
+    assert sample.labels == [IGNORE_INDEX] * n_prompt + want[n_prompt:]
+    assert any("without a chat template" in n for n in sample.notes)
+    chat = normalize_record({"prompt": [{"role": "user", "content": prompt}],
+                             "completion": [{"role": "assistant", "content": completion}]})
+    assert not chat.plain_text
+    chat_sample = LabelEngine(tiny_setup).build_one(chat, LabelOptions())[0]
+    assert tok.convert_tokens_to_ids("<|im_start|>") in chat_sample.input_ids

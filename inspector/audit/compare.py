@@ -308,7 +308,7 @@ def audit_rows(rows: Sequence[TokenRow], ctx: AuditContext) -> list[RowAudit]:
     ties = [ctx.referencer.tie(r) for r in rows]
     convs = {}
     for r, t in zip(rows, ties):
-        if t.conversation is not None and not t.plain_text:
+        if t.conversation is not None:
             convs.setdefault(t.conversation.id, t.conversation)
     built: dict[str, Any] = {}
     if convs:
@@ -336,6 +336,8 @@ def _audit_row(row: TokenRow, tie: Tie, built: dict[str, Any], ctx: AuditContext
             roles = np.asarray([ROLE_CODE.get(s, 0) for s in sample.segments], dtype=np.int64)
             closings = {int(p) for p in np.flatnonzero(expected & (roles == 0))}
             care = np.ones(n, dtype=bool)
+            if tie.plain_text:
+                audit.notes.append("plain-text prompt/completion: prompt + completion + EOS, no chat template")
         else:
             expected, roles, unsure, closing_list, missing = _anchored(row, conv, ctx)
             closings = set(closing_list)
