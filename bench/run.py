@@ -12,6 +12,9 @@ In one run, on the same conversations (``bench/data.py``, plus the demo set when
    core path); skipped with a message while ``inspector/checks/`` does not exist;
 5. the peer: TRL's real data path, ``SFTTrainer._prepare_dataset`` with ``assistant_only_loss=True`` on the
    generated conversations (GEN as the template); skipped with a reason where ``trl`` is not installed.
+6. ours: the audit (``inspector.audit``) of the same records' tokenized samples (the engine's own samples as a
+   trainer's rows, tied to their conversations by id as ``audit --reference RAW`` does): the target is that it
+   runs at least as fast as the check (ratio 6/4 >= 1.0).
 
 Then the memory of a streamed check: ``--stream-n`` generated conversations written to a temporary JSONL file and
 streamed through the check in a subprocess (the CLI when ``python -m inspector`` exists, else the core path), its
@@ -73,6 +76,9 @@ NOTES_BEGIN, NOTES_END = "<!-- notes:begin -->", "<!-- notes:end -->"
 TRL_LABEL = "TRL SFTTrainer dataset preparation (assistant_only_loss)"
 PEER_RATIOS = (("3/5", 3, 5, "labels vs TRL's SFTTrainer data preparation"),
                ("4/5", 4, 5, "full check vs TRL's SFTTrainer data preparation"))
+# the audit of the tokenized samples against the check of the same records (step 6 over step 4)
+AUDIT_RATIO = ("6/4", 6, 4, 1.0, "audit of the tokenized samples vs full check")
+AUDIT_LABEL = "inspector audit of the tokenized samples (tied by id)"
 # scaling of the streamed check over processes (1 process = 1.0)
 SCALING_TARGET = 1.7
 
@@ -401,6 +407,9 @@ def bench_tokenizer(bt: BenchTokenizer, convs: list, n_demo: int, corpus: Path) 
         steps.append((4, "inspector full pre-flight check", lambda: runner(convs)))
     if trl_prepare is not None:
         steps.append((5, TRL_LABEL, trl_prepare))
+    audit_run, audit_why = audit_runner(setup, engine, convs)
+    if audit_run is not None:
+        steps.append((6, AUDIT_LABEL, audit_run))
     # Rounds run the steps in turn (1, 2, 3, 4, 5, 1, 2, ...), so a burst of load from elsewhere does not land on
     # every run of one step; the fastest run of each step counts.
     for rnd in range(max(REPEAT, 1)):
@@ -421,6 +430,9 @@ def bench_tokenizer(bt: BenchTokenizer, convs: list, n_demo: int, corpus: Path) 
                 del samples, errors
             elif step == 4:
                 r.detail = how + _report_summary(out)
+            elif step == 6:
+                r.detail = (f"{out.samples:,} samples, {out.tied:,} tied, {out.differing_tokens:,} tokens differ, "
+                            f"{out.count('error'):,} errors")
             elif step == 5:
                 r.conversations = n - n_demo
                 r.tokens = sum(len(x) for x in out["input_ids"])
@@ -435,8 +447,10 @@ def bench_tokenizer(bt: BenchTokenizer, convs: list, n_demo: int, corpus: Path) 
         run.steps[4] = StepResult(4, "inspector full pre-flight check", skipped=how)
     if trl_prepare is None:
         run.steps[5] = StepResult(5, TRL_LABEL, skipped=trl_why)
+    if audit_run is None:
+        run.steps[6] = StepResult(6, AUDIT_LABEL, skipped=audit_why)
     print(f"   {run.tokens:,} tokens")
-    for k in (1, 2, 3, 4, 5):
+    for k in (1, 2, 3, 4, 5, 6):
         _print_step(run.steps[k])
     for line in run.validation:
         print(f"   check: {line}")
@@ -444,8 +458,40 @@ def bench_tokenizer(bt: BenchTokenizer, convs: list, n_demo: int, corpus: Path) 
         print("   " + ratio_line(run, name, a, b, target, what))
     for name, a, b, what in PEER_RATIOS:
         print("   " + peer_line(run, name, a, b, what))
+    print("   " + ratio_line(run, *AUDIT_RATIO))
     gc.collect()
     return run
+
+
+def audit_runner(setup, engine, convs: list) -> tuple[Callable[[], Any] | None, str]:
+    """The audit of the records' tokenized samples as one callable, or (None, why not). The rows (the engine's own
+    samples, as a trainer would leave them) are built once, outside the timed region; the audit then ties each to its
+    conversation by id, renders it again and compares, as ``audit DATA --reference RAW`` does."""
+    try:
+        from inspector.audit.read import TokenRow
+        from inspector.audit.run import audit_token_rows
+    except Exception as exc:  # noqa: BLE001 - not written yet, or broken while being written
+        return None, f"inspector.audit is not importable ({type(exc).__name__}: {exc})"
+    from inspector.constants import IGNORE_INDEX
+    from inspector.labels.engine import LabelOptions
+
+    samples, _ = engine.build(convs, LabelOptions())
+    rows = []
+    for i, s in enumerate(samples):
+        labels = s.labels_array()
+        rows.append(TokenRow(s.conversation_id, i, s.ids_array(), labels != IGNORE_INDEX, labels))
+    del samples
+
+    def run():
+        before = os.environ.get("TOKENIZERS_PARALLELISM")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # as the check step runs
+        try:
+            return audit_token_rows(rows, setup, reference_items=convs)[0]
+        finally:
+            if before is None:
+                os.environ.pop("TOKENIZERS_PARALLELISM", None)
+
+    return run, "audit_token_rows"
 
 
 def trl_runner(bt: BenchTokenizer, setup, convs: list, messages: list) -> tuple[Callable[[], Any] | None, str]:
@@ -986,7 +1032,7 @@ def results_markdown(runs: list[TokenizerRun], stream: StreamResult | None, args
         lines += [f"## {run.name}", "", f"{run.describe}; {run.conversations:,} conversations, {run.tokens:,} tokens.",
                   "", "| step | seconds | conversations/s | tokens/s | peak RSS | RSS growth | notes |",
                   "|---|---:|---:|---:|---:|---:|---|"]
-        for k in (1, 2, 3, 4, 5):
+        for k in (1, 2, 3, 4, 5, 6):
             r = run.steps.get(k)
             if r is None:
                 continue
@@ -1041,6 +1087,11 @@ def target_lines(runs: list[TokenizerRun], stream: StreamResult | None,
             r = run.ratio(a, b)
             status = "not measured" if r is None else ("MET" if r >= target else "MISSED")
             out.append(f"- {run.name} {name} >= {target:g}: {status}" + ("" if r is None else f" ({r:.2f})"))
+        name, a, b, target, _what = AUDIT_RATIO
+        r = run.ratio(a, b)
+        status = "not measured" if r is None else ("MET" if r >= target else "MISSED")
+        out.append(f"- {run.name} {name} (audit vs check) >= {target:g}: {status}"
+                   + ("" if r is None else f" ({r:.2f})"))
     if stream is not None:
         if stream.error:
             out.append(f"- streamed {stream.n:,}-conversation check under 1.5 GB: not measured ({stream.via} failed)")

@@ -79,6 +79,8 @@ class Conversation:
     tools: list[dict[str, Any]] | None = None
     source: Source | None = None
     format: str | None = None  # the detected input format: "messages", "sharegpt", "prompt_completion", "alpaca"
+    # a prompt/completion pair of plain strings: trainers (TRL) train prompt + completion + EOS without a chat template
+    plain_text: bool = False
 
     def template_messages(self, tool_calls_as_text: bool = False) -> list[dict[str, Any]]:
         return [m.to_template_dict(tool_calls_as_text) for m in self.messages]

@@ -259,7 +259,8 @@ def test_chips_and_rendered_text(server, browser_page):
 # --- every page as the first request of a fresh server ---------------------------------------------------------
 
 PAGES = [("", "Inspect", "table.sfti-tokens"), ("dataset", "Dataset", ".js-plotly-plot"),
-         ("weights", "Gradient weights", ".js-plotly-plot"), ("export", "Export", '[data-testid="stDownloadButton"]')]
+         ("weights", "Gradient weights", ".js-plotly-plot"), ("export", "Export", '[data-testid="stDownloadButton"]'),
+         ("audit", "Audit", "table.sfti-audit")]
 SIDEBAR_SECTIONS = ("Tokenizer", "Chat template", "Data", "Training sample")
 
 

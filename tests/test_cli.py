@@ -132,7 +132,9 @@ def test_options_reach_the_engine(tmp_path, tiny_dir, capsys):
 
 
 def test_chat_template_file(tmp_path, tiny_dir, capsys):
-    data = write_jsonl(tmp_path / "d.jsonl", [{"prompt": "Hello!", "completion": "quick brown fox."}])
+    # conversational prompt/completion: a plain-text pair is trained without a chat template, as TRL does
+    data = write_jsonl(tmp_path / "d.jsonl", [{"prompt": [{"role": "user", "content": "Hello!"}],
+                                               "completion": [{"role": "assistant", "content": "quick brown fox."}]}])
     tmpl = tmp_path / "space.jinja"
     tmpl.write_text("{% for message in messages %}{% if message['role'] == 'assistant' %}"
                     "{{ '<|im_start|>assistant: ' + message['content'] + '<|im_end|>\n' }}{% else %}"
@@ -238,7 +240,7 @@ def test_every_command_and_option_has_help():
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     helps = {c.dest: c.help for c in action._choices_actions}
     subs = _subparsers(parser)
-    assert set(subs) == {"check", "export", "show", "checks", "pack", "training-template", "loss"}
+    assert set(subs) == {"audit", "check", "export", "show", "checks", "pack", "training-template", "loss"}
     for name, sub in subs.items():
         assert helps.get(name), f"command {name} has no help"
         assert sub.description, f"command {name} has no description"

@@ -17,11 +17,11 @@ from typing import Sequence
 from inspector.cli.config import apply_config
 from inspector.errors import InspectorError
 from inspector.template.render import run_now
-from inspector.cli import check, checks_list, loss, pack, show, training_template
+from inspector.cli import audit, check, checks_list, loss, pack, show, training_template
 from inspector.cli.options import EXIT_ERROR, EXIT_INTERNAL, EXIT_OK, EXIT_TERMINATED, _add_debug
 
 # every command module, in the order `--help` lists them; a new command is one module and one entry here
-COMMANDS = (check, show, pack, loss, checks_list, training_template)
+COMMANDS = (check, show, pack, loss, checks_list, training_template, audit)
 
 REPORT_BUGS = ("This is a bug in SFT Inspector, not a problem with your data: please report it (an issue in the "
                "project's repository) with the command you ran; run it again with --debug to see the traceback.")

@@ -193,8 +193,10 @@ def _normalize(record: Any, fmt: str | None, source: Source | None, index: int) 
         raise RecordError(f"record is {_a(record)}, expected a JSON object")
     messages, tools = _BUILDERS[fmt](record)
     _check_encodable(messages, tools, _raw_record_id(record) or "")
+    plain = fmt == "prompt_completion" and isinstance(record.get("prompt"), str) and isinstance(
+        record.get("completion"), str)
     return Conversation(id=_record_id(record, source, index), messages=messages, tools=tools, source=source,
-                        format=fmt)
+                        format=fmt, plain_text=plain)
 
 
 def _check_encodable(messages: list[Message], tools: Any = None, record_id: str = "") -> None:

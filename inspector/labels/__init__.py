@@ -5,6 +5,8 @@ a token, unshifted) under each strategy, checked by an independent verifier, and
   tags needed), and where each assistant turn starts and ends;
 - ``engine``: ``LabelEngine`` turns conversations into ``Sample``s (assistant-only, all-tokens, last-turn, session,
   split-turns, response-template), tokenizing all rendered texts in one batched call;
+- ``plain_text``: plain-text prompt/completion records laid out as TRL trains them (prompt + completion + EOS, no
+  chat template);
 - ``response_template``: TRL's completion-only collator's response-marker search, reproduced exactly;
 - ``verify``: the perturbation verifier, which re-renders with one field replaced and diffs, using nothing of
   ``spans``;

@@ -46,6 +46,7 @@ from inspector.errors import RenderError, RenderTimeout
 from inspector.template.render import (RenderLimits, Rendered, TemplateInfo, probe_template, render, template_variables,
                      too_many_tokens)
 from inspector.labels.response_template import response_template_labels
+from inspector.labels.plain_text import PLAIN_TEXT_STRATEGIES, adds_bos, plain_text_layout
 from inspector.labels.spans import Layout, Span, Turn, locate
 from inspector.template.clock import CpuBudget
 from inspector.template.tokenizer import ChatSetup, is_tokenizer_failure
@@ -577,6 +578,9 @@ class LabelEngine:
         if opts.strategy == "session" and opts.turn_format is not None:
             messages = conv.template_messages()
             return [_Job(conv, conv.id, messages, Rendered(""), Layout([], [], []), None)]
+        if conv.plain_text and opts.strategy in PLAIN_TEXT_STRATEGIES:
+            messages, text, spans, notes = plain_text_layout(conv)
+            return [_Job(conv, conv.id, messages, Rendered(text), Layout(spans, [], []), None, notes=notes)]
         messages, notes = self.template_messages(conv, info)
         if opts.strategy == "split-turns":
             return self._split_turn_jobs(conv, messages, opts, info, notes)
@@ -683,6 +687,8 @@ class LabelEngine:
         layout = job.layout
         notes = list(job.notes)
         open_turn = None
+        if job.conv.plain_text and opts.strategy in PLAIN_TEXT_STRATEGIES:
+            return self._finish_plain_text(job, ids, offs, opts)
         if opts.strategy == "all-tokens":
             regions = [(0, len(text))]
         else:
@@ -713,6 +719,31 @@ class LabelEngine:
                         adapted=job.adapted, cpu_seconds=job.cpu_seconds)
         if job.rendered.generation_spans is not None and opts.strategy == "assistant-only":
             sample.generation_mismatch = compare_generation_mask(sample, job.rendered.generation_spans)
+        if opts.max_length is not None:
+            sample = truncate(sample, opts.max_length, opts.truncation_side)
+        return sample
+
+    def _finish_plain_text(self, job: _Job, ids: list[int], offs: np.ndarray, opts: LabelOptions) -> Sample:
+        """A plain-text prompt/completion sample as TRL builds it: ``tokenizer(prompt + completion)`` (its BOS, if
+        the tokenizer adds one), the prompt's tokens masked, the completion's trained, then EOS, trained."""
+        text = job.rendered.text
+        spans = job.layout.spans
+        regions = [] if opts.strategy == "all-tokens" else [(s.start, s.end) for s in spans if s.role == "assistant"]
+        labels, segments, msg_idx, straddles = annotate(text, np.asarray(ids, dtype=np.int64), offs, job.layout,
+                                                        regions if opts.strategy != "all-tokens" else [(0, len(text))])
+        arrays = _TokenArrays(np.asarray(ids, dtype=np.int64), labels, offs, segments, msg_idx, straddles)
+        tok = self.tokenizer
+        bos, eos = getattr(tok, "bos_token_id", None), getattr(tok, "eos_token_id", None)
+        if bos is not None and adds_bos(tok) and (not len(arrays.ids) or arrays.ids[0] != bos):
+            arrays.insert(0, [bos], -1, labeled=opts.strategy == "all-tokens")
+        answer = max((s.message_index for s in spans if s.role == "assistant"), default=-1)
+        if eos is not None and (not len(arrays.ids) or arrays.ids[-1] != eos):
+            arrays.insert(len(text), [eos], answer, labeled=True)
+        ids_a, labels, offs, segments, msg_idx, straddles = arrays.astuple()
+        if opts.strategy == "all-tokens":
+            labels = ids_a.copy()
+        sample = Sample(job.sample_id, job.conv.id, opts.strategy, text, ids_a, labels, offs, segments, msg_idx,
+                        straddles, list(spans), [], list(job.notes), messages=job.messages)
         if opts.max_length is not None:
             sample = truncate(sample, opts.max_length, opts.truncation_side)
         return sample
