@@ -12,6 +12,9 @@ capability (each ``__init__`` says what lives there; README "How it is built" dr
 - ``training_template/``: chat templates rewritten with ``{% generation %}`` tags for TRL;
 - ``train/``: what a trainer does next: packing, the real loss with a model;
 - ``views/``: what the app draws, as tables, HTML and Plotly figures;
+- ``audit/``: read a trainer's own tokenized output and say where its labels differ from what should be trained;
+- ``config/``: read a TRL, axolotl or LLaMA-Factory config into the inspector's options;
+- ``integrations/``: a TRL callback that audits the batches the model really receives;
 - ``cli/``: ``python -m inspector``;
 - ``constants``, ``conversations``, ``errors``: the ground types every folder shares.
 """
