@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import CHATML
-from inspector.cli import main
+from inspector.cli.main import main
 from inspector.constants import IGNORE_INDEX
 
 CONVS = [

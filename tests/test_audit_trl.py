@@ -34,7 +34,7 @@ def run_audit_cli(*args: str) -> subprocess.CompletedProcess:
     import contextlib
     import io
 
-    from inspector.cli import main
+    from inspector.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
