@@ -325,14 +325,17 @@ _HOOK_LOCK = threading.Lock()  # installs hooks and per-template locks once per 
 
 def render(messages: list[dict[str, Any]], template: str, tokenizer: Any = None, *, tools: list | None = None,
            add_generation_prompt: bool = False, variables: dict[str, Any] | None = None,
-           track_generation: bool = False, limits: RenderLimits = RenderLimits()) -> Rendered:
+           track_generation: bool = False, limits: RenderLimits = RenderLimits(),
+           prepared: bool = False) -> Rendered:
     """Render ``messages`` with ``template``. Raises ``RenderError`` (the template's own message) or
-    ``RenderTimeout``. ``variables`` defaults to ``template_variables(tokenizer)``."""
+    ``RenderTimeout``. ``variables`` defaults to ``template_variables(tokenizer)``. ``prepared``: ``messages`` are
+    ``template_messages(...)`` already (or a slice of them: the preparation is per message), so they are not made
+    again; the train/inference check renders several prefixes of one conversation."""
     import jinja2
     compiled = compile_template(template)
     env = compiled.environment
     ctx = dict(variables if variables is not None else template_variables(tokenizer))
-    ctx.update(messages=template_messages(messages), tools=_template_data(tools),
+    ctx.update(messages=messages if prepared else template_messages(messages), tools=_template_data(tools),
                documents=None, add_generation_prompt=add_generation_prompt)
     blocks: list[str] = []
     gen_spans: list[tuple[int, int]] = []
