@@ -221,3 +221,19 @@ def test_a_template_cannot_change_the_messages_it_is_given(statement):
         render(messages, "{% set _ = " + statement + " %}{{ messages[0]['content'] }}", tools=tools,
                variables={})
     assert repr((messages, tools)) == before
+
+
+def test_dict_attribute_fast_path_gives_what_the_sandbox_gives():
+    """message.role, message.get(...) on plain dicts skip the sandbox's generic checks: the values must be the ones
+    the sandbox gives (a key, dict.get, a dict method named like a key, a missing key, a key named 'get')."""
+    import jinja2.sandbox
+
+    template = ("{% for m in messages %}{{ m.role }}|{{ m.get('content') }}|{{ m.get('nope', 'dflt') }}|"
+                "{{ m.nope is defined }}|{{ m.items is defined }}|{{ m.items == 'shadowed' }}|"
+                "{{ m.pop is defined }}|{{ m['get'] if 'get' in m }}\n{% endfor %}")
+    messages = [{"role": "user", "content": "Hi", "items": "shadowed"}, {"role": "assistant", "content": "Yo",
+                                                                       "get": "x"}]
+    plain = jinja2.sandbox.ImmutableSandboxedEnvironment().from_string(template).render(messages=messages)
+    ours = render(messages, template).text
+    assert ours == plain
+    assert "user|Hi|dflt|False|True|" in ours and "|x\n" in ours

@@ -27,6 +27,7 @@ from inspector.checks.catalog import finding
 from inspector.checks.context import CheckContext, one_line, plural, sample_messages, trained_turns
 from inspector.errors import RenderError
 from inspector.labels.engine import Sample, tokenize_batch
+from inspector.template.render import template_messages
 
 # train-inference-mismatch renders the prompt of each trained turn (the conversation so far): a record with
 # thousands of turns would cost a quadratic number of rendered messages, so at most this many turns are checked,
@@ -58,9 +59,11 @@ def check_train_inference(sample, conv, ctx, labeled):
         turns = [turns[k] for k in keep.tolist()]
     out = []
     prompts, which = [], []
+    prepared = template_messages(msgs) if turns else msgs  # made once: each prompt renders a prefix of them
     for t in turns:
         try:
-            rendered = ctx.engine.render(msgs[: t.message_index], conv.tools, ctx.opts, add_generation_prompt=True)
+            rendered = ctx.engine.render(prepared[: t.message_index], conv.tools, ctx.opts,
+                                         add_generation_prompt=True, prepared=True)
         except RenderError as exc:
             out.append(finding("train-inference-mismatch",
                                f"assistant message {t.message_index}: the inference prompt (messages[:"

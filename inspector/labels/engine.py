@@ -387,15 +387,16 @@ class LabelEngine:
         return probe_template(self.template, self.tokenizer, opts.template_kwargs or None, opts.limits)
 
     def render(self, messages: list[dict[str, Any]], tools: list | None, opts: LabelOptions, *,
-               add_generation_prompt: bool = False, track: bool = False) -> Rendered:
+               add_generation_prompt: bool = False, track: bool = False, prepared: bool = False) -> Rendered:
         """Render with this engine's template and variables; ``tools`` are put in the shape the template reads
-        (see ``adapt_tools``)."""
+        (see ``adapt_tools``). ``prepared``: the messages are ``template_messages(...)`` already (see ``render``)."""
         variables = self.variables(opts)
         if tools:
             tools = adapt_tools(tools, self.info(opts).tools_shape)[0]
         try:
             return render(messages, self.template, self.tokenizer, tools=tools, variables=variables,
-                          add_generation_prompt=add_generation_prompt, track_generation=track, limits=opts.limits)
+                          add_generation_prompt=add_generation_prompt, track_generation=track, limits=opts.limits,
+                          prepared=prepared)
         except RenderTimeout:
             raise  # a template that ran out of time once would only run out again
         except RenderError:
@@ -403,7 +404,8 @@ class LabelEngine:
                 raise
             # tool-use templates iterate `tools` without checking it is defined: retry with an empty list
             return render(messages, self.template, self.tokenizer, tools=[], variables=variables,
-                          add_generation_prompt=add_generation_prompt, track_generation=track, limits=opts.limits)
+                          add_generation_prompt=add_generation_prompt, track_generation=track, limits=opts.limits,
+                          prepared=prepared)
 
     def template_messages(self, conv: Conversation, info: TemplateInfo) -> tuple[list[dict[str, Any]], list[str]]:
         """The messages the template sees, adapted to what it expects from a tool call (learned by the probe), and

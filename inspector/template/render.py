@@ -363,14 +363,17 @@ _HOOK_LOCK = threading.Lock()  # installs hooks and per-template locks once per 
 
 def render(messages: list[dict[str, Any]], template: str, tokenizer: Any = None, *, tools: list | None = None,
            add_generation_prompt: bool = False, variables: dict[str, Any] | None = None,
-           track_generation: bool = False, limits: RenderLimits = RenderLimits()) -> Rendered:
+           track_generation: bool = False, limits: RenderLimits = RenderLimits(),
+           prepared: bool = False) -> Rendered:
     """Render ``messages`` with ``template``. Raises ``RenderError`` (the template's own message) or
-    ``RenderTimeout``. ``variables`` defaults to ``template_variables(tokenizer)``."""
+    ``RenderTimeout``. ``variables`` defaults to ``template_variables(tokenizer)``. ``prepared``: ``messages`` are
+    ``template_messages(...)`` already (or a slice of them: the preparation is per message), so they are not made
+    again; the train/inference check renders several prefixes of one conversation."""
     import jinja2
     compiled = compile_template(template)
     env = compiled.environment
     ctx = dict(variables if variables is not None else template_variables(tokenizer))
-    ctx.update(messages=template_messages(messages), tools=_template_data(tools),
+    ctx.update(messages=messages if prepared else template_messages(messages), tools=_template_data(tools),
                documents=None, add_generation_prompt=add_generation_prompt)
     if limits.now is not None:
         ctx["strftime_now"] = frozen_clock(limits.now)
@@ -510,6 +513,8 @@ def _drain(gen, blocks: list[str], deadline: _Deadline, max_chars: int) -> int:
 
 _LOCAL = threading.local()  # the deadline of the render running in this thread, read by the hooks
 _SIZED = (str, list, tuple, dict)
+_BUILTIN_METHOD = type({}.get)
+_DICT_ATTRS = frozenset(dir(dict))
 
 
 class _watch_calls:
@@ -557,6 +562,15 @@ def _install_call_hook(env: Any, local: Any) -> None:
                 deadline.check_size(value)
             for value in kwargs.values():
                 deadline.check_size(value)
+            if type(__obj) is _BUILTIN_METHOD and type(getattr(__obj, "__self__", None)) is dict \
+                    and __obj.__name__ == "get":
+                # message.get('key'): the call templates make most. What the sandbox would do (dict.get is safely
+                # callable, takes no context, grows nothing), without its checks: the same result, sized the same.
+                kwargs.pop("_loop_vars", None)
+                kwargs.pop("_block_vars", None)
+                result = __obj(*args, **kwargs)
+                deadline.check_size(result)
+                return result
             args, size = check_call(__obj, args, kwargs, deadline.max_chars)  # sized before it runs
             result = original_call(__context, __obj, *args, **kwargs)
             deadline.check_size(result)
@@ -565,7 +579,14 @@ def _install_call_hook(env: Any, local: Any) -> None:
             return result
 
         def getattr_(obj, attribute):
-            result = original_getattr(obj, attribute)
+            # message.role / message.get on a plain dict, what the sandbox would give (an item when dict has no such
+            # attribute; dict.get is a safe attribute), without its checks; anything else goes through the sandbox
+            if type(obj) is dict and attribute not in _DICT_ATTRS and attribute in obj:
+                result = obj[attribute]
+            elif type(obj) is dict and attribute == "get":
+                result = obj.get
+            else:
+                result = original_getattr(obj, attribute)
             deadline = getattr(local, "deadline", None)
             if deadline is not None:  # inlined checks: templates read attributes and items thousands of times
                 if monotonic() > deadline.end and deadline.expired():
