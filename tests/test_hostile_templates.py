@@ -23,7 +23,8 @@ from conftest import CHATML
 from inspector.conversations import Conversation, Message
 from inspector.errors import ChatTemplateError, InspectorError, RenderError, RenderTimeout
 from inspector.labels.engine import STRATEGIES, LabelEngine, LabelOptions, SampleError
-from inspector.template.render import RenderLimits, probe_template, render
+from inspector.template.render import RenderLimits, render
+from inspector.template.probe import probe_template
 from inspector.template.tokenizer import ChatSetup
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,17 +7,8 @@ import numpy as np
 import pytest
 
 from inspector.errors import ChatTemplateError, RenderError, RenderTimeout
-from inspector.template.render import (
-    DEFAULT_DATE_STRING,
-    RenderLimits,
-    compile_template,
-    has_generation_tags,
-    marker_regex,
-    probe_template,
-    render,
-    template_variables,
-    template_variables_used,
-)
+from inspector.template.render import DEFAULT_DATE_STRING, RenderLimits, compile_template, has_generation_tags, render, template_variables
+from inspector.template.probe import marker_regex, probe_template, template_variables_used
 
 CHATML = (
     "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"

@@ -16,7 +16,8 @@ import pytest
 from conftest import CHATML
 from inspector.conversations import Conversation, Message
 from inspector.labels.engine import STRATEGIES, LabelEngine, LabelOptions
-from inspector.template.render import probe_template, render
+from inspector.template.render import render
+from inspector.template.probe import probe_template
 from inspector.template.tokenizer import ChatSetup
 
 ROOT = Path(__file__).resolve().parents[1]

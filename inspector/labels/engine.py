@@ -43,8 +43,8 @@ import numpy as np
 from inspector.constants import IGNORE_INDEX, SEGMENTS
 from inspector.conversations import Conversation
 from inspector.errors import RenderError, RenderTimeout
-from inspector.template.render import (RenderLimits, Rendered, TemplateInfo, probe_template, render, template_variables,
-                     too_many_tokens)
+from inspector.template.render import RenderLimits, Rendered, render, template_variables, too_many_tokens
+from inspector.template.probe import TemplateInfo, probe_template
 from inspector.labels.response_template import response_template_labels
 from inspector.labels.plain_text import PLAIN_TEXT_STRATEGIES, adds_bos, plain_text_layout
 from inspector.labels.spans import Layout, Span, Turn, locate

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from inspector.errors import RenderError, RenderTimeout
-from inspector.template.render import TemplateInfo, _common_prefix_len
+from inspector.template.probe import TemplateInfo, _common_prefix_len
 
 SHORT_PIECE = 16  # pieces shorter than this are confirmed with a sentinel render
 SENTINEL = "zqxSENTINELxqz"

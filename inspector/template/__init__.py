@@ -2,7 +2,8 @@
 
 - ``tokenizer``: any Hugging Face tokenizer (hub id, local folder, ``tokenizer.json``, GGUF, SentencePiece,
   Tekken) and the template to use (its own, or Jinja text a user gives): a ``ChatSetup``;
-- ``render``: render messages with the template (probe what it expects, limits on time and size);
+- ``render``: render messages with the template, with limits on time and size;
+- ``probe``: render tiny conversations once to learn the template's turn markers (``TemplateInfo``);
 - ``sandbox``: the bounded Jinja sandbox every render runs in (memory and work sized before each step).
 
 Nothing here knows about labels: ``inspector.labels`` builds samples on top of these renders.
@@ -13,6 +14,6 @@ from inspector._lazy import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "tokenizer": ["ChatSetup", "DEFAULT_TOKENIZER", "DEMO_DIR", "load_setup", "load_tokenizer", "resolve_template",
                   "is_tokenizer_failure"],
-    "render": ["RenderLimits", "Rendered", "TemplateInfo", "compile_template", "has_generation_tags", "probe_template",
-               "render"],
+    "render": ["RenderLimits", "Rendered", "compile_template", "has_generation_tags", "render"],
+    "probe": ["TemplateInfo", "probe_template"],
 })
