@@ -119,3 +119,18 @@ def test_num_proc_gives_the_same_packing(tmp_path, tiny_dir, capsys):  # noqa: F
     _, two, _ = run_main(base + ["--num-proc", "2"], capsys)
     assert json.loads(one) == json.loads(two)
     assert json.loads(one)["packing"]["samples"] == 12 and json.loads(one)["totals"]["records"] == 13
+
+
+def test_text_header_names_the_packed_length_and_counts_in_the_singular(tmp_path, tiny_dir, capsys):  # noqa: F811
+    data = write_jsonl(tmp_path / "d.jsonl", CLEAN)
+    out_dir = tmp_path / "out"
+    code, out, _ = run_main(["pack", data, "--tokenizer", tiny_dir, "--max-length", "1024", "--out", str(out_dir)],
+                            capsys)
+    assert code in (0, 1)
+    head = out.splitlines()[0]
+    assert "max_length 1024 (packed sequences; samples not truncated)" in head and "max_length none" not in out
+    rows = (out_dir / "packed.jsonl").read_text().splitlines()
+    assert len(rows) == 1  # two short samples fit one 1024-token sequence
+    assert "-> 1 packed sequence (" in out and "in 1 micro-batch\n" in out
+    assert f"Wrote {out_dir / 'packed.jsonl'}: 1 packed sequence\n" in out
+    assert "1 packed sequences" not in out

@@ -17,6 +17,11 @@ def _n(x: int) -> str:
     return f"{x:,}"
 
 
+def _count(x: int, word: str, many: str | None = None) -> str:
+    """``_count(1, "packed sequence")`` = "1 packed sequence", ``_count(1200, "sample")`` = "1,200 samples"."""
+    return f"{x:,} {word if x == 1 else many or word + 's'}"
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
@@ -33,8 +38,11 @@ def format_report(report: Report, examples: int = 1) -> str:
     """The text summary: totals, one row per fired check (findings, records, share, example ids), quiet checks."""
     s = report.settings
     t = report.to_dict()["totals"]
+    packed = (s.get("packing") or {}).get("max_length")  # pack: samples stay whole, sequences are max_length long
+    length = (f"max_length {packed} (packed sequences; samples not truncated)" if packed and not s.get("max_length")
+              else f"max_length {s.get('max_length') or 'none'}")
     head = [f"tokenizer {s.get('tokenizer')} (template: {s.get('template_source')}) · strategy {s.get('strategy')}"
-            f" · max_length {s.get('max_length') or 'none'}"]
+            f" · {length}"]
     share = _pct(t["trainable_share"]) if t["tokens"] else "-"
     head.append(f"{_n(t['records'])} records: {_n(t['conversations'])} conversations, {_n(t['rejected_by_loader'])} "
                 f"rejected by the loader -> {_n(t['samples'])} samples, {_n(t['tokens'])} tokens, "

@@ -13,7 +13,7 @@ from typing import Any
 from inspector.checks.context import CheckContext
 from inspector.checks.run import Outcome
 from inspector.checks.report import Report, report_settings
-from inspector.cli.format import _n, _pct, _verdict, format_report
+from inspector.cli.format import _count, _n, _pct, _verdict, format_report
 from inspector.cli.options import EXIT_FINDINGS, EXIT_OK, FAIL_ON, _add_run_options, _add_setup_options, _positive_int
 from inspector.cli.run import _items, _options, _progress, _skip, _spec, _thresholds, load_spec, run_outcomes
 
@@ -66,7 +66,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
         print(format_packing(data["packing"]))
         if written:
             out = Path(args.out)
-            print(f"Wrote {out / 'packed.jsonl'}: {_n(written['sequences'])} packed sequences")
+            print(f"Wrote {out / 'packed.jsonl'}: {_count(written['sequences'], 'packed sequence')}")
             print(f"Wrote {out / 'report.json'}")
         print(_verdict(report, args.fail_on))
     return EXIT_FINDINGS if report.fails(args.fail_on) else EXIT_OK
@@ -78,12 +78,12 @@ def format_packing(summary: dict[str, Any]) -> str:
     return "\n".join([
         f"packing {o['strategy']} · {summary['layout'].replace('_', '-')} layout · max_length {o['max_length']} · "
         f"{o['batch_size']} sequences per micro-batch",
-        f"{_n(summary['samples'])} samples, {_n(summary['tokens'])} tokens -> {_n(summary['sequences'])} packed "
-        f"sequences ({_pct(summary['fill'])} full) in {_n(summary['batches'])} micro-batch"
-        f"{'' if summary['batches'] == 1 else 'es'}",
-        f"lost: {_n(summary['tokens_lost'])} tokens ({_n(summary['labeled_lost'])} labeled) of "
+        f"{_count(summary['samples'], 'sample')}, {_count(summary['tokens'], 'token')} -> "
+        f"{_count(summary['sequences'], 'packed sequence')} ({_pct(summary['fill'])} full) in "
+        f"{_count(summary['batches'], 'micro-batch', 'micro-batches')}",
+        f"lost: {_count(summary['tokens_lost'], 'token')} ({_n(summary['labeled_lost'])} labeled) of "
         f"{_n(summary['truncated_samples'])} truncated and {_n(summary['dropped_samples'])} dropped samples; "
-        f"{_n(summary['split_samples'])} samples split across sequences",
+        f"{_count(summary['split_samples'], 'sample')} split across sequences",
         f"padding: {_pct(summary['padding_share'])} of the collated rows (without packing: "
         f"{_pct(summary['unpacked_padding_share'])})",
         f"the model gets: {summary['inputs']}",
