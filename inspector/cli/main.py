@@ -17,6 +17,7 @@ from typing import Sequence
 from inspector.errors import InspectorError
 from inspector.cli import check, checks_list, loss, pack, show, training_template
 from inspector.cli.options import EXIT_ERROR, EXIT_INTERNAL, EXIT_OK, EXIT_TERMINATED, _add_debug
+from inspector.cli.validate import check_args
 
 # every command module, in the order `--help` lists them; a new command is one module and one entry here
 COMMANDS = (check, show, pack, loss, checks_list, training_template)
@@ -75,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:  # not the main thread: leave signals alone
         pass
     try:
+        check_args(args)  # paths and options first: loading a tokenizer takes seconds
         return args.handler(args)
     except InspectorError as exc:
         print(f"Error: {exc}", file=sys.stderr)
