@@ -21,7 +21,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
     from dataclasses import asdict, replace
 
     from inspector.data.packed_export import write_packed
-    from inspector.train.packing import PackInput, PackOptions, count_findings, pack, packing_findings, packing_summary
+    from inspector.train.packing import (PackInput, PackOptions, count_findings, default_padding_free, pack,
+                                         packing_findings, packing_summary)
 
     spec = _spec(args)
     setup = load_spec(spec)
@@ -31,7 +32,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
     tok = setup.tokenizer
     pad = next((i for i in (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None)) if i is not None),
                0)
-    popts = PackOptions(max_length=args.max_length, strategy=args.packing, padding_free=args.padding_free,
+    padding_free = default_padding_free(args.packing) if args.padding_free is None else args.padding_free
+    popts = PackOptions(max_length=args.max_length, strategy=args.packing, padding_free=padding_free,
                         batch_size=args.batch_size, map_batch_size=args.map_batch_size,
                         pad_to_multiple_of=args.pad_to_multiple_of, pad_token_id=int(pad))
     report = Report(settings={"data": args.data, **report_settings(setup, opts, thresholds), "packing": asdict(popts)},
@@ -93,7 +95,8 @@ def format_packing(summary: dict[str, Any]) -> str:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pack", help="pack samples as TRL does and check what packing does to labels and attention",
                        description="Build every sample (not truncated), pack them as TRL's pack_dataset does into "
-                                   "sequences of --max-length tokens, collate them (padded, or --padding-free) and run "
+                                   "sequences of --max-length tokens, collate them as TRL does (padding-free for bfd and "
+                                   "bfd_split, padded for wrapped; --padded / --padding-free for the other) and run "
                                    "the checks plus the packing checks. --out DIR writes DIR/packed.jsonl (input_ids, "
                                    "labels, position_ids, seq_lengths, sample_ids per packed sequence) and "
                                    "DIR/report.json. Exit 0 when nothing at or above --fail-on fired, 1 when something "
@@ -110,9 +113,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("packing")
     g.add_argument("--packing", choices=("bfd", "bfd_split", "wrapped"), default="bfd",
                    help="packing strategy (default: bfd, TRL's default)")
-    g.add_argument("--padding-free", action="store_true",
-                   help="collate padding-free: one row per micro-batch, position_ids from seq_lengths, labels -100 at "
-                        "position id 0 (TRL's SFTTrainer does this for bfd and bfd_split); default: padded rows")
+    layout = g.add_mutually_exclusive_group()
+    layout.add_argument("--padding-free", dest="padding_free", action="store_const", const=True, default=None,
+                        help="collate padding-free: one row per micro-batch, position_ids from seq_lengths, labels "
+                             "-100 at position id 0 (default for bfd and bfd_split, as TRL's SFTTrainer does)")
+    layout.add_argument("--padded", dest="padding_free", action="store_const", const=False,
+                        help="collate padded rows, one per packed sequence with an attention mask (default for "
+                             "wrapped, as in TRL; with bfd it shows what a padded collator, not TRL's, would do)")
     g.add_argument("--batch-size", type=_positive_int, default=8, metavar="N",
                    help="packed sequences per micro-batch (per_device_train_batch_size; default: 8)")
     g.add_argument("--map-batch-size", type=_positive_int, default=1000, metavar="N",
