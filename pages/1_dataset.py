@@ -39,6 +39,24 @@ def _picked(event, rows=None):
     return None
 
 
+def _bin_list(event, stats, column: str, key: str) -> None:
+    """Under a histogram: the samples of the clicked bar, a list to pick one from and open it in Inspect."""
+    points = (event or {}).get("selection", {}).get("points", []) if event else []
+    custom = points[0].get("customdata") if points else None
+    if not custom:
+        st.session_state.pop(f"{key}_opened", None)
+        return
+    rows = viz.samples_in_bin(stats, column, custom)
+    st.markdown(f"**{len(rows):,} sample{'' if len(rows) == 1 else 's'} in this bar**")
+    if rows.empty:
+        return
+    labels = {f"{r.sample_id} · {int(r.tokens):,} tokens · {r.trained_share:.0%} trained": r.conversation_id
+              for r in rows.itertuples()}
+    picked = st.selectbox("Open in Inspect", list(labels), index=None, key=key,
+                          placeholder="pick a sample of this bar to inspect it")
+    _open(labels[picked] if picked else None, f"{key}_opened")
+
+
 with page("Dataset") as ctx:
     data = analysis.scan(ctx)
     stats, records, findings = data.stats, data.records, data.findings
@@ -76,15 +94,18 @@ with page("Dataset") as ctx:
     with tab_dist:
         h1, h2 = st.columns(2)
         with h1:
-            st.markdown("**Lengths** (tokens per sample before truncation; the red line is the max length)")
-            st.plotly_chart(viz.length_histogram(stats, ctx.options.max_length), key="dataset_lengths",
-                            config={"displayModeBar": False})
+            st.markdown("**Lengths** (tokens per sample before truncation; the red line is the max length; click "
+                        "a bar to list its samples)")
+            event = st.plotly_chart(viz.length_histogram(stats, ctx.options.max_length), key="dataset_lengths",
+                                    config={"displayModeBar": False}, on_select="rerun", selection_mode="points")
+            _bin_list(event, stats, "original_tokens", "dataset_lengths_pick")
         with h2:
             shares = {"trained": "trained_share", **{s: f"{s}_share" for s in ("assistant", "user", "system",
                                                                              "tool", "template")}}
             which = st.selectbox("Share per sample of", list(shares), key="dataset_share_of")
-            st.plotly_chart(viz.share_histogram(stats, shares[which]), key="dataset_shares",
-                            config={"displayModeBar": False})
+            event = st.plotly_chart(viz.share_histogram(stats, shares[which]), key="dataset_shares",
+                                    config={"displayModeBar": False}, on_select="rerun", selection_mode="points")
+            _bin_list(event, stats, shares[which], "dataset_shares_pick")
         st.markdown("**Length vs trained share** (one point per sample; click one to inspect it)")
         event = st.plotly_chart(viz.length_share_scatter(stats), key="dataset_scatter", on_select="rerun",
                                 selection_mode="points")

@@ -19,7 +19,8 @@ from inspector.views import viz
 from inspector.labels import weights
 from inspector.checks import evaluate, special_token_ids
 from inspector.train.packing import (DEFAULT_BATCH_SIZE, PACKING_STRATEGIES, TRL_MAP_BATCH_SIZE, PackOptions,
-                               attention_support, layout_inputs, pack, packing_findings, weights_before_after)
+                                     attention_support, default_padding_free, layout_inputs, pack, packing_findings,
+                                     weights_before_after)
 from pages.common import analysis, page, show, ui
 
 ICON = ":material/view_agenda:"
@@ -74,6 +75,15 @@ def _clicked_block(event) -> tuple[int, int] | None:
     return int(y.split()[1]), int(sample)
 
 
+def _trl_layout(strategy: str) -> str:
+    """The layout TRL's SFTTrainer collates this strategy in (the radio's label)."""
+    return "padding-free" if default_padding_free(strategy) else "padded"
+
+
+def _follow_trl_layout() -> None:
+    st.session_state["packing_layout"] = _trl_layout(st.session_state["packing_strategy"])
+
+
 with page("Packing") as ctx:
     st.markdown(
         "Most SFT runs **pack**: several samples share one training sequence of at most *max length* tokens, so "
@@ -85,11 +95,14 @@ with page("Packing") as ctx:
     length = ctx.options.max_length or DEFAULT_PACK_LENGTH
     c = st.columns([1, 1, 1, 1])
     strategy = c[0].selectbox("Packing strategy", PACKING_STRATEGIES, key="packing_strategy",
-                              help="\n".join(f"- **{k}**: {v}" for k, v in STRATEGY_HELP.items()))
+                              help="\n".join(f"- **{k}**: {v}" for k, v in STRATEGY_HELP.items()),
+                              on_change=_follow_trl_layout)
+    st.session_state.setdefault("packing_layout", _trl_layout(strategy))
     layout = c[1].radio("Layout", list(LAYOUTS), key="packing_layout", horizontal=True,
                         help="padding-free: a micro-batch's sequences become one row, position_ids restart at every "
-                             "sample, no attention mask (TRL turns it on for bfd and bfd_split). padded: one row per "
-                             "packed sequence, an attention mask over the row.")
+                             "sample, no attention mask. padded: one row per packed sequence, an attention mask over "
+                             "the row. Picking a strategy sets TRL's layout for it (padding-free for bfd and "
+                             "bfd_split, padded for wrapped); choose the other here.")
     batch_size = c[2].number_input("Packed sequences per micro-batch", min_value=1, max_value=4096,
                                    value=DEFAULT_BATCH_SIZE, key="packing_batch_size")
     c[3].metric("Packed sequence length", f"{length:,}",

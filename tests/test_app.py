@@ -971,6 +971,26 @@ def test_packing_options_change_what_the_core_computes(deepseek_setup, demo, str
     assert shown["Tokens lost"] == "0"  # bfd_split and wrapped keep every token; bfd lost 132
 
 
+def test_packing_layout_follows_trl_for_each_strategy(deepseek_setup, demo):
+    at = run_app()
+    at.switch_page(PACKING_PAGE).run()
+    layout = lambda: widget(at, "radio", "packing_layout").value  # noqa: E731
+    assert widget(at, "selectbox", "packing_strategy").value == "bfd" and layout() == "padding-free"
+    widget(at, "selectbox", "packing_strategy").set_value("wrapped").run()
+    assert layout() == "padded"  # TRL collates wrapped with padding
+    shown = lambda: {k: metrics(at)[k] for k in default}  # noqa: E731
+    default = packing_metrics(core_packing(deepseek_setup, demo, "wrapped", padding_free=False))
+    assert shown() == default
+    widget(at, "radio", "packing_layout").set_value("padding-free").run()  # the other layout stays a choice
+    no_exception(at)
+    assert layout() == "padding-free"
+    assert shown() == packing_metrics(core_packing(deepseek_setup, demo, "wrapped", padding_free=True)) != default
+    widget(at, "selectbox", "packing_strategy").set_value("bfd_split").run()
+    assert layout() == "padding-free"
+    widget(at, "selectbox", "packing_strategy").set_value("wrapped").run()
+    assert layout() == "padded"
+
+
 def test_gradient_weights_page_shows_the_packed_worked_example():
     from inspector.views.packing import worked_example, worked_example_frame
     from inspector.labels.weights import format_fraction

@@ -414,6 +414,37 @@ def test_dataset_page_draws_plotly_and_a_bar_opens_its_conversation(server, brow
     assert f"conv={first}" in page.url
 
 
+def test_a_length_histogram_bar_lists_its_samples_and_opens_one(server, browser_page):
+    page = browser_page
+    page.goto(f"{server}/dataset")
+    page.locator(".js-plotly-plot").first.wait_for(state="visible")
+    _settle(page)
+    chart = page.locator(".st-key-dataset_lengths .js-plotly-plot")
+    chart.wait_for(state="visible")
+    chart.scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    boxes = chart.locator(".barlayer .point path").evaluate_all(
+        "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; })")
+    x, y, w, h = max(boxes, key=lambda b: b[3])  # the tallest bar: the most samples
+    page.mouse.click(x + w / 2, y + h - 2)
+    box = page.locator(".st-key-dataset_lengths_pick").get_by_role("combobox")
+    box.wait_for(state="visible")
+    _settle(page)
+    _no_exception(page)
+    assert page.get_by_text("samples in this bar").count() >= 1
+    box.click()
+    box.fill("tokens")  # typing opens the list wherever the box sits (as _choose does); every option holds it
+    page.get_by_role("option").first.wait_for(state="visible")
+    options = page.get_by_role("option").all_inner_texts()
+    assert len(options) >= 2 and all(" tokens · " in o for o in options)
+    first = options[0].split(" · ")[0]
+    page.get_by_role("option").first.click()
+    _heading(page, "Inspect")
+    page.locator("table.sfti-tokens").first.wait_for(state="visible")
+    _settle(page)
+    assert _selected(page, "stMain", "Conversation") == first  # the demo: one sample per conversation, same id
+
+
 def test_gradient_weights_bars_select_a_sample(server, browser_page):
     page = browser_page
     page.goto(f"{server}/weights")

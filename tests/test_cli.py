@@ -15,6 +15,7 @@ import pytest
 
 from inspector import cli
 from inspector.cli.main import main as cli_main
+from inspector.cli.format import is_color_wanted
 from inspector.cli import run as cli_run
 from inspector.checks import CHECKS
 
@@ -545,3 +546,44 @@ def test_session_layout_keep_history_and_ignore_flags_reach_the_samples(tmp_path
     kept, plain = show("--strategy", "split-turns", "--keep-history-labels"), show("--strategy", "split-turns")
     assert int(trained(kept)[-1]) > int(trained(plain)[-1])  # the last answer's sample also trains "uno"
     assert int(trained(show("--ignore-train-flags"))[0]) > int(trained(show())[0])  # "dos" trained too
+
+
+
+def test_show_colors_by_label_and_prints_inline(tmp_path, tiny_dir, capsys, monkeypatch):
+    data = write_jsonl(tmp_path / "d.jsonl", CLEAN)
+    base = ["show", data, "--tokenizer", tiny_dir, "--index", "0"]
+    _, plain, _ = run_main(base + ["--color", "never"], capsys)
+    assert "\x1b[" not in plain
+    _, colored, _ = run_main(base + ["--color", "always"], capsys)
+    plain_rows, colored_rows = plain.splitlines(), colored.splitlines()
+    assert len(plain_rows) == len(colored_rows) and colored_rows[:2] == plain_rows[:2]  # headings stay plain
+    rows = [(p, c) for p, c in zip(plain_rows, colored_rows) if re.match(r"^\s+\d+\s", p)]
+    assert rows and all(c == ("\x1b[90m" if p.split()[-1] == "-100" else "\x1b[32m") + p + "\x1b[0m" for p, c in rows)
+    the = next(p for p, _ in rows if "'The'" in p)
+    assert f"\x1b[32m{the}\x1b[0m" in colored.splitlines() and f"\x1b[90m{rows[0][0]}\x1b[0m" == rows[0][1]
+    # auto: captured stdout is no terminal -> plain; on a terminal colored unless NO_COLOR is set
+    _, auto, _ = run_main(base, capsys)
+    assert auto == plain
+
+    class Terminal:
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    assert is_color_wanted("auto", Terminal()) and not is_color_wanted("never", Terminal())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not is_color_wanted("auto", Terminal()) and is_color_wanted("always", Terminal())
+    _, inline, _ = run_main(base + ["--inline", "--color", "always"], capsys)
+    head, words = inline.splitlines()[0], inline.splitlines()[1]
+    assert head == plain_rows[0]
+    assert words.startswith("\x1b[90m<|im_start|>(-100, ")
+    assert "\x1b[90muser(-100, " in words and "\x1b[90m\\n(-100, " in words
+    assert "\x1b[32mThe(" in words and "\x1b[32m quick(" in words
+    ids = [int(p.split()[1]) for p, _ in rows]
+    labels = [int(p.split()[-1]) for p, _ in rows]
+    painted = words.split("\x1b[0m \x1b[")
+    assert len(painted) == len(ids)
+    assert all(w.rstrip("\x1b[0m").endswith(f"({lab}, {tid})") for w, lab, tid in zip(painted, labels, ids))
+    _, inline_plain, _ = run_main(base + ["--inline", "--color", "never"], capsys)
+    assert inline_plain.splitlines()[1].startswith("<|im_start|>(-100, ") and "\x1b[" not in inline_plain

@@ -31,7 +31,7 @@ def test_exit_codes_from_a_real_process(tmp_path):
 def test_json_report(tmp_path, tiny_dir, capsys):  # noqa: F811
     data = write_jsonl(tmp_path / "d.jsonl", CLEAN + LONG)
     code, out, _ = run_main(["pack", data, "--tokenizer", tiny_dir, "--max-length", "64", "--json",
-                             "--strategy", "all-tokens"], capsys)
+                             "--strategy", "all-tokens", "--padded"], capsys)
     report = json.loads(out)
     assert code == 1  # all-tokens in the padded layout: cross-sample-prediction is an error
     p = report["packing"]
@@ -119,3 +119,41 @@ def test_num_proc_gives_the_same_packing(tmp_path, tiny_dir, capsys):  # noqa: F
     _, two, _ = run_main(base + ["--num-proc", "2"], capsys)
     assert json.loads(one) == json.loads(two)
     assert json.loads(one)["packing"]["samples"] == 12 and json.loads(one)["totals"]["records"] == 13
+
+
+def test_text_header_names_the_packed_length_and_counts_in_the_singular(tmp_path, tiny_dir, capsys):  # noqa: F811
+    data = write_jsonl(tmp_path / "d.jsonl", CLEAN)
+    out_dir = tmp_path / "out"
+    code, out, _ = run_main(["pack", data, "--tokenizer", tiny_dir, "--max-length", "1024", "--out", str(out_dir)],
+                            capsys)
+    assert code in (0, 1)
+    head = out.splitlines()[0]
+    assert "max_length 1024 (packed sequences; samples not truncated)" in head and "max_length none" not in out
+    rows = (out_dir / "packed.jsonl").read_text().splitlines()
+    assert len(rows) == 1  # two short samples fit one 1024-token sequence
+    assert "-> 1 packed sequence (" in out and "in 1 micro-batch\n" in out
+    assert f"Wrote {out_dir / 'packed.jsonl'}: 1 packed sequence\n" in out
+    assert "1 packed sequences" not in out
+
+
+@pytest.mark.parametrize("argv, padding_free", [
+    ([], True), (["--packing", "bfd_split"], True), (["--packing", "wrapped"], False),
+    (["--padded"], False), (["--packing", "wrapped", "--padding-free"], True)])
+def test_layout_follows_trl_by_default(tmp_path, tiny_dir, capsys, argv, padding_free):  # noqa: F811
+    data = write_jsonl(tmp_path / "d.jsonl", CLEAN)
+    code, out, _ = run_main(["pack", data, "--tokenizer", tiny_dir, "--max-length", "64", "--json", *argv], capsys)
+    p = json.loads(out)["packing"]
+    assert p["options"]["padding_free"] is padding_free
+    assert p["layout"] == ("padding_free" if padding_free else "padded")
+    attention = json.loads(out)["checks"]["packing-attention"]["first"][0]["message"]
+    # a plain bfd run now reads as TRL trains it: some attention implementations keep the samples apart (wrapped
+    # padding-free does not: its position_ids restart per packed sequence, not per sample)
+    apart = padding_free and "wrapped" not in argv
+    assert ("samples kept apart by" in attention) is apart
+    assert ("no attention implementation keeps them apart" in attention) is (not apart)
+
+
+def test_padded_and_padding_free_exclude_each_other(tmp_path, capsys):
+    data = write_jsonl(tmp_path / "d.jsonl", CLEAN)
+    code, _, err = run_main(["pack", data, "--max-length", "8", "--padded", "--padding-free"], capsys)
+    assert code == 2 and "not allowed with argument" in err

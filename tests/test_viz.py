@@ -453,3 +453,24 @@ def test_user_ids_reach_plotly_labels_escaped():
     assert scatter.data[0].text[0] == '&lt;a href="http://host/x"&gt;id&lt;/a&gt;'
     fig = viz.weights_figure({"sum": {evil: F(1)}})
     assert fig.data[0].x[0].startswith("&lt;a") and fig.data[0].customdata[0][0] == evil
+
+
+def test_a_histogram_bar_lists_exactly_the_samples_it_counts():
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    stats = pd.DataFrame({"sample_id": [f"s{i}" for i in range(300)], "conversation_id": [f"c{i}" for i in range(300)],
+                          "original_tokens": rng.integers(1, 500, 300),
+                          "trained_share": np.r_[rng.random(297), 0.0, 1.0, 1.0]})
+    stats.loc[0, "original_tokens"] = int(stats["original_tokens"].max())  # a tie on the top edge
+    for fig, column in ((viz.length_histogram(stats, max_length=450), "original_tokens"),
+                        (viz.share_histogram(stats, "trained_share"), "trained_share")):
+        bar = fig.data[0]
+        members = [viz.samples_in_bin(stats, column, c) for c in bar.customdata]
+        assert [len(m) for m in members] == list(bar.y)  # each bar lists as many samples as it counts
+        ids = [i for m in members for i in m["sample_id"]]
+        assert sorted(ids) == sorted(stats["sample_id"]) and len(set(ids)) == len(ids)  # each sample in one bar
+    top = viz.share_histogram(stats, "trained_share").data[0].customdata[-1]
+    assert {"s298", "s299"} <= set(viz.samples_in_bin(stats, "trained_share", top)["sample_id"])  # 100% included
+    as_sent = {str(i): float(v) for i, v in enumerate(top)}  # how Streamlit's selection event carries the row
+    assert viz.samples_in_bin(stats, "trained_share", as_sent).equals(viz.samples_in_bin(stats, "trained_share", top))

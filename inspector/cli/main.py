@@ -19,6 +19,7 @@ from inspector.errors import InspectorError
 from inspector.template.render import run_now
 from inspector.cli import audit, check, checks_list, loss, pack, show, training_template
 from inspector.cli.options import EXIT_ERROR, EXIT_INTERNAL, EXIT_OK, EXIT_TERMINATED, _add_debug
+from inspector.cli.validate import check_args
 
 # every command module, in the order `--help` lists them; a new command is one module and one entry here
 COMMANDS = (check, show, pack, loss, checks_list, training_template, audit)
@@ -80,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     try:
         apply_config(parser, args, argv)
+        check_args(args)  # paths and options first: loading a tokenizer takes seconds
         return args.handler(args)
     except InspectorError as exc:
         print(f"Error: {exc}", file=sys.stderr)

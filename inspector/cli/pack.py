@@ -14,7 +14,7 @@ from inspector.cli.config import add_config_options
 from inspector.checks.context import CheckContext
 from inspector.checks.run import Outcome
 from inspector.checks.report import Report, report_settings
-from inspector.cli.format import _n, _pct, _verdict, format_report
+from inspector.cli.format import _count, _n, _pct, _verdict, format_report
 from inspector.cli.options import EXIT_FINDINGS, EXIT_OK, FAIL_ON, _add_run_options, _add_setup_options, _positive_int
 from inspector.cli.run import _items, _options, _progress, _skip, _spec, _thresholds, load_spec, run_outcomes
 
@@ -22,7 +22,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
     from dataclasses import asdict, replace
 
     from inspector.data.packed_export import write_packed
-    from inspector.train.packing import PackInput, PackOptions, count_findings, pack, packing_findings, packing_summary
+    from inspector.train.packing import (PackInput, PackOptions, count_findings, default_padding_free, pack,
+                                         packing_findings, packing_summary)
 
     spec = _spec(args)
     setup = load_spec(spec)
@@ -32,7 +33,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
     tok = setup.tokenizer
     pad = next((i for i in (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None)) if i is not None),
                0)
-    popts = PackOptions(max_length=args.max_length, strategy=args.packing, padding_free=args.padding_free,
+    padding_free = default_padding_free(args.packing) if args.padding_free is None else args.padding_free
+    popts = PackOptions(max_length=args.max_length, strategy=args.packing, padding_free=padding_free,
                         batch_size=args.batch_size, map_batch_size=args.map_batch_size,
                         pad_to_multiple_of=args.pad_to_multiple_of, pad_token_id=int(pad))
     report = Report(settings={"data": args.data, **report_settings(setup, opts, thresholds), "packing": asdict(popts)},
@@ -69,7 +71,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
         print(format_packing(data["packing"]))
         if written:
             out = Path(args.out)
-            print(f"Wrote {out / 'packed.jsonl'}: {_n(written['sequences'])} packed sequences")
+            print(f"Wrote {out / 'packed.jsonl'}: {_count(written['sequences'], 'packed sequence')}")
             print(f"Wrote {out / 'report.json'}")
         print(_verdict(report, args.fail_on))
     return EXIT_FINDINGS if report.fails(args.fail_on) else EXIT_OK
@@ -81,12 +83,12 @@ def format_packing(summary: dict[str, Any]) -> str:
     return "\n".join([
         f"packing {o['strategy']} · {summary['layout'].replace('_', '-')} layout · max_length {o['max_length']} · "
         f"{o['batch_size']} sequences per micro-batch",
-        f"{_n(summary['samples'])} samples, {_n(summary['tokens'])} tokens -> {_n(summary['sequences'])} packed "
-        f"sequences ({_pct(summary['fill'])} full) in {_n(summary['batches'])} micro-batch"
-        f"{'' if summary['batches'] == 1 else 'es'}",
-        f"lost: {_n(summary['tokens_lost'])} tokens ({_n(summary['labeled_lost'])} labeled) of "
+        f"{_count(summary['samples'], 'sample')}, {_count(summary['tokens'], 'token')} -> "
+        f"{_count(summary['sequences'], 'packed sequence')} ({_pct(summary['fill'])} full) in "
+        f"{_count(summary['batches'], 'micro-batch', 'micro-batches')}",
+        f"lost: {_count(summary['tokens_lost'], 'token')} ({_n(summary['labeled_lost'])} labeled) of "
         f"{_n(summary['truncated_samples'])} truncated and {_n(summary['dropped_samples'])} dropped samples; "
-        f"{_n(summary['split_samples'])} samples split across sequences",
+        f"{_count(summary['split_samples'], 'sample')} split across sequences",
         f"padding: {_pct(summary['padding_share'])} of the collated rows (without packing: "
         f"{_pct(summary['unpacked_padding_share'])})",
         f"the model gets: {summary['inputs']}",
@@ -96,7 +98,8 @@ def format_packing(summary: dict[str, Any]) -> str:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pack", help="pack samples as TRL does and check what packing does to labels and attention",
                        description="Build every sample (not truncated), pack them as TRL's pack_dataset does into "
-                                   "sequences of --max-length tokens, collate them (padded, or --padding-free) and run "
+                                   "sequences of --max-length tokens, collate them as TRL does (padding-free for bfd and "
+                                   "bfd_split, padded for wrapped; --padded / --padding-free for the other) and run "
                                    "the checks plus the packing checks. --out DIR writes DIR/packed.jsonl (input_ids, "
                                    "labels, position_ids, seq_lengths, sample_ids per packed sequence) and "
                                    "DIR/report.json. Exit 0 when nothing at or above --fail-on fired, 1 when something "
@@ -113,9 +116,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("packing")
     g.add_argument("--packing", choices=("bfd", "bfd_split", "wrapped"), default="bfd",
                    help="packing strategy (default: bfd, TRL's default)")
-    g.add_argument("--padding-free", action="store_true",
-                   help="collate padding-free: one row per micro-batch, position_ids from seq_lengths, labels -100 at "
-                        "position id 0 (TRL's SFTTrainer does this for bfd and bfd_split); default: padded rows")
+    layout = g.add_mutually_exclusive_group()
+    layout.add_argument("--padding-free", dest="padding_free", action="store_const", const=True, default=None,
+                        help="collate padding-free: one row per micro-batch, position_ids from seq_lengths, labels "
+                             "-100 at position id 0 (default for bfd and bfd_split, as TRL's SFTTrainer does)")
+    layout.add_argument("--padded", dest="padding_free", action="store_const", const=False,
+                        help="collate padded rows, one per packed sequence with an attention mask (default for "
+                             "wrapped, as in TRL; with bfd it shows what a padded collator, not TRL's, would do)")
     g.add_argument("--batch-size", type=_positive_int, default=8, metavar="N",
                    help="packed sequences per micro-batch (per_device_train_batch_size; default: 8)")
     g.add_argument("--map-batch-size", type=_positive_int, default=1000, metavar="N",

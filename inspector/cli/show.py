@@ -14,7 +14,8 @@ from inspector.checks.context import CheckContext
 from inspector.checks.catalog import Thresholds
 from inspector.checks.run import evaluate
 from inspector.errors import InspectorError
-from inspector.cli.format import _finding_line, format_sample
+from inspector.cli.format import (COLOR_CHOICES, _finding_line, format_inline, format_sample,
+                                  is_color_wanted)
 from inspector.cli.options import EXIT_FINDINGS, EXIT_OK, _add_setup_options, _share
 from inspector.cli.run import _options, _spec, load_spec
 
@@ -46,8 +47,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         for reason in oc.rejected.reasons:
             print(f"  - {reason}")
         return EXIT_FINDINGS
+    color = is_color_wanted(args.color)
     for sample in oc.samples or []:
-        print(format_sample(sample, ctx))
+        print(format_inline(sample, ctx, color) if args.inline else format_sample(sample, ctx, color))
         print()
     if not oc.samples:
         print(f"Record {oc.record_id} produced no sample.")
@@ -71,4 +73,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--min-trainable-share", type=_share, default=Thresholds().min_trainable_share, metavar="F",
                    help="threshold of the low-trainable-share check")
     add_label_options(p)
+    p.add_argument("--color", choices=COLOR_CHOICES, default="auto",
+                   help="color tokens by label, trained green and masked gray as in the app: always, never, or auto "
+                        "(default: when stdout is a terminal and NO_COLOR is unset)")
+    p.add_argument("--inline", action="store_true",
+                   help="compact view: the tokens in a row as text(label, id), as `axolotl preprocess --debug` prints "
+                        "them, instead of one table row per token")
     p.set_defaults(handler=cmd_show)

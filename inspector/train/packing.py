@@ -73,6 +73,12 @@ DEFAULT_MAX_PADDING_SHARE = 0.10
 PADDING = -1  # token_samples / token_positions of a padding token
 
 
+def default_padding_free(strategy: str) -> bool:
+    """The layout TRL's SFTTrainer collates a packing strategy in: padding-free for bfd and bfd_split (it turns
+    ``padding_free`` on by itself), padded rows for wrapped. Example: "bfd" -> True, "wrapped" -> False."""
+    return strategy in ("bfd", "bfd_split")
+
+
 # --- inputs and options ------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

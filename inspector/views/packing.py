@@ -103,7 +103,7 @@ def blocks_figure(packing: Packing, highlight: str | None = None, max_sequences:
             # throws "Cannot read properties of undefined (reading 'textfont')" and the app never hears of it
             selected={"textfont": {"color": "#111827"}}, unselected={"textfont": {"color": "#4b5563"}}))
     n = packing.stats.sequences
-    title = f"{n} packed sequences ({packing.options.strategy}, {packing.options.layout.replace('_', '-')})"
+    title = f"{n} packed sequence{'' if n == 1 else 's'} ({packing.options.strategy}, {packing.options.layout.replace('_', '-')})"
     if n > max_sequences:
         title += f": the first {max_sequences}"
     fig.add_vline(x=packing.options.max_length, line_dash="dash", line_color="#6b7280")

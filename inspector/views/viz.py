@@ -572,6 +572,29 @@ def histogram_counts(values: Sequence[float] | np.ndarray, bins: int = 40,
     return pd.DataFrame({"left": edges[:-1], "right": edges[1:], "count": counts.astype("int64")})
 
 
+def _bin_data(h: pd.DataFrame) -> np.ndarray:
+    """Per bar: [left, right, 1 for the last bin] (np.histogram's last bin holds its right edge too)."""
+    last = np.zeros(len(h))
+    if len(h):
+        last[-1] = 1
+    return np.stack([h["left"], h["right"], last], axis=-1)
+
+
+def samples_in_bin(stats: pd.DataFrame, column: str, customdata: Sequence[float]) -> pd.DataFrame:
+    """The samples a histogram bar counts, from the bar's ``customdata`` ([left, right, is_last]): ``column`` in
+    [left, right), or [left, right] for the last bar, as ``np.histogram`` bins them.
+
+    Example: lengths [3, 5, 9] and the bar [4, 9, 1] (the last) -> the samples of length 5 and 9. A selection
+    event from the browser gives the row as {"0": 4, "1": 9, "2": 1}: read the same way."""
+    if isinstance(customdata, Mapping):
+        customdata = [customdata[str(i)] for i in range(len(customdata))]
+    left, right = float(customdata[0]), float(customdata[1])
+    is_last = len(customdata) > 2 and bool(customdata[2])
+    values = stats[column].astype(float)
+    inside = (values >= left) & ((values <= right) if is_last else (values < right))
+    return stats[inside]
+
+
 def length_histogram(stats: pd.DataFrame, max_length: int | None = None, column: str = "original_tokens",
                      bins: int = 40) -> Any:
     """Histogram of sample lengths (before truncation by default), binned here so the figure stays small at any
@@ -579,11 +602,12 @@ def length_histogram(stats: pd.DataFrame, max_length: int | None = None, column:
     lengths = stats[column].to_numpy()
     hi = max(float(lengths.max()) if len(lengths) else 1.0, float(max_length or 0)) + 1
     h = histogram_counts(lengths, bins=bins, value_range=(0.0, hi))
-    fig = _figure(280, showlegend=False, bargap=0.05, xaxis={"title": "tokens per sample", "rangemode": "tozero"},
+    fig = _figure(280, showlegend=False, bargap=0.05, clickmode="event+select",
+                  xaxis={"title": "tokens per sample", "rangemode": "tozero"},
                   yaxis=_count_axis(int(h["count"].max()) if len(h) else 0, "samples"))
     fig.add_bar(x=((h["left"] + h["right"]) / 2).tolist(), y=h["count"].tolist(),
                 width=(h["right"] - h["left"]).tolist(),
-                marker_color=STRONG_COLORS["user"], customdata=np.stack([h["left"], h["right"]], axis=-1),
+                marker_color=STRONG_COLORS["user"], customdata=_bin_data(h),
                 hovertemplate="%{customdata[0]:,.0f}–%{customdata[1]:,.0f} tokens: %{y:,} samples<extra></extra>")
     if max_length:
         fig.add_vline(x=max_length, line_color="#dc2626", line_width=2,
@@ -596,12 +620,12 @@ def share_histogram(stats: pd.DataFrame, column: str = "trained_share", bins: in
     nothing) or a segment's share (``<segment>_share``)."""
     h = histogram_counts(stats[column].to_numpy(), bins=bins, value_range=(0.0, 1.0 + 1e-9))
     color = STRONG_COLORS.get(column.removesuffix("_share"), "#16a34a")
-    fig = _figure(280, showlegend=False, bargap=0.05,
+    fig = _figure(280, showlegend=False, bargap=0.05, clickmode="event+select",
                   xaxis={"title": column.replace("_", " "), "tickformat": ".0%", "range": [0, 1]},
                   yaxis=_count_axis(int(h["count"].max()) if len(h) else 0, "samples"))
     fig.add_bar(x=((h["left"] + h["right"]) / 2).tolist(), y=h["count"].tolist(),
                 width=(h["right"] - h["left"]).tolist(),
-                marker_color=color, customdata=np.stack([h["left"], h["right"]], axis=-1),
+                marker_color=color, customdata=_bin_data(h),
                 hovertemplate="%{customdata[0]:.0%}–%{customdata[1]:.0%}: %{y:,} samples<extra></extra>")
     return fig
 
