@@ -360,12 +360,14 @@ class LabelEngine:
                           add_generation_prompt=add_generation_prompt, track_generation=track, limits=opts.limits)
         except RenderTimeout:
             raise  # a template that ran out of time once would only run out again
-        except RenderError:
+        except RenderError as exc:
             if tools is not None:
                 raise
-            # tool-use templates iterate `tools` without checking it is defined: retry with an empty list
-            return render(messages, self.template, self.tokenizer, tools=[], variables=variables,
-                          add_generation_prompt=add_generation_prompt, track_generation=track, limits=opts.limits)
+            # tool-use templates iterate `tools` without checking it is defined: retry with an empty list (the
+            # sample says so: an empty list may write text of its own, e.g. a "you have some tools" system prompt)
+            out = render(messages, self.template, self.tokenizer, tools=[], variables=variables,
+                         add_generation_prompt=add_generation_prompt, track_generation=track, limits=opts.limits)
+            return replace(out, tools_fallback=str(exc))
 
     def template_messages(self, conv: Conversation, info: TemplateInfo) -> tuple[list[dict[str, Any]], list[str]]:
         """The messages the template sees, adapted to what it expects from a tool call (learned by the probe), and
@@ -603,6 +605,8 @@ class LabelEngine:
                         straddles, layout.spans, layout.turns, notes, None, job.rendered.generation_spans,
                         turn_index=job.turn_index, extra=extra, messages=job.messages, dropped=list(layout.dropped),
                         adapted=job.adapted)
+        if job.rendered.tools_fallback is not None:
+            sample.extra["tools_fallback"] = job.rendered.tools_fallback
         if job.rendered.generation_spans is not None and opts.strategy == "assistant-only":
             sample.generation_mismatch = compare_generation_mask(sample, job.rendered.generation_spans)
         if opts.max_length is not None:

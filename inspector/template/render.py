@@ -72,6 +72,7 @@ class Rendered:
 
     text: str
     generation_spans: list[tuple[int, int]] | None = None
+    tools_fallback: str | None = None  # LabelEngine.render: the error that made it render with tools=[] instead
 
 
 def compile_template(template: str) -> Any:
