@@ -118,8 +118,12 @@ def _is_number(value: Any) -> bool:
 
 
 def _huge_int(value: Any) -> bool:
-    """An int too long for ``str()`` (about 4,300 digits). Example: _huge_int(10**5000) -> True."""
-    return isinstance(value, int) and value.bit_length() > 14_000
+    """An int of more than ``MAX_INT_DIGITS`` digits (too long for ``str()``). Example: _huge_int(10**4300) -> True
+    (4,301 digits); _huge_int(10**4300 - 1) -> False (4,300 digits, which Python still converts)."""
+    return isinstance(value, int) and value.bit_length() > 14_280 and abs(value) >= _INT_LIMIT
+
+
+_INT_LIMIT = 10 ** MAX_INT_DIGITS  # the smallest number of MAX_INT_DIGITS + 1 digits
 
 
 def _loads(text: str) -> Any:
@@ -1067,6 +1071,8 @@ def _iter_folder(path: Path, fmt: str | None) -> Iterator[Conversation | Rejecte
         files = sorted(p for p in path.iterdir()
                        if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.name != "dataset_info.json"
                        and not p.is_dir())
+        # a FIFO, socket or device named *.jsonl would block or never end: stat (which never opens) and skip it
+        odd = {p for p in files if p.exists() and not stat.S_ISREG(p.stat().st_mode)}
     except OSError as e:
         raise DataError(f"cannot list the folder {path}: {e.strerror or e}") from None
     if not files:
@@ -1075,6 +1081,10 @@ def _iter_folder(path: Path, fmt: str | None) -> Iterator[Conversation | Rejecte
 
     def chain() -> Iterator[Conversation | Rejected]:
         for file in files:
+            if file in odd:
+                yield Rejected(file.name, Source(str(file)), ["not a regular file (a FIFO, socket or device): skipped, "
+                                                              "never opened"], None)
+                continue
             count = 0
             try:
                 for item in _iter_file(file, fmt):
