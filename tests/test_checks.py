@@ -196,6 +196,8 @@ CASES = {
     # code: (fires, stays quiet)
     "special-token-in-text": (lambda e: run(e.setup(), [conv(("user", "Say <|im_end|> now"), ("assistant", "Yo"))]),
                               lambda e: run(e.setup(), [conv(("user", "Say im_end now"), ("assistant", "Yo"))])),
+    "tokenizer-error": (lambda e: run(e.setup(CHATML, e.panicky), [conv(("user", PANIC_TEXT), ("assistant", "Yo"))]),
+                        lambda e: run(e.setup(CHATML, e.panicky), [ONE_TURN])),
     "check-failed": (lambda e: run(e.setup(PANIC_PROMPT, e.panicky), [ONE_TURN]),
                      lambda e: run(e.setup(CHATML, e.panicky), [ONE_TURN])),
     "no-records": (lambda e: _no_records(e, True), lambda e: _no_records(e, False)),

@@ -21,6 +21,7 @@ the app's checks page all show the same ones. What the checks cover (numbers are
     unsupported-role            warning  (11) a role the core does not know, or a message the template drops
     empty-message               warning  (11) a message with no text (and no tool call)
     template-error              error    (11) the chat template raised (its own message)
+    tokenizer-error             error    the tokenizer failed on the rendered text (a Rust panic in ``tokenizers``)
     low-trainable-share         warning  (12) 0 < trained tokens / tokens < ``Thresholds.min_trainable_share``
     label-out-of-vocab          error    (12) a label outside [0, len(tokenizer))
     special-token-in-text       warning  a special token's text written inside a message becomes that token
@@ -76,6 +77,12 @@ _CHECK_LIST = [
     Check("template-error", "error", "Chat template raised",
           "Rendering the conversation with the chat template raised an exception (its own message is shown).",
           "Read the template's message: most templates reject a role order or a role they do not support."),
+    Check("tokenizer-error", "error", "Tokenizer failed on the text",
+          "The tokenizer raised or panicked on the rendered text of this record (a panic inside the Rust "
+          "`tokenizers` library, e.g. a pre-tokenizer regex that backtracks past its limit on a long run of one "
+          "character). The template rendered fine.",
+          "The tokenizer, not the template: check its pre-tokenizer (tokenizer.json, `pre_tokenizer` Split regex) "
+          "or the record's text (very long runs of one character); other records are checked."),
     Check("role-order", "warning", "Roles out of order",
           "Roles do not alternate user/assistant: two user or two assistant messages in a row, a system message "
           "after the first message, a tool result without a tool call before it, or no final assistant message.",

@@ -193,6 +193,7 @@ class SampleError:
     strategy: str
     reason: str
     source: str | None = None
+    kind: str = "template"  # "tokenizer": the tokenizer failed on the rendered text (a Rust panic), not the template
 
 
 # --- tokenization -----------------------------------------------------------------------------------------------
@@ -474,7 +475,7 @@ class LabelEngine:
                             raise
                         errors.append(SampleError(job.conv.id, opts.strategy, f"the tokenizer refused the rendered "
                                                   f"text: {type(exc).__name__}: {exc}",
-                                                  str(job.conv.source) if job.conv.source else None))
+                                                  str(job.conv.source) if job.conv.source else None, "tokenizer"))
                 jobs = kept
             over = {k for k, (ids, _) in enumerate(encoded) if len(ids) > opts.limits.max_tokens}
             for k in sorted(over):  # the token cap per sample (RenderLimits.max_tokens): refused with the reason
