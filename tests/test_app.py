@@ -1100,3 +1100,20 @@ def test_the_training_template_is_verified_on_at_most_300_conversations_and_says
     table = next(d.value for d in at.dataframe if "agree" in d.value.columns)
     assert len(table) == 300 and table["conversation"].iloc[-1] == "r299"
     assert metrics(at)["Conversations verified"] == "300 of 300"
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "9" * 5000, "-3", "12345678901"])
+def test_a_bad_max_length_in_the_url_is_ignored_with_a_note(value):
+    """Issue 21: ?max_length=%C2%B2 ("²" is a digit to str.isdigit) or 5,000 nines stopped the sidebar with a
+    ValueError; now the value is ignored, the sidebar says so, and the default stays."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"max_length": value, "strategy": "last-turn"})
+    at.run()
+    no_exception(at)
+    assert widget(at, "selectbox", "sb_strategy").value == "last-turn"  # the other parameters still apply
+    from pages.common.ui import DEFAULT_MAX_LENGTH
+
+    assert widget(at, "number_input", "sb_max_length").value == DEFAULT_MAX_LENGTH
+    notes = [i.value for i in at.sidebar.info]
+    assert any("max_length" in n and "ignored" in n for n in notes), notes
+    assert not any("unexpected error" in e.value for e in at.error)

@@ -160,6 +160,8 @@ def sidebar() -> Context:
     show.draw_nav(url_params())
     ctx = Context()
     with st.sidebar:
+        for note in st.session_state.pop("ui_url_notes", []):
+            st.info(note)
         st.markdown("### Tokenizer")
         tok, ctx.tokenizer_key, tok_name, is_default = _tokenizer_section(ctx)
         st.markdown("### Chat template")
@@ -553,7 +555,8 @@ def _options_section() -> LabelOptions:
         _default("sb_turn_format", next(iter(TURN_FORMATS)))
         turn_format = TURN_FORMATS.get(st.selectbox("Session layout", list(TURN_FORMATS), key="sb_turn_format"))
     _default("sb_max_length", DEFAULT_MAX_LENGTH)
-    max_length = st.number_input("Max length (tokens, 0 = no limit)", min_value=0, step=128, key="sb_max_length")
+    max_length = st.number_input("Max length (tokens, 0 = no limit)", min_value=0, max_value=MAX_LENGTH_LIMIT,
+                                 step=128, key="sb_max_length")
     _default("sb_label_eot", True)
     label_eot = st.toggle("Label the end-of-turn token", key="sb_label_eot",
                           help="On: the token that closes each answer is trained, as every chat trainer does.")
@@ -620,6 +623,18 @@ def cli_arguments(ctx: Context) -> tuple[str, str | None, str | None, list[str]]
 
 # --- the view in the URL -------------------------------------------------------------------------------------------
 
+MAX_LENGTH_LIMIT = 10_000_000  # tokens: the sidebar's max length widget accepts no more
+
+
+def parse_max_length(text: str) -> int | None:
+    """A URL's max_length as the widget takes it: ASCII digits only, 0 to ``MAX_LENGTH_LIMIT``; None otherwise.
+    Example: "512" -> 512; "²" (a digit to str.isdigit, not to int) -> None; "9" * 5000 -> None."""
+    if not (0 < len(text) <= 9) or not all("0" <= c <= "9" for c in text):
+        return None
+    value = int(text)
+    return value if value <= MAX_LENGTH_LIMIT else None
+
+
 def _read_url_once() -> None:
     """On a session's first run, set the sidebar (and the conversation on screen) from the URL's parameters."""
     if st.session_state.get("ui_url_read"):
@@ -643,8 +658,14 @@ def _read_url_once() -> None:
         st.session_state["sb_template_source"] = URL_TEMPLATE[q["template"]]
     if q.get("strategy") in STRATEGIES:
         st.session_state["sb_strategy"] = q["strategy"]
-    if q.get("max_length", "").isdigit():
-        st.session_state["sb_max_length"] = int(q["max_length"])
+    if "max_length" in q:
+        value = parse_max_length(q["max_length"])
+        if value is None:
+            st.session_state["ui_url_notes"] = [f"The URL's max_length ({q['max_length'][:40]!r}"
+                                                f"{'…' if len(q['max_length']) > 40 else ''}) is not a whole number "
+                                                f"from 0 to {MAX_LENGTH_LIMIT:,}: ignored"]
+        else:
+            st.session_state["sb_max_length"] = value
     if q.get("eot") in ("0", "1"):
         st.session_state["sb_label_eot"] = q["eot"] == "1"
     if q.get("layout") == "chatglm2":
