@@ -1117,3 +1117,28 @@ def test_a_bad_max_length_in_the_url_is_ignored_with_a_note(value):
     notes = [i.value for i in at.sidebar.info]
     assert any("max_length" in n and "ignored" in n for n in notes), notes
     assert not any("unexpected error" in e.value for e in at.error)
+
+
+def test_trust_remote_code_is_off_on_a_server_others_can_reach(monkeypatch):
+    """Issue 21: on a non-local bind any visitor could tick trust_remote_code; now only the operator can allow it
+    (SFT_INSPECTOR_TRUST_REMOTE_CODE=on), in the style of SFT_INSPECTOR_SERVER_PATHS."""
+    import streamlit as st
+
+    from pages.common import ui
+
+    monkeypatch.delenv("SFT_INSPECTOR_TRUST_REMOTE_CODE", raising=False)
+    for address, allowed in (("127.0.0.1", True), ("::1", True), ("0.0.0.0", False), ("", False)):
+        monkeypatch.setattr(st, "get_option", lambda key, _a=address: _a if key == "server.address" else None)
+        assert ui.remote_code_allowed() is allowed, address
+    monkeypatch.setenv("SFT_INSPECTOR_TRUST_REMOTE_CODE", "on")
+    assert ui.remote_code_allowed() is True
+    monkeypatch.setenv("SFT_INSPECTOR_TRUST_REMOTE_CODE", "off")
+    monkeypatch.undo()
+    monkeypatch.setenv("SFT_INSPECTOR_TRUST_REMOTE_CODE", "off")
+    at = run_app()
+    no_exception(at)
+    box = at.checkbox(key="sb_trust_remote_code")
+    assert box.disabled and box.value is False
+    monkeypatch.setenv("SFT_INSPECTOR_TRUST_REMOTE_CODE", "on")
+    at = run_app()
+    assert not at.checkbox(key="sb_trust_remote_code").disabled

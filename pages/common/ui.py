@@ -47,6 +47,7 @@ PICK_LIST_MAX = 2_000  # conversations Inspect lists in its picker; past this it
 DEFAULT_MAX_LENGTH = 1024
 RENDER_TIME_LIMIT = 2.0  # seconds per template render in the app: a hostile template must not hold a session
 SERVER_PATHS_ENV = "SFT_INSPECTOR_SERVER_PATHS"
+TRUST_REMOTE_CODE_ENV = "SFT_INSPECTOR_TRUST_REMOTE_CODE"
 LOCAL_ADDRESSES = ("127.0.0.1", "localhost", "::1")
 DEMO_DATA = DEMO_DIR / "demo.jsonl"
 DATA_TYPES = ["jsonl", "json", "ndjson", "parquet"]
@@ -87,6 +88,18 @@ def server_paths_allowed() -> bool:
     """May the sidebar read paths on the server? ``SFT_INSPECTOR_SERVER_PATHS`` on/off; by default only when the
     server listens on localhost only, so a shared deployment cannot be made to read its own files."""
     value = os.environ.get(SERVER_PATHS_ENV, "auto").strip().lower()
+    if value in ("1", "on", "true", "yes"):
+        return True
+    if value in ("0", "off", "false", "no"):
+        return False
+    return (st.get_option("server.address") or "") in LOCAL_ADDRESSES
+
+
+def remote_code_allowed() -> bool:
+    """May a visitor tick ``trust_remote_code``? ``SFT_INSPECTOR_TRUST_REMOTE_CODE`` on/off; by default (auto) only
+    when the server listens on localhost only: on a server others can reach, any visitor could otherwise load a hub
+    id whose code runs on the server."""
+    value = os.environ.get(TRUST_REMOTE_CODE_ENV, "auto").strip().lower()
     if value in ("1", "on", "true", "yes"):
         return True
     if value in ("0", "off", "false", "no"):
@@ -203,8 +216,14 @@ def _tokenizer_section(ctx: Context) -> tuple[Any, str, str, bool]:
     sources = TOKENIZER_SOURCES if paths else (TOKENIZER_SOURCES[0], HUB_ONLY, TOKENIZER_SOURCES[2])
     source = _radio("Tokenizer source", sources, "sb_tok_source")
     _default("sb_trust_remote_code", False)
-    trust = st.checkbox("trust_remote_code", key="sb_trust_remote_code",
-                        help="Runs Python code that ships with the tokenizer. Only for tokenizers you trust.")
+    allowed = remote_code_allowed()
+    if not allowed:
+        st.session_state["sb_trust_remote_code"] = False
+    trust = st.checkbox("trust_remote_code", key="sb_trust_remote_code", disabled=not allowed,
+                        help="Runs Python code that ships with the tokenizer. Only for tokenizers you trust."
+                        if allowed else f"Off on a server others can reach (not bound to localhost); the operator "
+                                        f"can allow it with {TRUST_REMOTE_CODE_ENV}=on.")
+    trust = bool(trust) and allowed
     if trust:
         st.warning("trust_remote_code is ON: loading a tokenizer may run code from its folder or the hub.",
                    icon=":material/warning:")
