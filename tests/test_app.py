@@ -1142,3 +1142,20 @@ def test_trust_remote_code_is_off_on_a_server_others_can_reach(monkeypatch):
     monkeypatch.setenv("SFT_INSPECTOR_TRUST_REMOTE_CODE", "on")
     at = run_app()
     assert not at.checkbox(key="sb_trust_remote_code").disabled
+
+
+def test_a_server_bound_to_every_interface_says_so_in_the_sidebar(monkeypatch):
+    """Issue 21: `streamlit run /path/to/app.py` from another folder does not read .streamlit/config.toml and binds
+    every interface; the app says so, and the server-path and remote-code switches fail closed."""
+    from pages.common import ui
+
+    at = run_app()
+    assert not any("not only on this machine" in c.value for c in at.sidebar.caption)  # tests bind 127.0.0.1
+    monkeypatch.delenv("SFT_INSPECTOR_TRUST_REMOTE_CODE", raising=False)
+    monkeypatch.delenv("SFT_INSPECTOR_SERVER_PATHS", raising=False)
+    monkeypatch.setattr(ui, "bind_address", lambda: "")
+    at = run_app()
+    no_exception(at)
+    assert any("on every network interface" in c.value for c in at.sidebar.caption)
+    assert at.checkbox(key="sb_trust_remote_code").disabled
+    assert "Path on this machine" not in widget(at, "radio", "sb_data_source").options

@@ -92,7 +92,25 @@ def server_paths_allowed() -> bool:
         return True
     if value in ("0", "off", "false", "no"):
         return False
-    return (st.get_option("server.address") or "") in LOCAL_ADDRESSES
+    return bind_address() in LOCAL_ADDRESSES
+
+
+def bind_address() -> str:
+    """The address the server listens on ("" = every interface: what `streamlit run /path/to/app.py` from another
+    folder does, since .streamlit/config.toml is read from the working folder)."""
+    return str(st.get_option("server.address") or "")
+
+
+def bind_note() -> str | None:
+    """What the sidebar says when the server is reachable from other machines, or None on localhost."""
+    address = bind_address()
+    if address in LOCAL_ADDRESSES:
+        return None
+    where = f"on {address}" if address else "on every network interface"
+    return (f"This app listens {where}, not only on this machine (started outside the repository folder, "
+            f".streamlit/config.toml is not read). Anyone who reaches it can use it: server paths and "
+            f"trust_remote_code are off unless {SERVER_PATHS_ENV}=on / {TRUST_REMOTE_CODE_ENV}=on. Pass "
+            f"--server.address 127.0.0.1 to keep it local.")
 
 
 def remote_code_allowed() -> bool:
@@ -104,7 +122,7 @@ def remote_code_allowed() -> bool:
         return True
     if value in ("0", "off", "false", "no"):
         return False
-    return (st.get_option("server.address") or "") in LOCAL_ADDRESSES
+    return bind_address() in LOCAL_ADDRESSES
 
 
 # --- the shared state ----------------------------------------------------------------------------------------------
@@ -175,6 +193,9 @@ def sidebar() -> Context:
     with st.sidebar:
         for note in st.session_state.pop("ui_url_notes", []):
             st.info(note)
+        exposed = bind_note()
+        if exposed:
+            st.caption(exposed)
         st.markdown("### Tokenizer")
         tok, ctx.tokenizer_key, tok_name, is_default = _tokenizer_section(ctx)
         st.markdown("### Chat template")
