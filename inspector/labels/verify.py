@@ -387,10 +387,15 @@ def prompt_regions(text: str, messages: Sequence[dict[str, Any]], tools: list | 
     """
     out: list[tuple[int, int, int]] = []
     notes: list[str] = []
-    for i in sorted(trained):
-        if i <= 0 or i >= len(messages) or messages[i].get("role") != "assistant" \
-                or messages[i - 1].get("role") == "assistant":
-            continue
+    turns = [i for i in sorted(trained) if 0 < i < len(messages) and messages[i].get("role") == "assistant"
+             and messages[i - 1].get("role") != "assistant"]
+    budget = max(4, fields_budget(len(messages)) // 8)  # two renders of the conversation so far per turn: bounded
+    if len(turns) > budget:
+        keep = set(np.unique(np.linspace(0, len(turns) - 1, budget).round().astype(int)).tolist())
+        notes.append(f"{len(turns) - len(keep)} of {len(turns)} turns: the inference prompt not verified (at most "
+                     f"{budget} per sample)")
+        turns = [t for k, t in enumerate(turns) if k in keep]
+    for i in turns:
         if deadline is not None and time.monotonic() > deadline:
             notes.append(f"assistant message {i}: the inference prompt was not verified (the per-record time budget "
                          f"ran out)")
