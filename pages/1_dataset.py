@@ -63,7 +63,7 @@ with page("Dataset") as ctx:
 
     total_tokens = int(stats["tokens"].sum())
     trained = int(stats["trained"].sum())
-    template_errors = int((findings["code"] == "template-error").sum())
+    template_errors = int(findings["code"].isin(("template-error", "tokenizer-error")).sum())
     c = st.columns(6)
     c[0].metric("Conversations", f"{len(ctx.conversations):,}")
     c[1].metric("Samples", f"{len(stats):,}", help=f"strategy {ctx.options.strategy}")

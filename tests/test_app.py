@@ -1120,3 +1120,62 @@ def test_the_training_template_is_verified_on_at_most_300_conversations_and_says
     table = next(d.value for d in at.dataframe if "agree" in d.value.columns)
     assert len(table) == 300 and table["conversation"].iloc[-1] == "r299"
     assert metrics(at)["Conversations verified"] == "300 of 300"
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "9" * 5000, "-3", "12345678901"])
+def test_a_bad_max_length_in_the_url_is_ignored_with_a_note(value):
+    """Issue 21: ?max_length=%C2%B2 ("²" is a digit to str.isdigit) or 5,000 nines stopped the sidebar with a
+    ValueError; now the value is ignored, the sidebar says so, and the default stays."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"max_length": value, "strategy": "last-turn"})
+    at.run()
+    no_exception(at)
+    assert widget(at, "selectbox", "sb_strategy").value == "last-turn"  # the other parameters still apply
+    from pages.common.ui import DEFAULT_MAX_LENGTH
+
+    assert widget(at, "number_input", "sb_max_length").value == DEFAULT_MAX_LENGTH
+    notes = [i.value for i in at.sidebar.info]
+    assert any("max_length" in n and "ignored" in n for n in notes), notes
+    assert not any("unexpected error" in e.value for e in at.error)
+
+
+def test_trust_remote_code_is_off_on_a_server_others_can_reach(monkeypatch):
+    """Issue 21: on a non-local bind any visitor could tick trust_remote_code; now only the operator can allow it
+    (SFT_INSPECTOR_TRUST_REMOTE_CODE=on), in the style of SFT_INSPECTOR_SERVER_PATHS."""
+    import streamlit as st
+
+    from pages.common import ui
+
+    monkeypatch.delenv("SFT_INSPECTOR_TRUST_REMOTE_CODE", raising=False)
+    for address, allowed in (("127.0.0.1", True), ("::1", True), ("0.0.0.0", False), ("", False)):
+        monkeypatch.setattr(st, "get_option", lambda key, _a=address: _a if key == "server.address" else None)
+        assert ui.remote_code_allowed() is allowed, address
+    monkeypatch.setenv("SFT_INSPECTOR_TRUST_REMOTE_CODE", "on")
+    assert ui.remote_code_allowed() is True
+    monkeypatch.setenv("SFT_INSPECTOR_TRUST_REMOTE_CODE", "off")
+    monkeypatch.undo()
+    monkeypatch.setenv("SFT_INSPECTOR_TRUST_REMOTE_CODE", "off")
+    at = run_app()
+    no_exception(at)
+    box = at.checkbox(key="sb_trust_remote_code")
+    assert box.disabled and box.value is False
+    monkeypatch.setenv("SFT_INSPECTOR_TRUST_REMOTE_CODE", "on")
+    at = run_app()
+    assert not at.checkbox(key="sb_trust_remote_code").disabled
+
+
+def test_a_server_bound_to_every_interface_says_so_in_the_sidebar(monkeypatch):
+    """Issue 21: `streamlit run /path/to/app.py` from another folder does not read .streamlit/config.toml and binds
+    every interface; the app says so, and the server-path and remote-code switches fail closed."""
+    from pages.common import ui
+
+    at = run_app()
+    assert not any("not only on this machine" in c.value for c in at.sidebar.caption)  # tests bind 127.0.0.1
+    monkeypatch.delenv("SFT_INSPECTOR_TRUST_REMOTE_CODE", raising=False)
+    monkeypatch.delenv("SFT_INSPECTOR_SERVER_PATHS", raising=False)
+    monkeypatch.setattr(ui, "bind_address", lambda: "")
+    at = run_app()
+    no_exception(at)
+    assert any("on every network interface" in c.value for c in at.sidebar.caption)
+    assert at.checkbox(key="sb_trust_remote_code").disabled
+    assert "Path on this machine" not in widget(at, "radio", "sb_data_source").options

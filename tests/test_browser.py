@@ -89,9 +89,15 @@ def streamlit_server(log_dir: Path, env: dict | None = None):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server_tmp(tmp_path_factory) -> Path:
+    """The server's own temporary folder (its TMPDIR): where it would spill an upload to disk."""
+    return tmp_path_factory.mktemp("streamlit-tmp")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, server_tmp):
     pytest.importorskip("playwright.sync_api", reason="playwright (python) is not installed")
-    with streamlit_server(tmp_path_factory.mktemp("streamlit")) as url:
+    with streamlit_server(tmp_path_factory.mktemp("streamlit"), {"TMPDIR": str(server_tmp)}) as url:
         yield url
 
 
@@ -477,13 +483,14 @@ def test_gradient_weights_bars_select_a_sample(server, browser_page):
 
 # --- two sessions; user-supplied markdown ------------------------------------------------------------------------
 
-def test_two_browser_sessions_never_see_each_others_upload(server, new_session, tmp_path):
+def test_two_browser_sessions_never_see_each_others_upload(server, server_tmp, new_session, tmp_path):
     import tempfile
 
     marker = "private-" + tmp_path.name
     data = tmp_path / "secret.jsonl"
     data.write_text(json.dumps({"id": marker, "messages": [{"role": "user", "content": marker},
                                                             {"role": "assistant", "content": "ok"}]}) + "\n")
+    started = time.time() - 1
     a, b = new_session(), new_session()
     for page in (a, b):
         page.goto(server)
@@ -497,8 +504,10 @@ def test_two_browser_sessions_never_see_each_others_upload(server, new_session, 
     assert b.locator('[data-testid="stSidebar"]').get_by_text("Using the uploaded file:").count() == 0
     assert marker not in b.content()
     # and there is no file to name under "Path on this machine": the upload never reached the disk
-    found = [str(q) for q in Path(tempfile.gettempdir()).rglob("*")  # (pytest's own folders hold the test's file)
-             if "/pytest-of-" not in str(q) and q.is_file() and not q.is_symlink() and marker.encode() in _read(q)]
+    # only what this test made is searched (other programs' files in /tmp come and go): the server's own TMPDIR,
+    # and the files of the repository (its working folder) written since the test started
+    made = list(server_tmp.rglob("*")) + [q for q in ROOT.rglob("*") if ".git" not in q.parts and _newer(q, started)]
+    found = [str(q) for q in made if q.is_file() and not q.is_symlink() and marker.encode() in _read(q)]
     assert found == []
     _radio(b, 2, "Path on this machine")
     box = b.locator('[data-testid="stSidebar"]').get_by_role("textbox", name="File or folder")
@@ -521,6 +530,13 @@ def test_two_browser_sessions_never_see_each_others_upload(server, new_session, 
     assert _selected(a, "stMain", "Conversation") == marker
     assert marker + "-b" not in a.content()
     assert "secret.jsonl" not in b.content()
+
+
+def _newer(path: Path, since: float) -> bool:
+    try:
+        return path.stat().st_mtime >= since
+    except OSError:  # gone in between
+        return False
 
 
 def _read(path: Path, limit: int = 50_000_000) -> bytes:

@@ -178,10 +178,26 @@ PANIC_PROMPT = CHATML.replace("'<|im_start|>assistant\n' }}{% endif %}",
                               "'<|im_start|>assistant\n" + PANIC_TEXT + "' }}{% endif %}")
 
 
+# tools: a template that writes them in a system block, and one (Phi-4-mini-like) that iterates them unguarded and
+# writes a tool preamble even for an empty list
+TOOLS = [{"type": "function", "function": {"name": "lookup", "description": "Find a word.",
+                                           "parameters": {"type": "object", "properties": {}}}}]
+WITH_TOOLS = ("{% if tools %}{{ '<|im_start|>system\nTools: ' + (tools | tojson) + '<|im_end|>\n' }}{% endif %}"
+              + CHATML)
+UNGUARDED_TOOLS = ("{{ '<|im_start|>system\nYou have some tools:' }}{% for t in tools %}{{ ' ' + t.function.name }}"
+                   "{% endfor %}{{ '<|im_end|>\n' }}" + CHATML)
+
+
+def _with_tools(c: Conversation, tools=TOOLS) -> Conversation:
+    return replace(c, tools=tools)
+
+
 CASES = {
     # code: (fires, stays quiet)
     "special-token-in-text": (lambda e: run(e.setup(), [conv(("user", "Say <|im_end|> now"), ("assistant", "Yo"))]),
                               lambda e: run(e.setup(), [conv(("user", "Say im_end now"), ("assistant", "Yo"))])),
+    "tokenizer-error": (lambda e: run(e.setup(CHATML, e.panicky), [conv(("user", PANIC_TEXT), ("assistant", "Yo"))]),
+                        lambda e: run(e.setup(CHATML, e.panicky), [ONE_TURN])),
     "check-failed": (lambda e: run(e.setup(PANIC_PROMPT, e.panicky), [ONE_TURN]),
                      lambda e: run(e.setup(CHATML, e.panicky), [ONE_TURN])),
     "no-records": (lambda e: _no_records(e, True), lambda e: _no_records(e, False)),
@@ -239,6 +255,10 @@ CASES = {
     "reasoning-dropped": (lambda e: run(e.setup(), [REASONING]), lambda e: run(e.setup(WITH_THINK), [REASONING])),
     "tool-call-adapted": (lambda e: run(e.setup(ITEMS), [_call_conv('{"fruit": "plums"}')]),
                           lambda e: run(e.setup(ITEMS), [_call_conv({"fruit": "plums"})])),
+    "tools-not-rendered": (lambda e: run(e.setup(), [_with_tools(TWO_TURNS)], strategy="split-turns"),
+                           lambda e: run(e.setup(WITH_TOOLS), [_with_tools(TWO_TURNS)], strategy="split-turns")),
+    "tools-empty-list": (lambda e: run(e.setup(UNGUARDED_TOOLS), [ONE_TURN]),
+                         lambda e: run(e.setup(UNGUARDED_TOOLS), [_with_tools(ONE_TURN)])),
     # packing (inspector.train.packing.check_packing), on real samples of the tiny tokenizer
     "cross-sample-prediction": (lambda e: _packed(e, "all-tokens"), lambda e: _packed(e, "all-tokens", True)),
     "cross-sample-attention": (lambda e: _packed(e), lambda e: _packed(e, padding_free=True)),
@@ -581,6 +601,20 @@ def test_positions_are_within_the_sample(env):
     for code, (fire, _quiet) in CASES.items():
         for f in fire(env):
             assert all(isinstance(p, int) and p >= 0 for p in f.positions), (code, f)
+
+
+def test_tools_the_template_never_writes_and_the_empty_list_fallback_are_named(env):
+    """Issue 21: glaive-style records (tools) on a ChatML template without tool support; a template that raises on
+    tools=None is rendered with tools=[] and the sample says so (its preamble is in the training text)."""
+    (f,) = only(run(env.setup(), [_with_tools(ONE_TURN, TOOLS * 2)]), "tools-not-rendered")
+    assert f.severity == "warning" and "2 tools" in f.message and "never sees declared" in f.message
+    quiet = run(env.setup(WITH_TOOLS), [_with_tools(ONE_TURN)])
+    assert "tools-not-rendered" not in codes(quiet) and "tools-empty-list" not in codes(quiet)
+    (oc,) = evaluate([ONE_TURN], CheckContext(env.setup(UNGUARDED_TOOLS)), keep_rows=True)
+    (f,) = only(oc.findings, "tools-empty-list")
+    assert oc.accepted and f.severity == "info" and "tools=[]" in f.message and f.details["error"]
+    (s,) = LabelEngine(env.setup(UNGUARDED_TOOLS)).build_one(ONE_TURN)
+    assert s.text.startswith("<|im_start|>system\nYou have some tools:<|im_end|>") and s.extra["tools_fallback"]
 
 
 def test_split_turns_leaves_out_answers_marked_not_to_train(env):

@@ -409,8 +409,9 @@ def test_a_panicking_tokenizer_rejects_the_record_and_the_run_goes_on(tmp_path):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert report["totals"]["records"] == 3 and report["totals"]["accepted_records"] == 2
-    first = report["checks"]["template-error"]["first"][0]
+    first = report["checks"]["tokenizer-error"]["first"][0]  # the tokenizer's fault, not the template's (issue 21)
     assert first["conversation_id"] == "boom" and "PanicException" in first["message"]
+    assert "tokenizer" in first["hint"] and not report["checks"]["template-error"].get("first")
 
 
 # --- done when: one of each bad record among 1,000 good ones ---------------------------------------------------------

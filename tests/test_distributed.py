@@ -89,6 +89,24 @@ def test_missing_ray_names_the_extra(monkeypatch, capsys):
     assert err.startswith("Error: --engine ray needs Ray Data") and "pip install 'sft-inspector[ray]'" in err
 
 
+def test_ray_failing_to_start_is_exit_2_and_leaves_no_folders(monkeypatch, tmp_path, capsys):
+    """Issue 21: Ray failing to start was exit 3 ("This is a bug") and left accepted/ and rejected/ without a
+    report.json. Now: a clear exit 2, and the output folder holds nothing of the run."""
+    import ray
+
+    def refuse(*args, **kwargs):
+        raise OSError("[Errno 28] No space left on device: '/tmp/ray/session_x'")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    out = tmp_path / "out"
+    assert main(["export", str(DEMO), "--engine", "ray", "--verify", "none", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Error: cannot start or reach Ray (a local Ray): [Errno 28] No space left") and \
+        "Internal error" not in err
+    assert not (out / "accepted").exists() and not (out / "rejected").exists() and not (out / "report.json").exists()
+
+
 def test_an_unreachable_cluster_fails_fast():
     from inspector.data.distributed import _check_reachable
 

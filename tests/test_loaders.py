@@ -965,3 +965,32 @@ def test_a_record_id_with_a_lone_surrogate_is_rejected_and_printable():
     rej = result.rejected[0]
     assert rej.id == "bad\\ud800" and rej.id.encode("utf-8")
     assert "the record id has a lone surrogate" in rej.reasons[0]
+
+
+def test_a_number_of_exactly_4300_digits_is_not_called_longer(tmp_path):
+    """Issue 21: 4,300 digits is what Python still converts; the message said "more than 4,300 digits" for it."""
+    assert not records._huge_int(10 ** 4300 - 1) and records._huge_int(10 ** 4300)
+    assert records._huge_int(-(10 ** 4300)) and not records._huge_int(-(10 ** 4300 - 1))
+    p = tmp_path / "n.jsonl"
+    rows = [{"prompt": "Hi", "completion": "Yo", "n": 10 ** 4300 - 1}]
+    p.write_text(json.dumps(rows[0]) + "\n" + '{"prompt": "Hi", "completion": "Yo", "n": 1' + "0" * 4300 + "}\n")
+    result = loaders.load_data(p)
+    assert len(result.conversations) == 1
+    (bad,) = result.rejected
+    assert "4,301 digits" in bad.reasons[0] and "4,300 digits" in bad.reasons[0]
+
+
+def test_a_fifo_in_a_data_folder_is_rejected_with_a_reason_and_never_opened(tmp_path):
+    import os
+    import threading
+
+    (tmp_path / "a.jsonl").write_text('{"prompt": "Hi", "completion": "Yo"}\n')
+    os.mkfifo(tmp_path / "b.jsonl")
+    out = []
+    t = threading.Thread(target=lambda: out.append(list(loaders.iter_records(tmp_path))), daemon=True)
+    t.start()
+    t.join(20)
+    assert not t.is_alive(), "reading a folder with a FIFO in it blocked"
+    items = out[0]
+    assert [type(x).__name__ for x in items] == ["Conversation", "Rejected"]
+    assert items[1].id == "b.jsonl" and "not a regular file" in items[1].reasons[0]

@@ -157,3 +157,27 @@ def test_padded_and_padding_free_exclude_each_other(tmp_path, capsys):
     data = write_jsonl(tmp_path / "d.jsonl", CLEAN)
     code, _, err = run_main(["pack", data, "--max-length", "8", "--padded", "--padding-free"], capsys)
     assert code == 2 and "not allowed with argument" in err
+
+
+@pytest.mark.parametrize("extra", [["--pad-to-multiple-of", str(10**12)],
+                                   ["--pad-to-multiple-of", str(10**9), "--padding-free"]])
+def test_absurd_pad_multiple_is_a_usage_error_before_anything_is_loaded(tmp_path, capsys, extra):
+    """Issue 21: 10**12 (10**9 padding-free) ran out of memory, exit 3."""
+    data = write_jsonl(tmp_path / "d.jsonl", CLEAN)
+    code, _, err = run_main(["pack", data, "--tokenizer", str(tmp_path / "no-such-tokenizer"), "--max-length", "64",
+                             *extra], capsys)
+    assert code == 2 and "--pad-to-multiple-of" in err and "4,096" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["check", "a" * 6000],
+    ["check", "d.jsonl", "--tokenizer", "t/" + "b" * 6000],
+    ["check", "d.jsonl", "--chat-template", "c" * 300 + ".jinja"],
+    ["export", "d.jsonl", "--out", "o" * 6000],
+    ["loss", "d.jsonl", "--model", "m" * 6000],
+    ["training-template", "--chat-template", "x.jinja", "--out", "/".join(["p" * 200] * 30)],
+])
+def test_a_path_no_file_system_holds_is_a_usage_error(capsys, argv):
+    """Issue 21: a 6,000-character path failed as "File name too long", exit 3."""
+    code, _, err = run_main(argv, capsys)
+    assert code == 2 and "bytes long" in err and "Internal error" not in err

@@ -77,7 +77,7 @@ def test_a_panic_while_building_one_record_in_a_batch_falls_back_to_one_at_a_tim
     monkeypatch.setattr(ctx.engine, "build", build)
     outcomes = evaluate([_conv("a", "Hi"), _conv("boom", "Hi"), _conv("b", "Hi")], ctx)
     assert [oc.accepted for oc in outcomes] == [True, False, True]
-    assert outcomes[1].reasons() == ["template-error: building the sample failed: PanicException: boom while "
+    assert outcomes[1].reasons() == ["tokenizer-error: building the sample failed: PanicException: boom while "
                                      "building"]
 
 
@@ -106,7 +106,7 @@ def test_a_panic_in_the_streamed_build_falls_back_and_the_stream_goes_on(panicky
     outcomes = list(iter_outcomes(convs, ctx, chunk_size=2))
     assert [oc.record_id for oc in outcomes] == [c.id for c in convs]
     assert [oc.accepted for oc in outcomes] == [True, True, True, True, False, True, True]
-    assert outcomes[4].reasons() == ["template-error: building the sample failed: PanicException: boom while "
+    assert outcomes[4].reasons() == ["tokenizer-error: building the sample failed: PanicException: boom while "
                                      "building"]
 
 

@@ -578,3 +578,56 @@ def test_conversations_sharing_an_id_are_each_checked(tiny_tokenizer):
     v = verify_training_template(setup, build_training_template(setup, twins).template, twins)
     assert [r.conversation_id for r in v.rows] == ["same", "same"]
     assert v.verified and v.rows[0].tokens != v.rows[1].tokens
+
+
+# --- issue 21: the verdict carries the label errors of the samples it reproduces ---------------------------------
+
+def test_verdict_is_not_verified_when_export_would_reject_the_labels_it_copies(tiny_tokenizer):
+    """GLM-4 tool template (vLLM examples): the mask agreed with labels that never train an end-of-turn, and the
+    verdict said VERIFIED while export rejected every record. Here: labels without the end-of-turn."""
+    setup, opts = setup_for(tiny_tokenizer, CHATML), LabelOptions(label_eot=False)
+    tt = build_training_template(setup, CONVS[:1], opts)
+    v = verify_training_template(setup, tt.template, CONVS[:1], opts)
+    row = v.rows[0]
+    assert row.identical and row.agree == row.tokens > 0  # the mask copies our labels exactly ...
+    assert not v.verified and not row.verified  # ... but those labels are rejected by export
+    assert any(e.startswith("eot-not-labeled") for e in row.label_errors)
+    assert "export rejects" in v.summary() and row.to_dict()["label_errors"] == row.label_errors
+    good = verify_training_template(setup, build_training_template(setup, CONVS[:1]).template, CONVS[:1])
+    assert good.verified and not good.rows[0].label_errors
+
+
+def test_degenerate_empty_answer_that_trains_across_two_headers_does_not_pass():
+    """Tele-FLM: headers written as plain text, an empty assistant turn; a tokenizer that merges '><' labels a
+    token holding the end of one "<_bot>" header and the start of the next."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.Split(pattern="x^", behavior="isolated")  # no pre-split: merges cross '>'
+    raw.decoder = decoders.BPEDecoder()
+    raw.train_from_iterator(["<_user>Hi<_bot><_bot>Yes<_user>" * 20, "the lazy dog. Hello! How can I help"] * 5,
+                            trainers.BpeTrainer(vocab_size=120, special_tokens=["</s>"]))
+    tok = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="</s>")
+    tele = ("{% for m in messages %}{% if m.role == 'user' %}{{ '<_user>' + m.content }}{% else %}"
+            "{{ '<_bot>' + m.content }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<_bot>' }}{% endif %}")
+    conv = Conversation("deg", [Message("user", "Hi"), Message("assistant", ""), Message("assistant", "Yes"),
+                                Message("user", "Hi"), Message("assistant", "Yes")])
+    setup = setup_for(tok, tele)
+    tt = build_training_template(setup, [conv])
+    v = verify_training_template(setup, tt.template, [conv])
+    (row,) = v.rows
+    assert row.identical and row.agree == row.tokens > 0  # the mask copies our labels: no proof by itself
+    assert not v.verified, v.summary()
+    assert any(e.startswith(("boundary-straddle", "label-verification")) for e in row.label_errors), row.label_errors
+
+
+@pytest.mark.parametrize("hidden", ["{# use {% generation %} here #}", "{% raw %}{% generation %}{% endraw %}",
+                                    "{{ '' if false else '' }}{% set note = '{% generation %}' %}"])
+def test_tag_in_a_comment_raw_block_or_string_is_not_already_tagged(tiny_tokenizer, hidden):
+    template = hidden + CHATML
+    tt = build_training_template(setup_for(tiny_tokenizer, template), CONVS[:1])
+    assert not tt.already_tagged and not any("already has" in n for n in tt.notes)
+    if "raw" not in hidden:  # (a raw block writes its text: the rewriter's instrumented render says so instead)
+        assert tt.changed and "{% generation %}{{" in tt.template
+        assert verify_training_template(setup_for(tiny_tokenizer, template), tt.template, CONVS[:1]).verified

@@ -355,6 +355,44 @@ def test_mutations_are_each_named(tok):
     assert (6, "content", "not-labeled") in found or (4, "content", "not-labeled") in found
 
 
+# Reka-Edge-like: the header "<sep>assistant: " is plain text (no special token), thinking opens every answer
+REKA_LIKE = ("{% for m in messages %}{% if m.role == 'user' %}{{ '<sep>human: ' + m.content }}"
+             "{% elif m.role == 'assistant' %}{{ '<sep>assistant: ' }}"
+             "{% if enable_thinking %}{{ '<think>\n' + (m.reasoning_content or '') + '\n</think>\n' }}{% endif %}"
+             "{% for tc in m.tool_calls or [] %}{{ '<tool_call>' + tc.function | tojson + '</tool_call>' }}{% endfor %}"
+             "{{ m.content + '<|eot|>' }}{% elif m.role == 'tool' %}{{ '<sep>tool: ' + m.content }}{% endif %}"
+             "{% endfor %}{% if add_generation_prompt %}{{ '<sep>assistant: ' }}"
+             "{% if enable_thinking %}{{ '<think>\n' }}{% endif %}{% endif %}")
+
+
+def test_labeled_inference_prompt_of_a_tool_call_turn_is_a_verification_error(tok):
+    """Issue 21: tokens of render(messages[:i], add_generation_prompt=True) that the training render shares (the
+    plain-text header "<sep>assistant: <think>\n" before a tool call) must be -100; the verifier proves it."""
+    eng, opts = engine(tok, REKA_LIKE), LabelOptions(template_kwargs={"enable_thinking": True})
+    (s,) = eng.build_one(TOOL_CONV, opts)
+    assert verified(eng, s, TOOL_CONV, opts).ok  # the engine masks the header; the earlier <|eot|> stay trained
+    head = s.text.index("<sep>assistant: <think>\n")
+    end = head + len("<sep>assistant: <think>\n")
+    header = [k for k, (a, b) in enumerate(s.offsets) if a >= head and b <= end and b > a]
+    assert header and all(s.labels[k] == IGNORE_INDEX for k in header)
+    labels = list(s.labels)
+    for k in header:  # the mistake seen on Reka Edge: the header before the call is trained
+        labels[k] = s.input_ids[k]
+    bad = replace(s, labels=labels)
+    result = verified(eng, bad, TOOL_CONV, opts)
+    assert messages_of(result.violations) == {(2, "generation prompt", "prompt-labeled")}
+    assert result.violations[0].positions == header
+    findings = verification_findings(bad, TOOL_CONV, CheckContext(eng.setup, opts))
+    assert [f.code for f in findings] == ["label-verification"] and findings[0].severity == "error"
+    assert "inference prompt" in findings[0].message
+    labels = list(s.labels)  # the same header before the last answer: message 6
+    last = s.text.rindex("<sep>assistant: ")
+    k = next(k for k, (a, b) in enumerate(s.offsets) if a >= last and b > a)
+    labels[k] = s.input_ids[k]
+    assert messages_of(verified(eng, replace(s, labels=labels), TOOL_CONV, opts).violations) == \
+        {(6, "generation prompt", "prompt-labeled")}
+
+
 def test_trained_messages_per_strategy():
     msgs = [{"role": "user"}, {"role": "assistant"}, {"role": "user"}, {"role": "assistant"}]
     assert trained_messages(msgs, "assistant-only", [None] * 4) == {1, 3}

@@ -26,6 +26,12 @@ from inspector.training_template.build import TrainingTemplate, build_training_t
 EXPECTED_NOT_VERIFIED: dict[str, str] = {
     "LFM2.5-8B-A1B.jinja": "has its own {% generation %} tags, left as they are: they also train the newline after "
                            "<|im_end|>, which our labels do not",
+    # issue 21: the mask copies our labels exactly, but those labels train no end-of-turn after a tool-call turn
+    # (command-r-plus) or after any answer (rwkv-world, with gpt-2 as its tokenizer): export rejects the records
+    "CohereForAI-c4ai-command-r-plus-tool_use.jinja": "the labels it reproduces train no end-of-turn after a tool "
+                                                      "call (eot-not-labeled): export rejects those records",
+    "llama-cpp-rwkv-world.jinja": "the labels it reproduces train no end-of-turn (eot-not-labeled): export rejects "
+                                  "those records",
     "poolside-Laguna-S-2.1.jinja": "has its own {% generation %} tags, left as they are: they also train the role "
                                    "header <assistant>, which our labels do not",
     "poolside-Laguna-XS-2.1.jinja": "has its own {% generation %} tags, left as they are: they also train the role "

@@ -21,6 +21,7 @@ the app's checks page all show the same ones. What the checks cover (numbers are
     unsupported-role            warning  (11) a role the core does not know, or a message the template drops
     empty-message               warning  (11) a message with no text (and no tool call)
     template-error              error    (11) the chat template raised (its own message)
+    tokenizer-error             error    the tokenizer failed on the rendered text (a Rust panic in ``tokenizers``)
     low-trainable-share         warning  (12) 0 < trained tokens / tokens < ``Thresholds.min_trainable_share``
     label-out-of-vocab          error    (12) a label outside [0, len(tokenizer))
     special-token-in-text       warning  a special token's text written inside a message becomes that token
@@ -29,6 +30,8 @@ the app's checks page all show the same ones. What the checks cover (numbers are
     eot-appended                info     the open final answer got the template's closing appended, labeled
     reasoning-dropped           info     the template does not render some assistant messages' reasoning
     tool-call-adapted           info     tool calls reshaped (JSON text <-> object) to what the template expects
+    tools-not-rendered          warning  the record declares tools, the template writes none of them
+    tools-empty-list            info     the template raised without tools: rendered with ``tools=[]`` instead
     record-rejected             error    the loader could not read the record (reasons from ``Rejected``)
     check-failed                error    a check could not run on the record (the tokenizer failed on its text)
     no-records                  error    the input holds no record at all (a report-level finding)
@@ -74,6 +77,12 @@ _CHECK_LIST = [
     Check("template-error", "error", "Chat template raised",
           "Rendering the conversation with the chat template raised an exception (its own message is shown).",
           "Read the template's message: most templates reject a role order or a role they do not support."),
+    Check("tokenizer-error", "error", "Tokenizer failed on the text",
+          "The tokenizer raised or panicked on the rendered text of this record (a panic inside the Rust "
+          "`tokenizers` library, e.g. a pre-tokenizer regex that backtracks past its limit on a long run of one "
+          "character). The template rendered fine.",
+          "The tokenizer, not the template: check its pre-tokenizer (tokenizer.json, `pre_tokenizer` Split regex) "
+          "or the record's text (very long runs of one character); other records are checked."),
     Check("role-order", "warning", "Roles out of order",
           "Roles do not alternate user/assistant: two user or two assistant messages in a row, a system message "
           "after the first message, a tool result without a tool call before it, or no final assistant message.",
@@ -164,6 +173,18 @@ _CHECK_LIST = [
           "Tool-call arguments given as JSON text were parsed into an object (or an object written as JSON text, "
           "or a call-only message given content None) because the template expects that shape.",
           "Nothing to fix; the note on the sample says what was changed."),
+    Check("tools-not-rendered", "warning", "Tools declared but never rendered",
+          "The record has a tools list, but the rendered text is the same without it: the template does not write "
+          "tool declarations (e.g. a ChatML template without tool support on function-calling data). The model "
+          "is trained to call tools it never sees declared.",
+          "Use a template that renders `tools` (the model's own tool-use template), or write the declarations into "
+          "the system message yourself."),
+    Check("tools-empty-list", "info", "Rendered with an empty tools list",
+          "The record has no tools and the template raised when `tools` was undefined (it iterates it without a "
+          "check), so the sample was rendered with `tools=[]`. Some templates write text of their own for an empty "
+          "list (Phi-4-mini: a system prompt saying the model has tools).",
+          "Look at the rendered text; if the tool preamble should not be there, give the records an explicit "
+          "tools list or fix the template's `tools is defined` test."),
     Check("special-token-in-text", "warning", "Special token written inside message text",
           "A message's own text holds the text of a special token (an end-of-sentence, a turn marker such as "
           "<|im_start|>assistant): the tokenizer turns it into the real control token, so the model is trained on "

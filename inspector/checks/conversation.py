@@ -76,8 +76,10 @@ def _role_order(conv: Conversation) -> list[Finding]:
 
 
 def error_finding(err: SampleError) -> Finding:
-    """A ``SampleError`` (the template raised) as a ``template-error`` finding."""
-    return finding("template-error", one_line(err.reason), conversation_id=err.conversation_id)
+    """A ``SampleError`` as a ``template-error`` finding (the template raised), or ``tokenizer-error`` when the
+    tokenizer failed on the rendered text (a Rust panic in ``tokenizers``)."""
+    code = "tokenizer-error" if getattr(err, "kind", "template") == "tokenizer" else "template-error"
+    return finding(code, one_line(err.reason), conversation_id=err.conversation_id)
 
 
 def rejected_finding(rej: Rejected) -> Finding:

@@ -117,8 +117,10 @@ def _build(convs: list[Conversation], ctx: CheckContext, built: tuple[list[Sampl
         except BaseException as exc:
             if not is_tokenizer_failure(exc) or isinstance(exc, ChatTemplateError):
                 raise
+            kind = "tokenizer" if type(exc).__name__ == "PanicException" else "template"  # a Rust panic
             samples, errors = [], [SampleError(c.id, ctx.opts.strategy, f"building the sample failed: "
-                                               f"{type(exc).__name__}: {exc}", str(c.source) if c.source else None)]
+                                               f"{type(exc).__name__}: {exc}", str(c.source) if c.source else None,
+                                               kind)]
         by_pos[i] = samples
         if errors:
             errs[i] = errors[0]
@@ -186,7 +188,7 @@ def _check_record(conv: Conversation, samples: list[Sample], err: SampleError | 
     panics on the inference prompt, an internal error) becomes a ``check-failed`` finding, so the record is
     rejected with the reason and the run goes on."""
     findings = check_conversation(conv, ctx)
-    if err is not None and ctx.enabled("template-error"):
+    if err is not None and ctx.enabled("tokenizer-error" if err.kind == "tokenizer" else "template-error"):
         findings.append(error_finding(err))
     try:
         for s in samples:

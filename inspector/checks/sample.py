@@ -15,7 +15,8 @@ from inspector.checks.context import CheckContext, labeled_mask
 from inspector.checks.labels import (check_eot, check_last_match, check_leak, check_marker, check_no_trainable,
                                      check_share, check_straddle, check_truncation)
 from inspector.checks.template import (check_adapted, check_dropped, check_eot_appended, check_generation_mask,
-                                       check_reasoning_dropped, check_train_inference)
+                                       check_reasoning_dropped, check_tools_fallback,
+                                       check_tools_rendered, check_train_inference)
 from inspector.checks.tokenizer import check_double_bos, check_pad_eos, check_special_in_text, check_vocab
 from inspector.conversations import Conversation
 from inspector.labels.engine import Sample
@@ -23,7 +24,8 @@ from inspector.labels.engine import Sample
 SAMPLE_CHECKS = (check_no_trainable, check_truncation, check_eot, check_pad_eos, check_double_bos,
                  check_leak, check_straddle, check_train_inference, check_generation_mask, check_marker,
                  check_dropped, check_share, check_vocab, check_last_match, check_eot_appended,
-                 check_reasoning_dropped, check_adapted, check_special_in_text)
+                 check_reasoning_dropped, check_adapted, check_special_in_text, check_tools_rendered,
+                 check_tools_fallback)
 
 
 def check_sample(sample: Sample, conv: Conversation | None, ctx: CheckContext) -> list[Finding]:

@@ -10,7 +10,9 @@ Every check here is ``check_x(sample, conv, ctx, labeled) -> list[Finding]``, ru
 - ``check_generation_mask`` (9): the template's ``{% generation %}`` mask disagrees with the span-based labels;
 - ``check_dropped`` (11): a message (or its tool calls) the template does not render (``unsupported-role``);
 - notes on what the engine adapted: ``check_eot_appended`` (a closing appended to an open final answer),
-  ``check_reasoning_dropped`` (reasoning the template does not write), ``check_adapted`` (tool calls reshaped).
+  ``check_reasoning_dropped`` (reasoning the template does not write), ``check_adapted`` (tool calls reshaped);
+- tools: ``check_tools_rendered`` (declared tools the template never writes) and ``check_tools_fallback`` (rendered
+  with ``tools=[]`` because the template raised without them).
 
 Example (a Qwen3-style template that drops earlier reasoning): the inference prompt for the second answer shows
 the first answer's ``<think>`` block, the training text does not -> ``train-inference-mismatch`` at the token
@@ -247,3 +249,35 @@ def check_adapted(sample, conv, ctx, labeled):
     if not ctx.enabled("tool-call-adapted") or not sample.adapted:
         return []
     return [finding("tool-call-adapted", "; ".join(sample.adapted), details={"changes": list(sample.adapted)})]
+
+
+def check_tools_rendered(sample, conv, ctx, labeled):
+    """Tools the record declares but the template never writes: the render without them is the same text (one
+    more render per sample with tools). Example: a ChatML template without tool support on glaive data -> "the
+    record declares 3 tools but the template writes none of them"."""
+    if not ctx.enabled("tools-not-rendered") or conv is None or not conv.tools or not sample.text:
+        return []
+    if sample.strategy == "session" and ctx.opts.turn_format is not None:
+        return []
+    try:
+        if ctx.engine.render(sample_messages(sample, conv, ctx), None, ctx.opts).text != sample.text:
+            return []
+    except RenderError:
+        return []  # it does not even render without them: it reads them
+    n = len(conv.tools)
+    return [finding("tools-not-rendered",
+                    f"the record declares {plural(n, 'tool')} but the template writes none of them (the rendered "
+                    f"text is the same without them): the model is trained to call tools it never sees declared",
+                    details={"tools": n})]
+
+
+def check_tools_fallback(sample, conv, ctx, labeled):
+    """The template raised with ``tools`` undefined; the engine rendered with ``tools=[]`` (``Rendered.tools_fallback``).
+    Example: Phi-4-mini-style ``{% for t in tools %}`` without a test -> "rendered with tools=[] instead"."""
+    why = (sample.extra or {}).get("tools_fallback")
+    if not ctx.enabled("tools-empty-list") or why is None:
+        return []
+    return [finding("tools-empty-list",
+                    f"the template raised without tools ({one_line(why, 160)}); rendered with tools=[] instead: "
+                    f"any text it writes for an empty tool list is in the training text",
+                    details={"error": why})]

@@ -8,6 +8,7 @@ Example: ``main(["check", "demo.jsonl", "--fail-on", "never"])`` prints the repo
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -72,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return EXIT_ERROR
+    too_long = _too_long_path(args)
+    if too_long:
+        print(f"Error: {too_long}", file=sys.stderr)
+        return EXIT_ERROR
     if hasattr(args, "now") and args.now is None:
         args.now = run_now()  # one "now" for the whole run, whatever reads the options
     previous = None
@@ -102,6 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit:
         raise
     except BaseException as exc:  # noqa: BLE001 - the tool itself failed (also a Rust panic, a BaseException)
+        if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:  # a long path caught late: still usage
+            print(f"Error: a path is too long for this system: {_short(str(exc), 200)}", file=sys.stderr)
+            return EXIT_ERROR
         if getattr(args, "debug", False):
             traceback.print_exception(exc, file=sys.stderr)
         print(f"Internal error: {type(exc).__name__}: {_short(str(exc))}", file=sys.stderr)
@@ -110,6 +118,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+PATH_OPTIONS = {"data": "DATA", "tokenizer": "--tokenizer", "chat_template": "--chat-template", "out": "--out",
+                "model": "--model"}
+MAX_NAME_BYTES, MAX_PATH_BYTES = 255, 4096  # Linux NAME_MAX and PATH_MAX: longer fails in open() as "too long"
+
+
+def _too_long_path(args: argparse.Namespace) -> str | None:
+    """A usage error for a path argument that no file system holds (a 6,000-character DATA would otherwise fail
+    deep inside as "File name too long", exit 3). Example: DATA of 6,000 "a" -> "DATA is 6,000 bytes long ..."."""
+    for dest, name in PATH_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if not isinstance(value, str):
+            continue
+        raw = os.fsencode(value)
+        longest = max((len(part) for part in raw.split(b"/")), default=0)
+        if len(raw) > MAX_PATH_BYTES or longest > MAX_NAME_BYTES:
+            return (f"{name} is {len(raw):,} bytes long (a path may have {MAX_PATH_BYTES:,} bytes and each name in it "
+                    f"{MAX_NAME_BYTES}): no file can have that path; check the argument")
+    return None
 
 
 def _short(text: str, limit: int = 500) -> str:

@@ -12,11 +12,27 @@ from typing import Any
 
 from inspector.cli.config import add_config_options
 from inspector.checks.context import CheckContext
+from inspector.errors import InspectorError
 from inspector.checks.run import Outcome
 from inspector.checks.report import Report, report_settings
 from inspector.cli.format import _count, _n, _pct, _verdict, format_report
 from inspector.cli.options import EXIT_FINDINGS, EXIT_OK, FAIL_ON, _add_run_options, _add_setup_options, _positive_int
 from inspector.cli.run import _items, _options, _progress, _skip, _spec, _thresholds, load_spec, run_outcomes
+
+MAX_PAD_MULTIPLE = 1 << 20  # tokens: no row is longer than this, whatever the options
+
+
+class UsageError(InspectorError):
+    """An option value the command cannot use (exit 2)."""
+
+
+def _pad_bound(args: argparse.Namespace) -> int:
+    """The largest sensible --pad-to-multiple-of: the longest collated row (max_length, or max_length x batch_size
+    padding-free), at least 4,096 and at most ``MAX_PAD_MULTIPLE``. Example: --max-length 2048 --batch-size 8
+    --padding-free -> 16,384; --max-length 512 -> 4,096."""
+    row = args.max_length * (args.batch_size if args.padding_free else 1)
+    return min(max(row, 4096), MAX_PAD_MULTIPLE)
+
 
 def cmd_pack(args: argparse.Namespace) -> int:
     from dataclasses import asdict, replace
@@ -25,6 +41,12 @@ def cmd_pack(args: argparse.Namespace) -> int:
     from inspector.train.packing import (PackInput, PackOptions, count_findings, default_padding_free, pack,
                                          packing_findings, packing_summary)
 
+    bound = _pad_bound(args)
+    if args.pad_to_multiple_of is not None and args.pad_to_multiple_of > bound:
+        raise UsageError(f"--pad-to-multiple-of {args.pad_to_multiple_of:,} is more than {bound:,} tokens (the longest "
+                         f"collated row, --max-length{' x --batch-size with --padding-free' if args.padding_free else ''}"
+                         f", at least 4,096 and at most {MAX_PAD_MULTIPLE:,}): every row would be mostly padding; use "
+                         f"e.g. 8 or 64")
     spec = _spec(args)
     setup = load_spec(spec)
     opts = replace(_options(args), max_length=None)  # TRL does not truncate before packing: bfd does

@@ -51,7 +51,8 @@ def cmd_training_template(args: argparse.Namespace) -> int:
     width = max([len(r.conversation_id) for r in v.rows] + [12])
     print(f"\n{'conversation':<{width}}  {'tokens':>7}  {'agree':>8}  {'text':<9}  result")
     for r in v.rows:
-        result = "verified" if r.verified else r.reason or f"{len(r.mismatches)}+ tokens differ"
+        result = "verified" if r.verified else r.reason or (f"{len(r.mismatches)}+ tokens differ" if r.mismatches
+                                                            else f"label errors: {r.label_errors[0]}")
         agree = f"{100 * r.agreement:.2f}%" if r.tokens else "-"
         print(f"{r.conversation_id:<{width}}  {r.tokens:>7}  {agree:>8}  "
               f"{'same' if r.identical else 'DIFFERS' if r.identical is False else '-':<9}  {result}")

@@ -657,7 +657,7 @@ def _init_ray(options: RayOptions) -> bool:
                      **kwargs)
         else:
             ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever Ray raises while starting (OSError, TimeoutError, ...)
         where = options.address or os.environ.get("RAY_ADDRESS") or "a local Ray"
         raise InspectorError(f"cannot start or reach Ray ({where}): {str(exc).splitlines()[0]}") from None
     return True
@@ -855,7 +855,10 @@ def run_export(data: str, ctx: CheckContext, report: Report, out: str, *, out_fo
                     out_format=out_format)
     except BaseException:
         for part in (ACCEPTED_DIR, REJECTED_DIR):  # both were empty before this run: nothing here is complete
-            fs.delete_dir_contents(f"{root}/{part}", missing_dir_ok=True)
+            try:
+                fs.delete_dir(f"{root}/{part}")  # (the folders too: no accepted/ without a report.json)
+            except (FileNotFoundError, OSError):
+                fs.delete_dir_contents(f"{root}/{part}", missing_dir_ok=True)
         raise
     shards = {part: [r[part] for r in rows if r[part]] for part in (ACCEPTED_DIR, REJECTED_DIR)}
     for part, names in shards.items():  # what a dead attempt left behind (a .partial file, or a shard of a batch

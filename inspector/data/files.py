@@ -401,6 +401,8 @@ def _iter_folder(path: Path, fmt: str | None) -> Iterator[Conversation | Rejecte
         files = sorted(p for p in path.iterdir()
                        if p.suffix.lower() in SUPPORTED_EXTENSIONS and p.name != "dataset_info.json"
                        and not p.is_dir())
+        # a FIFO or socket named *.jsonl would block: stat (which never opens) and skip it (devices are refused below)
+        odd = {p for p in files if p.exists() and (stat.S_ISFIFO(p.stat().st_mode) or stat.S_ISSOCK(p.stat().st_mode))}
     except OSError as e:
         raise DataError(f"cannot list the folder {path}: {e.strerror or e}") from None
     if not files:
@@ -409,6 +411,10 @@ def _iter_folder(path: Path, fmt: str | None) -> Iterator[Conversation | Rejecte
 
     def chain() -> Iterator[Conversation | Rejected]:
         for file in files:
+            if file in odd:
+                yield Rejected(file.name, Source(str(file)), ["not a regular file (a FIFO or socket): skipped, never "
+                                                              "opened"], None)
+                continue
             count = 0
             try:
                 for item in _iter_file(file, fmt):

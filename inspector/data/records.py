@@ -72,8 +72,12 @@ def _is_number(value: Any) -> bool:
 
 
 def _huge_int(value: Any) -> bool:
-    """An int too long for ``str()`` (about 4,300 digits). Example: _huge_int(10**5000) -> True."""
-    return isinstance(value, int) and value.bit_length() > 14_000
+    """An int of more than ``MAX_INT_DIGITS`` digits (too long for ``str()``). Example: _huge_int(10**4300) -> True
+    (4,301 digits); _huge_int(10**4300 - 1) -> False (4,300 digits, which Python still converts)."""
+    return isinstance(value, int) and value.bit_length() > 14_280 and abs(value) >= _INT_LIMIT
+
+
+_INT_LIMIT = 10 ** MAX_INT_DIGITS  # the smallest number of MAX_INT_DIGITS + 1 digits
 
 
 def _loads(text: str) -> Any:

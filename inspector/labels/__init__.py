@@ -7,6 +7,7 @@ a token, unshifted) under each strategy, checked by an independent verifier, and
   split-turns, response-template), tokenizing all rendered texts in one batched call;
 - ``plain_text``: plain-text prompt/completion records laid out as TRL trains them (prompt + completion + EOS, no
   chat template);
+- ``adapt``: messages adapted to what the template reads (tool declarations, tool-call arguments);
 - ``response_template``: TRL's completion-only collator's response-marker search, reproduced exactly;
 - ``verify``: the perturbation verifier, which re-renders with one field replaced and diffs, using nothing of
   ``spans``;

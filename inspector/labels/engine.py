@@ -45,6 +45,7 @@ from inspector.conversations import Conversation
 from inspector.errors import RenderError, RenderTimeout
 from inspector.template.render import RenderLimits, Rendered, render, template_variables, too_many_tokens
 from inspector.template.probe import TemplateInfo, probe_template
+from inspector.labels.adapt import adapt_tool_calls, adapt_tools
 from inspector.labels.response_template import response_template_labels
 from inspector.labels.plain_text import PLAIN_TEXT_STRATEGIES, adds_bos, plain_text_layout
 from inspector.labels.spans import Layout, Span, Turn, locate
@@ -230,6 +231,7 @@ class SampleError:
     strategy: str
     reason: str
     source: str | None = None
+    kind: str = "template"  # "tokenizer": the tokenizer failed on the rendered text (a Rust panic), not the template
 
 
 # --- tokenization -----------------------------------------------------------------------------------------------
@@ -399,13 +401,15 @@ class LabelEngine:
                           prepared=prepared)
         except RenderTimeout:
             raise  # a template that ran out of time once would only run out again
-        except RenderError:
+        except RenderError as exc:
             if tools is not None:
                 raise
-            # tool-use templates iterate `tools` without checking it is defined: retry with an empty list
-            return render(messages, self.template, self.tokenizer, tools=[], variables=variables,
-                          add_generation_prompt=add_generation_prompt, track_generation=track, limits=opts.limits,
-                          prepared=prepared)
+            # tool-use templates iterate `tools` without checking it is defined: retry with an empty list (the
+            # sample says so: an empty list may write text of its own, e.g. a "you have some tools" system prompt)
+            out = render(messages, self.template, self.tokenizer, tools=[], variables=variables,
+                         add_generation_prompt=add_generation_prompt, track_generation=track, limits=opts.limits,
+                         prepared=prepared)
+            return replace(out, tools_fallback=str(exc))
 
     def template_messages(self, conv: Conversation, info: TemplateInfo) -> tuple[list[dict[str, Any]], list[str]]:
         """The messages the template sees, adapted to what it expects from a tool call (learned by the probe), and
@@ -520,7 +524,7 @@ class LabelEngine:
                             raise
                         errors.append(SampleError(job.conv.id, opts.strategy, f"the tokenizer refused the rendered "
                                                   f"text: {type(exc).__name__}: {exc}",
-                                                  str(job.conv.source) if job.conv.source else None))
+                                                  str(job.conv.source) if job.conv.source else None, "tokenizer"))
                 jobs = kept
             over = {k for k, (ids, _) in enumerate(encoded) if len(ids) > opts.limits.max_tokens}
             for k in sorted(over):  # the token cap per sample (RenderLimits.max_tokens): refused with the reason
@@ -719,6 +723,8 @@ class LabelEngine:
                         straddles, layout.spans, layout.turns, notes, None, job.rendered.generation_spans,
                         turn_index=job.turn_index, extra=extra, messages=job.messages, dropped=list(layout.dropped),
                         adapted=job.adapted, cpu_seconds=job.cpu_seconds)
+        if job.rendered.tools_fallback is not None:
+            sample.extra["tools_fallback"] = job.rendered.tools_fallback
         if job.rendered.generation_spans is not None and opts.strategy == "assistant-only":
             sample.generation_mismatch = compare_generation_mask(sample, job.rendered.generation_spans)
         if opts.max_length is not None:
@@ -896,65 +902,6 @@ def format_pieces(conv: Conversation, fmt: TurnFormat) -> list[tuple[str, str, i
             rnd += 1
     return pieces
 
-
-def adapt_tools(tools: list[Any], shape: str | None) -> tuple[list[Any], str]:
-    """Tool declarations in the shape the template reads, and what was done ("" when nothing). ``shape``
-    "wrapped": OpenAI's {"type": "function", "function": {...}} (what transformers documents); "bare": the function
-    spec alone, {"name", "description", "parameters"}; None: either works.
-
-    Example: [{"name": "f", "parameters": {}}], "wrapped" -> [{"type": "function", "function": {"name": "f",
-    "parameters": {}}}], "were bare function specs: wrapped as {"type": "function", "function": ...}, ...".
-    """
-    def wrapped(t):
-        return isinstance(t, dict) and isinstance(t.get("function"), dict)
-
-    if shape == "wrapped" and any(isinstance(t, dict) and not wrapped(t) and "name" in t for t in tools):
-        out = [t if wrapped(t) or not isinstance(t, dict) else {"type": "function", "function": t} for t in tools]
-        return out, ('were bare function specs: wrapped as {"type": "function", "function": ...}, the shape this '
-                     'template reads')
-    if shape == "bare" and any(wrapped(t) for t in tools):
-        return [t["function"] if wrapped(t) else t for t in tools], \
-            "were wrapped as {\"type\": \"function\", ...}: given as bare function specs, the shape this template reads"
-    return tools, ""
-
-
-def adapt_tool_calls(calls: list[Any], as_text: bool) -> tuple[list[Any], str]:
-    """Tool calls with their arguments in the shape a template wants, and what was done ("" when nothing).
-
-    ``as_text=False``: arguments given as JSON text holding an object are parsed (other strings stay as they are).
-    ``as_text=True``: arguments given as an object are written as JSON text.
-    Example: [{"function": {"name": "f", "arguments": '{"a": 1}'}}], False -> [{"function": {"name": "f",
-    "arguments": {"a": 1}}}], "were JSON text: parsed into an object before rendering (...)".
-    """
-    import json
-
-    out, changed = [], False
-    for call in calls:
-        if not isinstance(call, dict):
-            out.append(call)
-            continue
-        nested = isinstance(call.get("function"), dict)
-        fn = dict(call["function"] if nested else call)
-        args = fn.get("arguments")
-        if not as_text and isinstance(args, str):
-            try:
-                parsed = json.loads(args)
-            except (ValueError, RecursionError):
-                parsed = None
-            if isinstance(parsed, dict):
-                fn["arguments"], changed = parsed, True
-        elif as_text and isinstance(args, (dict, list)):
-            fn["arguments"], changed = json.dumps(args, ensure_ascii=False), True
-        out.append({**call, "function": fn} if nested else fn)
-    if not changed:
-        return out, ""
-    if as_text:
-        return out, "were an object: given as JSON text, since this template writes arguments as they are"
-    return out, ("were JSON text: parsed into an object before rendering, as transformers' chat templates expect "
-                 "(templates iterate arguments.items())")
-
-
-# --- strategies that work on token ids ---------------------------------------------------------------------------
 
 def compare_generation_mask(sample: Sample, generation_spans: list[tuple[int, int]]) -> list[int]:
     """Token positions where the ``{% generation %}`` mask (what ``return_assistant_tokens_mask`` gives) and our

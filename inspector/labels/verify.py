@@ -10,10 +10,15 @@ The characters that change are the characters that depend on that field. Then, p
   (where the template writes the field more than once, e.g. a tool result's header naming the tool, each copy is
   labeled all through or not at all, and at least one all through: the model writes it once);
 - a token holding a character that depends on a system/user/tool field, the tools, or an assistant message the
-  strategy does not train (and no character of a trained field) must be -100.
+  strategy does not train (and no character of a trained field) must be -100;
+- a token that lies in the *inference prompt* of a trained turn must be -100: for an assistant message i, the
+  prompt a server would send is ``render(messages[:i], add_generation_prompt=True)``; the characters it shares with
+  the training render, after the text of the messages before i, are the header the model is given (a header written
+  as plain text, e.g. ``<sep>assistant: ``, is tokenized like any text and easily labeled by mistake).
 
 Every token that breaks a rule is reported, grouped by message and field (``label-verification``, error), with the
-token positions. The end-of-turn marker depends on no field, so it is not judged here; the ``eot-not-labeled``
+token positions (the prompt rule as field "generation prompt", rule "prompt-labeled"). The end-of-turn marker
+depends on no field, so it is not judged here; the ``eot-not-labeled``
 check covers it. Nothing here reads the engine's spans or turns.
 
 Example (ChatML): user "Hi", assistant "Hello!"; replacing the assistant content by a sentinel changes exactly the
@@ -326,8 +331,9 @@ def field_dependencies(text: str, messages: Sequence[dict[str, Any]], tools: lis
 
 @dataclass
 class Violation:
-    """Tokens that break one rule for one field: ``kind`` "not-labeled" (an assistant field the strategy trains)
-    or "labeled" (a prompt field, or an assistant turn the strategy does not train)."""
+    """Tokens that break one rule for one field: ``kind`` "not-labeled" (an assistant field the strategy trains),
+    "labeled" (a prompt field, or an assistant turn the strategy does not train) or "prompt-labeled" (the
+    inference prompt of a trained turn, ``Field(i, "assistant", "generation prompt")``)."""
 
     field: Field
     kind: str
@@ -337,6 +343,8 @@ class Violation:
         n = len(self.positions)
         what = "not labeled" if self.kind == "not-labeled" else "labeled"
         why = ("its text is written by the model and this strategy trains it" if self.kind == "not-labeled"
+               else "the inference prompt (add_generation_prompt=True) ends there: the model is given these tokens "
+                    "and never writes them" if self.kind == "prompt-labeled"
                else "it is prompt text, which this strategy masks")
         first = ", ".join(map(str, self.positions[:8])) + (" ..." if n > 8 else "")
         return f"{self.field.describe()}: {n} token{'s' if n != 1 else ''} {what} (positions {first}); {why}"
@@ -361,10 +369,75 @@ def trained_messages(messages: Sequence[dict[str, Any]], strategy: str, trainabl
     return out
 
 
-def verify_labels(deps: Dependencies, offsets: np.ndarray, labels: Sequence[int], trained: set[int]
-                  ) -> list[Violation]:
+PROMPT_FIELD = "generation prompt"
+
+
+def prompt_regions(text: str, messages: Sequence[dict[str, Any]], tools: list | None, trained: set[int],
+                   deps: Dependencies, render: Callable[..., str], *, deadline: float | None = None
+                   ) -> tuple[list[tuple[int, int, int]], list[str]]:
+    """The inference prompt of each trained assistant turn, as ``(message_index, start, end)`` char ranges of
+    ``text``, and notes on the turns it could not judge.
+
+    ``render(messages, tools, add_generation_prompt) -> text``. The range ends where the training render and
+    ``render(messages[:i], tools, True)`` part (cut back to the last whitespace or closing character when the
+    prompt is not wholly a prefix, so a marker shared only in part is not judged); it starts after the last character that depends on a field of an
+    earlier message (or where ``render(messages[:i], tools, False)`` parts, if later), so the earlier turns,
+    whose end-of-turn markers may rightly be trained, are left out.
+
+    Example (ChatML): user "Hi", assistant "Hello": the prompt of message 1 is ``<|im_start|>user\nHi<|im_end|>\n
+    <|im_start|>assistant\n``; the range is ``<|im_end|>\n<|im_start|>assistant\n`` (after "Hi").
+    """
+    out: list[tuple[int, int, int]] = []
+    notes: list[str] = []
+    turns = [i for i in sorted(trained) if 0 < i < len(messages) and messages[i].get("role") == "assistant"
+             and messages[i - 1].get("role") != "assistant"]
+    budget = max(4, fields_budget(len(messages)) // 8)  # two renders of the conversation so far per turn: bounded
+    if len(turns) > budget:
+        keep = set(np.unique(np.linspace(0, len(turns) - 1, budget).round().astype(int)).tolist())
+        notes.append(f"{len(turns) - len(keep)} of {len(turns)} turns: the inference prompt not verified (at most "
+                     f"{budget} per sample)")
+        turns = [t for k, t in enumerate(turns) if k in keep]
+    for i in turns:
+        if deadline is not None and time.monotonic() > deadline:
+            notes.append(f"assistant message {i}: the inference prompt was not verified (the per-record time budget "
+                         f"ran out)")
+            continue
+        try:
+            prompt = render(list(messages[:i]), tools, True)
+        except RenderError as exc:
+            notes.append(f"assistant message {i}: the inference prompt does not render ({exc}); not verified")
+            continue
+        end = _common_prefix(text, prompt)
+        start = max((b for f, regions in deps.regions.items() if f.message_index < i for _, b in regions), default=0)
+        try:
+            start = max(start, _common_prefix(text, render(list(messages[:i]), tools, False)))
+        except RenderError:
+            pass
+        if end < len(prompt):  # the prompt parts from the training text: keep only whole pieces of the shared part
+            end = _last_break(text, start, end)  # (Cohere: "<|START_THINKING|>" vs "<|START_TEXT|>" share "<|START_")
+        if end > start:
+            out.append((i, start, end))
+    return out, notes
+
+
+_BREAKS = frozenset(" \t\r\n>]}):")
+
+
+def _last_break(text: str, start: int, end: int) -> int:
+    """The end of the last whitespace or closing character (``>]}):``) in ``text[start:end]``, or ``start``: where
+    a prompt that parts from the training text mid-marker is cut back to. Example: ("<|A|><|START_", 0, 13) -> 5."""
+    for k in range(end - 1, start - 1, -1):
+        if text[k] in _BREAKS:
+            return k + 1
+    return start
+
+
+def verify_labels(deps: Dependencies, offsets: np.ndarray, labels: Sequence[int], trained: set[int],
+                  prompts: Sequence[tuple[int, int, int]] = ()) -> list[Violation]:
     """Compare labels with the field dependencies (rules in the module docstring). ``offsets``: (n, 2) char
-    offsets of the sample's tokens in ``deps.text``; tokens without characters (an inserted EOS) are skipped."""
+    offsets of the sample's tokens in ``deps.text``; tokens without characters (an inserted EOS) are skipped.
+    ``prompts``: the inference prompts of the trained turns (``prompt_regions``); a labeled token wholly inside
+    one, with no character of a trained field, breaks the prompt rule."""
     n = len(deps.text)
     offs = np.clip(np.asarray(offsets, dtype=np.int64).reshape(-1, 2), 0, n)
     labeled = np.asarray(labels, dtype=np.int64) != IGNORE_INDEX
@@ -393,6 +466,11 @@ def verify_labels(deps: Dependencies, offsets: np.ndarray, labels: Sequence[int]
             kind = "labeled"
         if bad.any():
             out.append(Violation(fld, kind, np.nonzero(bad)[0].tolist()))
+    for i, a, b in prompts:
+        inside = (offs[:, 0] >= a) & (offs[:, 1] <= b) & (offs[:, 1] > offs[:, 0])
+        bad = inside & labeled & ~has_trained
+        if bad.any():
+            out.append(Violation(Field(i, "assistant", PROMPT_FIELD), "prompt-labeled", np.nonzero(bad)[0].tolist()))
     return out
 
 
@@ -483,7 +561,11 @@ def verify_sample(engine: Any, sample: Any, conversation: Any, opts: Any) -> Ver
     trainable = [m.trainable for m in conversation.messages]
     trained = trained_messages(sample.messages, sample.strategy, trainable, opts.keep_history_labels,
                                opts.respect_trainable)
-    out.violations = verify_labels(deps, sample.offsets, sample.labels, trained)
+    prompts, prompt_notes = prompt_regions(
+        sample.text, sample.messages, tools, trained, deps,
+        lambda msgs, tls, gen: engine.render(list(msgs), tls, opts, add_generation_prompt=gen).text,
+        deadline=deadline)
+    out.violations = verify_labels(deps, sample.offsets, sample.labels, trained, prompts)
     out.fields = len(perturbations(sample.messages, tools))
     left_out = [f for f, why in deps.unverifiable if why.startswith("left out")]
     out.notes = [f"{f.describe()}: not verified ({why})" for f, why in deps.unverifiable
@@ -491,6 +573,7 @@ def verify_sample(engine: Any, sample: Any, conversation: Any, opts: Any) -> Ver
     if left_out:
         out.notes.append(f"{len(left_out)} of {out.fields} fields not verified: "
                          f"{dict(deps.unverifiable)[left_out[0]][len('left out: '):]}")
+    out.notes += prompt_notes
     out.notes += [f"{f.describe()}: replacing it also changes text elsewhere (the template tests its value); only "
                   f"the text that became the sentinel was judged" for f in deps.side_effects]
     return out

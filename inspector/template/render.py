@@ -104,6 +104,7 @@ class Rendered:
 
     text: str
     generation_spans: list[tuple[int, int]] | None = None
+    tools_fallback: str | None = None  # LabelEngine.render: the error that made it render with tools=[] instead
 
 
 def compile_template(template: str) -> Any:
@@ -184,7 +185,24 @@ _CompileDeadline = _compile_deadline_extension()
 
 
 def has_generation_tags(template: str) -> bool:
-    return bool(GENERATION_TAG.search(template))
+    """Whether the template has a real ``{% generation %}`` block: read with Jinja's own lexer, so the tag inside a
+    comment, a ``{% raw %}`` block or a string literal does not count. Example: ``"{# {% generation %} #}hi"`` ->
+    False; ``"{% generation %}{{ m }}{% endgeneration %}"`` -> True. A template the lexer refuses falls back to a
+    plain search."""
+    if not GENERATION_TAG.search(template):
+        return False
+    import jinja2
+
+    try:
+        previous = None
+        for _line, kind, value in jinja2.Environment().lex(template):
+            if kind == "name" and value == "generation" and previous == "block_begin":
+                return True
+            if kind != "whitespace":
+                previous = kind
+        return False
+    except jinja2.TemplateSyntaxError:
+        return True
 
 
 def template_variables(tokenizer: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 ``assistant_only_loss`` runs) and compare, token by token, the assistant mask with our ``assistant-only`` labels;
 the rendered text must be byte-identical to the original template's.
 
-A conversation is verified when both hold: same text, and mask == labels on every token. A template is verified
+A conversation is verified when all hold: same text, mask == labels on every token, and our labels have no
+error finding (checks and the perturbation verifier, as ``export`` runs them): a mask that agrees with labels
+export would reject (no end-of-turn ever trained, a header trained across an empty turn) proves nothing. A template is verified
 only when every conversation that renders is. Per-message trainable flags (``loss_weight: 0``) are reported apart:
 no chat template can see them, so TRL would train those turns whatever the template says.
 
@@ -16,10 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
+from inspector.checks.context import CheckContext
+from inspector.checks.labels import verification_findings
+from inspector.checks.sample import check_sample
 from inspector.constants import IGNORE_INDEX
 from inspector.conversations import Conversation
 from inspector.errors import RenderError
-from inspector.labels.engine import LabelEngine, LabelOptions, adapt_tools
+from inspector.labels.engine import LabelEngine, LabelOptions
+from inspector.labels.adapt import adapt_tools
 from inspector.template.render import frozen_clock
 from inspector.template.tokenizer import ChatSetup
 
@@ -51,13 +57,17 @@ class ConversationCheck:
     reason: str | None = None
     mismatches: list[Mismatch] = field(default_factory=list)
     flags: int = 0
+    # error findings on our own sample (checks and the perturbation verifier): "code: message". Export rejects
+    # such a record, so agreeing with it proves nothing
+    label_errors: list[str] = field(default_factory=list)
     # the closing our labels append after an open final answer (see LabelEngine._close_open_last_turn): not in the
     # rendered text, so no chat template can mark it; compared without it, reported here
     appended: str | None = None
 
     @property
     def verified(self) -> bool:
-        return self.reason is None and self.identical is True and self.tokens > 0 and self.agree == self.tokens
+        return (self.reason is None and self.identical is True and self.tokens > 0 and self.agree == self.tokens
+                and not self.label_errors)
 
     @property
     def comparable(self) -> bool:
@@ -70,7 +80,7 @@ class ConversationCheck:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.conversation_id, "source": self.source, "tokens": self.tokens, "agree": self.agree,
                 "agreement": round(self.agreement, 6), "identical_text": self.identical, "verified": self.verified,
-                "reason": self.reason, "flag_tokens": self.flags, "appended_closing": self.appended,
+                "reason": self.reason, "flag_tokens": self.flags, "label_errors": self.label_errors, "appended_closing": self.appended,
                 "mismatches": [m.__dict__ for m in self.mismatches]}
 
 
@@ -102,8 +112,11 @@ class Verification:
         share = f"{100 * self.agree / self.tokens:.2f}%" if self.tokens else "-"
         skipped = len(self.rows) - len(rows)
         appended = [r for r in rows if r.appended]
+        errs = [r for r in rows if r.label_errors]
         return (f"{ok} of {len(rows)} conversations verified; {self.agree:,} of {self.tokens:,} tokens agree "
                 f"({share})" + (f"; {skipped} not comparable" if skipped else "") +
+                (f"; {len(errs)} reproduce labels that export rejects (first: {errs[0].label_errors[0]})"
+                 if errs else "") +
                 (f"; in {len(appended)} our labels also append {appended[0].appended!r} after the open final answer, "
                  f"which no chat template can write: trained with this template, the final answer's stop token is "
                  f"not learned" if appended else ""))
@@ -173,6 +186,7 @@ def verify_training_template(setup: ChatSetup, training_template: str, conversat
     failed = {e.conversation_id: e.reason for e in errors}
     kwargs = _chat_kwargs(engine, opts)
     now = opts.limits.now
+    ctx = CheckContext(setup, opts)
     new_engine = LabelEngine(ChatSetup(setup.tokenizer, training_template, "training", setup.name))
     as_text = "tool_calls" not in setup.template
     tok = setup.tokenizer
@@ -228,10 +242,47 @@ def verify_training_template(setup: ChatSetup, training_template: str, conversat
             elif len(row.mismatches) < MAX_MISMATCHES:
                 s, e = (int(x) for x in sample.offsets[keep[k]])
                 row.mismatches.append(Mismatch(k, sample.text[s:e], a, bool(b)))
+        row.label_errors = _label_errors(sample, conv, ctx)
         flag = flag_by_id.get(conv.id)
         if flag is not None:
             row.flags = sum(1 for a, b in zip(sample.labels, flag.labels) if a != b)
     return Verification(rows)
+
+
+def _label_errors(sample: Any, conv: Conversation, ctx: CheckContext) -> list[str]:
+    """The error findings export would reject ``sample`` for: the sample checks and the perturbation verifier."""
+    found = check_sample(sample, conv, ctx) + verification_findings(sample, conv, ctx)
+    # a labeled token that reaches back into a turn's header (Tele-FLM, an empty answer: '><' across two
+    # "<_bot>" headers) trains text the inference prompt gives: a mask that copies it is no proof either
+    # (a space merged into the answer's first word, " Answer", is ordinary tokenizer behaviour: not counted)
+    # (only around an empty answer: elsewhere it is a tokenizer merging markup, a warning of its own)
+    msgs = sample.messages or []
+
+    def empty_answer(i):
+        m = msgs[i] if 0 <= i < len(msgs) else {}
+        return m.get("role") == "assistant" and not any(str(m.get(k) or "").strip() for k in
+                                                        ("content", "reasoning_content", "tool_calls"))
+
+    into_header = [f for f in found if f.code == "boundary-straddle" and "spans the start" in f.message
+                   and f.positions and sample.labels[f.positions[0]] != IGNORE_INDEX
+                   and _header_part(f.message).strip() and f.message_index is not None
+                   and (empty_answer(f.message_index) or empty_answer(f.message_index - 1))]
+    # a record with no answer at all trains nothing whatever the template: the data's fault, not the template's
+    no_answer = not any(m.role == "assistant" for m in conv.messages)
+    return [f"{f.code}: {f.message}" for f in found if (f.severity == "error" or f in into_header)
+            and not (no_answer and f.code == "no-trainable-tokens")]
+
+
+def _header_part(message: str) -> str:
+    """The text before the boundary in a boundary-straddle message: "... ('><' | ...)" -> the literal's value."""
+    import ast
+    import re
+
+    m = re.search(r"\((.*?) \| ", message)
+    try:
+        return str(ast.literal_eval(m.group(1))) if m else ""
+    except (ValueError, SyntaxError):
+        return ""
 
 
 def trl_checks(tokenizer: Any, training_template: str) -> dict[str, Any] | None:

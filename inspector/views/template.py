@@ -32,7 +32,8 @@ def verification_frame(verification: Any) -> pd.DataFrame:
     flag tokens (masked only by per-message flags, which no chat template can express)."""
     rows = []
     for r in verification.rows:
-        result = "verified" if r.verified else r.reason or f"{len(r.mismatches)}+ tokens differ"
+        result = "verified" if r.verified else r.reason or (f"{len(r.mismatches)}+ tokens differ" if r.mismatches
+                                                            else f"label errors: {r.label_errors[0]}")
         rows.append({"conversation": r.conversation_id, "source": r.source or "", "tokens": r.tokens,
                      "agree": f"{100 * r.agreement:.2f}%" if r.tokens else "-",
                      "text": "same" if r.identical else "differs" if r.identical is False else "-",

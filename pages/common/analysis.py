@@ -155,7 +155,7 @@ def from_outcomes(outcomes: list[Outcome]) -> Analysis:
             if f.conversation_id is None:
                 f.conversation_id = oc.record_id
             findings.append(f)
-            if f.code == "template-error":
+            if f.code in ("template-error", "tokenizer-error"):
                 errors.append(SampleError(oc.record_id, "", f.message, oc.source))
     return Analysis(samples, errors, findings)
 

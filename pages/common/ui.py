@@ -47,6 +47,7 @@ PICK_LIST_MAX = 2_000  # conversations Inspect lists in its picker; past this it
 DEFAULT_MAX_LENGTH = 1024
 RENDER_TIME_LIMIT = 2.0  # seconds per template render in the app: a hostile template must not hold a session
 SERVER_PATHS_ENV = "SFT_INSPECTOR_SERVER_PATHS"
+TRUST_REMOTE_CODE_ENV = "SFT_INSPECTOR_TRUST_REMOTE_CODE"
 LOCAL_ADDRESSES = ("127.0.0.1", "localhost", "::1")
 DEMO_DATA = DEMO_DIR / "demo.jsonl"
 DATA_TYPES = ["jsonl", "json", "ndjson", "parquet"]
@@ -93,7 +94,37 @@ def server_paths_allowed() -> bool:
         return True
     if value in ("0", "off", "false", "no"):
         return False
-    return (st.get_option("server.address") or "") in LOCAL_ADDRESSES
+    return bind_address() in LOCAL_ADDRESSES
+
+
+def bind_address() -> str:
+    """The address the server listens on ("" = every interface: what `streamlit run /path/to/app.py` from another
+    folder does, since .streamlit/config.toml is read from the working folder)."""
+    return str(st.get_option("server.address") or "")
+
+
+def bind_note() -> str | None:
+    """What the sidebar says when the server is reachable from other machines, or None on localhost."""
+    address = bind_address()
+    if address in LOCAL_ADDRESSES:
+        return None
+    where = f"on {address}" if address else "on every network interface"
+    return (f"This app listens {where}, not only on this machine (started outside the repository folder, "
+            f".streamlit/config.toml is not read). Anyone who reaches it can use it: server paths and "
+            f"trust_remote_code are off unless {SERVER_PATHS_ENV}=on / {TRUST_REMOTE_CODE_ENV}=on. Pass "
+            f"--server.address 127.0.0.1 to keep it local.")
+
+
+def remote_code_allowed() -> bool:
+    """May a visitor tick ``trust_remote_code``? ``SFT_INSPECTOR_TRUST_REMOTE_CODE`` on/off; by default (auto) only
+    when the server listens on localhost only: on a server others can reach, any visitor could otherwise load a hub
+    id whose code runs on the server."""
+    value = os.environ.get(TRUST_REMOTE_CODE_ENV, "auto").strip().lower()
+    if value in ("1", "on", "true", "yes"):
+        return True
+    if value in ("0", "off", "false", "no"):
+        return False
+    return bind_address() in LOCAL_ADDRESSES
 
 
 # --- the shared state ----------------------------------------------------------------------------------------------
@@ -163,6 +194,11 @@ def sidebar() -> Context:
     ctx = Context()
     with st.sidebar:
         config, agreed = _trainer_config()
+        for note in st.session_state.pop("ui_url_notes", []):
+            st.info(note)
+        exposed = bind_note()
+        if exposed:
+            st.caption(exposed)
         st.markdown("### Tokenizer")
         tok, ctx.tokenizer_key, tok_name, is_default = _tokenizer_section(ctx)
         st.markdown("### Chat template")
@@ -247,8 +283,14 @@ def _tokenizer_section(ctx: Context) -> tuple[Any, str, str, bool]:
     sources = TOKENIZER_SOURCES if paths else (TOKENIZER_SOURCES[0], HUB_ONLY, TOKENIZER_SOURCES[2])
     source = _radio("Tokenizer source", sources, "sb_tok_source")
     _default("sb_trust_remote_code", False)
-    trust = st.checkbox("trust_remote_code", key="sb_trust_remote_code",
-                        help="Runs Python code that ships with the tokenizer. Only for tokenizers you trust.")
+    allowed = remote_code_allowed()
+    if not allowed:
+        st.session_state["sb_trust_remote_code"] = False
+    trust = st.checkbox("trust_remote_code", key="sb_trust_remote_code", disabled=not allowed,
+                        help="Runs Python code that ships with the tokenizer. Only for tokenizers you trust."
+                        if allowed else f"Off on a server others can reach (not bound to localhost); the operator "
+                                        f"can allow it with {TRUST_REMOTE_CODE_ENV}=on.")
+    trust = bool(trust) and allowed
     if trust:
         st.warning("trust_remote_code is ON: loading a tokenizer may run code from its folder or the hub.",
                    icon=":material/warning:")
@@ -603,7 +645,8 @@ def _options_section() -> LabelOptions:
         _default("sb_turn_format", next(iter(TURN_FORMATS)))
         turn_format = TURN_FORMATS.get(st.selectbox("Session layout", list(TURN_FORMATS), key="sb_turn_format"))
     _default("sb_max_length", DEFAULT_MAX_LENGTH)
-    max_length = st.number_input("Max length (tokens, 0 = no limit)", min_value=0, step=128, key="sb_max_length")
+    max_length = st.number_input("Max length (tokens, 0 = no limit)", min_value=0, max_value=MAX_LENGTH_LIMIT,
+                                 step=128, key="sb_max_length")
     _default("sb_label_eot", True)
     label_eot = st.toggle("Label the end-of-turn token", key="sb_label_eot",
                           help="On: the token that closes each answer is trained, as every chat trainer does.")
@@ -684,6 +727,18 @@ def cli_arguments(ctx: Context) -> tuple[str, str | None, str | None, list[str]]
 
 # --- the view in the URL -------------------------------------------------------------------------------------------
 
+MAX_LENGTH_LIMIT = 10_000_000  # tokens: the sidebar's max length widget accepts no more
+
+
+def parse_max_length(text: str) -> int | None:
+    """A URL's max_length as the widget takes it: ASCII digits only, 0 to ``MAX_LENGTH_LIMIT``; None otherwise.
+    Example: "512" -> 512; "²" (a digit to str.isdigit, not to int) -> None; "9" * 5000 -> None."""
+    if not (0 < len(text) <= 9) or not all("0" <= c <= "9" for c in text):
+        return None
+    value = int(text)
+    return value if value <= MAX_LENGTH_LIMIT else None
+
+
 def _read_url_once() -> None:
     """On a session's first run, set the sidebar (and the conversation on screen) from the URL's parameters."""
     if st.session_state.get("ui_url_read"):
@@ -707,8 +762,14 @@ def _read_url_once() -> None:
         st.session_state["sb_template_source"] = URL_TEMPLATE[q["template"]]
     if q.get("strategy") in STRATEGIES:
         st.session_state["sb_strategy"] = q["strategy"]
-    if q.get("max_length", "").isdigit():
-        st.session_state["sb_max_length"] = int(q["max_length"])
+    if "max_length" in q:
+        value = parse_max_length(q["max_length"])
+        if value is None:
+            st.session_state["ui_url_notes"] = [f"The URL's max_length ({q['max_length'][:40]!r}"
+                                                f"{'…' if len(q['max_length']) > 40 else ''}) is not a whole number "
+                                                f"from 0 to {MAX_LENGTH_LIMIT:,}: ignored"]
+        else:
+            st.session_state["sb_max_length"] = value
     if q.get("eot") in ("0", "1"):
         st.session_state["sb_label_eot"] = q["eot"] == "1"
     if q.get("layout") == "chatglm2":
