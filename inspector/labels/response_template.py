@@ -10,7 +10,7 @@ Example: ids [5, 7, 8, 9, 2] with the marker "M" = [7, 8] -> labels [-100, -100,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 

@@ -373,7 +373,7 @@ PROMPT_FIELD = "generation prompt"
 
 
 def prompt_regions(text: str, messages: Sequence[dict[str, Any]], tools: list | None, trained: set[int],
-                   deps: Dependencies, render: Callable[..., str], *, deadline: float | None = None
+                   deps: Dependencies, render: Callable[..., str], *, deadline: CpuBudget | None = None
                    ) -> tuple[list[tuple[int, int, int]], list[str]]:
     """The inference prompt of each trained assistant turn, as ``(message_index, start, end)`` char ranges of
     ``text``, and notes on the turns it could not judge.
@@ -398,7 +398,7 @@ def prompt_regions(text: str, messages: Sequence[dict[str, Any]], tools: list | 
                      f"{budget} per sample)")
         turns = [t for k, t in enumerate(turns) if k in keep]
     for i in turns:
-        if deadline is not None and time.monotonic() > deadline:
+        if deadline is not None and deadline.expired():
             notes.append(f"assistant message {i}: the inference prompt was not verified (the per-record time budget "
                          f"ran out)")
             continue
