@@ -30,23 +30,35 @@ def _pad_bound(args: argparse.Namespace) -> int:
     """The largest sensible --pad-to-multiple-of: the longest collated row (max_length, or max_length x batch_size
     padding-free), at least 4,096 and at most ``MAX_PAD_MULTIPLE``. Example: --max-length 2048 --batch-size 8
     --padding-free -> 16,384; --max-length 512 -> 4,096."""
-    row = args.max_length * (args.batch_size if args.padding_free else 1)
+    row = args.max_length * (args.batch_size if _padding_free(args) else 1)
     return min(max(row, 4096), MAX_PAD_MULTIPLE)
+
+
+def _padding_free(args: argparse.Namespace) -> bool:
+    """--padding-free / --padded as given, else TRL's default for the strategy (padding-free for bfd, bfd_split)."""
+    from inspector.train.packing import default_padding_free
+
+    return default_padding_free(args.packing) if args.padding_free is None else args.padding_free
+
+
+def check_pad_multiple(args: argparse.Namespace) -> None:
+    """Refuse an absurd --pad-to-multiple-of before anything loads (10**12 ran out of memory, exit 3)."""
+    bound = _pad_bound(args)
+    if args.pad_to_multiple_of is not None and args.pad_to_multiple_of > bound:
+        raise UsageError(f"--pad-to-multiple-of {args.pad_to_multiple_of:,} is more than {bound:,} tokens (the longest "
+                         f"collated row, --max-length{' x --batch-size padding-free' if _padding_free(args) else ''}"
+                         f", at least 4,096 and at most {MAX_PAD_MULTIPLE:,}): every row would be mostly padding; use "
+                         f"e.g. 8 or 64")
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
     from dataclasses import asdict, replace
 
     from inspector.data.packed_export import write_packed
-    from inspector.train.packing import (PackInput, PackOptions, count_findings, default_padding_free, pack,
-                                         packing_findings, packing_summary)
+    from inspector.train.packing import (PackInput, PackOptions, count_findings, pack, packing_findings,
+                                         packing_summary)
 
-    bound = _pad_bound(args)
-    if args.pad_to_multiple_of is not None and args.pad_to_multiple_of > bound:
-        raise UsageError(f"--pad-to-multiple-of {args.pad_to_multiple_of:,} is more than {bound:,} tokens (the longest "
-                         f"collated row, --max-length{' x --batch-size with --padding-free' if args.padding_free else ''}"
-                         f", at least 4,096 and at most {MAX_PAD_MULTIPLE:,}): every row would be mostly padding; use "
-                         f"e.g. 8 or 64")
+    check_pad_multiple(args)
     spec = _spec(args)
     setup = load_spec(spec)
     opts = replace(_options(args), max_length=None)  # TRL does not truncate before packing: bfd does
@@ -55,7 +67,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
     tok = setup.tokenizer
     pad = next((i for i in (getattr(tok, "pad_token_id", None), getattr(tok, "eos_token_id", None)) if i is not None),
                0)
-    padding_free = default_padding_free(args.packing) if args.padding_free is None else args.padding_free
+    padding_free = _padding_free(args)
     popts = PackOptions(max_length=args.max_length, strategy=args.packing, padding_free=padding_free,
                         batch_size=args.batch_size, map_batch_size=args.map_batch_size,
                         pad_to_multiple_of=args.pad_to_multiple_of, pad_token_id=int(pad))

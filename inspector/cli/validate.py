@@ -18,6 +18,10 @@ def check_args(args: argparse.Namespace) -> None:
     """Raise the named error the command itself would raise later, for what can be seen without loading anything:
     a missing or unreadable-by-type DATA, a missing --chat-template file, a missing local tokenizer folder or .gguf
     file, a negative ``show --index``."""
+    if getattr(args, "command", None) == "pack":
+        from inspector.cli.pack import check_pad_multiple
+
+        check_pad_multiple(args)
     data = getattr(args, "data", None)
     if data is not None and not _is_remote(args, data):
         path = Path(data).expanduser()
