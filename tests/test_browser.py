@@ -333,7 +333,7 @@ def test_every_sidebar_value_survives_a_tour_of_the_pages(server, browser_page, 
     editor.press("Control+Enter")
     _settle(page)
     _radio(page, 2, "Upload a file")
-    side.locator('input[type="file"]').set_input_files(str(data))
+    side.locator('input[type="file"][accept*=".ndjson"]').set_input_files(str(data))
     side.get_by_text("tour.jsonl", exact=False).first.wait_for(state="visible")
     _settle(page)
     _choose(page, "stSidebar", "Strategy", "all-tokens")
@@ -497,7 +497,7 @@ def test_two_browser_sessions_never_see_each_others_upload(server, server_tmp, n
         page.locator("table.sfti-tokens").first.wait_for(state="visible")
         _settle(page)
     _radio(a, 2, "Upload a file")
-    a.locator('[data-testid="stSidebar"] input[type="file"]').set_input_files(str(data))
+    a.locator('[data-testid="stSidebar"] input[type="file"][accept*=".ndjson"]').set_input_files(str(data))
     _eventually(lambda: _selected(a, "stMain", "Conversation") == marker)
     # B, at the same time: its upload source is empty, its pages never show A's record
     _radio(b, 2, "Upload a file")
@@ -523,7 +523,7 @@ def test_two_browser_sessions_never_see_each_others_upload(server, server_tmp, n
     other = tmp_path / "other.jsonl"
     other.write_text(data.read_text().replace(marker, marker + "-b"))
     _radio(b, 2, "Upload a file")
-    b.locator('[data-testid="stSidebar"] input[type="file"]').set_input_files(str(other))
+    b.locator('[data-testid="stSidebar"] input[type="file"][accept*=".ndjson"]').set_input_files(str(other))
     _eventually(lambda: _selected(b, "stMain", "Conversation") == marker + "-b")
     a.get_by_role("tab", name="Sortable table").click()
     _settle(a)
